@@ -1,0 +1,1 @@
+"""Batch layer (cold path): PySpark over the immutable master dataset."""

@@ -1,0 +1,59 @@
+"""The Spark transformations that turn the master dataset into the batch views.
+
+Views of schema version 1:
+- `item_stats`: item_id, events, one count column per event type, last_event_ms; all items seen.
+- `user_history`: user_id, items (distinct, sorted), events, last_event_ms.
+- `items`: the catalogue joined with item_stats (item_id, title, genres, tags, events).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from lambdastack.events import EVENT_TYPES
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+
+def events_before(events: DataFrame, as_of_ms: int) -> DataFrame:
+    """Events strictly before as-of, de-duplicated by event_id (first occurrence by time wins)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.window import Window
+
+    before = events.where(F.col("event_time") < F.timestamp_millis(F.lit(as_of_ms)))
+    w = Window.partitionBy("event_id").orderBy(F.col("event_time"), F.col("user_id"), F.col("item_id"))
+    return before.withColumn("_n", F.row_number().over(w)).where("_n = 1").drop("_n")
+
+
+def item_stats(events: DataFrame) -> DataFrame:
+    from pyspark.sql import functions as F
+
+    per_type = [F.sum(F.when(F.col("type") == t, 1).otherwise(0)).cast("long").alias(t) for t in EVENT_TYPES]
+    return (
+        events.groupBy("item_id")
+        .agg(F.count(F.lit(1)).alias("events"), *per_type,
+             F.max(F.unix_millis("event_time")).alias("last_event_ms"))
+        .orderBy(F.desc("events"), "item_id")
+    )
+
+
+def user_history(events: DataFrame) -> DataFrame:
+    from pyspark.sql import functions as F
+
+    return (
+        events.groupBy("user_id")
+        .agg(F.array_sort(F.collect_set("item_id")).alias("items"),
+             F.count(F.lit(1)).alias("events"),
+             F.max(F.unix_millis("event_time")).alias("last_event_ms"))
+        .orderBy("user_id")
+    )
+
+
+def items_view(catalogue: DataFrame, stats: DataFrame) -> DataFrame:
+    from pyspark.sql import functions as F
+
+    joined = catalogue.join(stats.select("item_id", "events"), "item_id", "full_outer")
+    return joined.select(
+        "item_id", "title", "genres", "tags", F.coalesce(F.col("events"), F.lit(0)).cast("long").alias("events")
+    ).orderBy("item_id")

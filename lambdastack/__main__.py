@@ -1,0 +1,3 @@
+from lambdastack.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,96 @@
+"""The `lambdastack` command: one entry point, a subcommand per layer, `--help` everywhere."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from lambdastack import __version__, commands
+from lambdastack.errors import LambdastackError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lambdastack", description=__doc__)
+    p.add_argument("--version", action="version", version=f"lambdastack {__version__}")
+    p.add_argument("--config", help="configuration file (default: conf/lambdastack.yaml)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="start the whole local stack with demo data and print a feed URL")
+    up.add_argument("--dataset", help="MovieLens folder to load (default: data.movielens_dir if present)")
+    up.add_argument("--synthetic", action="store_true", help="use the synthetic world even if MovieLens is present")
+    up.set_defaults(func=commands.up)
+    sub.add_parser("down", help="stop everything `up` started").set_defaults(func=commands.down)
+
+    stack = sub.add_parser("stack", help="the native local stack (Kafka, Redis)")
+    ss = stack.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ss.add_parser("fetch", help="resolve the JVM artifacts with Maven").set_defaults(func=commands.stack_fetch)
+    ss.add_parser("up", help="start Kafka and Redis (idempotent)").set_defaults(func=commands.stack_up)
+    ss.add_parser("down", help="stop every process of the stack").set_defaults(func=commands.down)
+    ss.add_parser("status", help="what runs where").set_defaults(func=commands.stack_status)
+
+    data = sub.add_parser("data", help="load or generate interaction data into the master dataset")
+    ds = data.add_subparsers(dest="action", required=True, metavar="ACTION")
+    load = ds.add_parser("load", help="import a dataset")
+    ls = load.add_subparsers(dest="format", required=True, metavar="FORMAT")
+    ml = ls.add_parser("movielens", help="a MovieLens folder (ratings.csv/movies.csv/tags.csv or u.data/u.item)")
+    ml.add_argument("dir", help="the folder")
+    ml.set_defaults(func=commands.data_load_movielens)
+    gen = ds.add_parser("generate", help="a synthetic world: tastes, tags, sessions, bursts, a viral item")
+    gen.add_argument("--users", type=int, default=1000)
+    gen.add_argument("--items", type=int, default=500)
+    gen.add_argument("--events", type=int, default=100_000)
+    gen.add_argument("--days", type=int, default=30)
+    gen.add_argument("--seed", type=int, default=7)
+    gen.add_argument("--output", help="write JSONL wire events here instead of the master dataset")
+    gen.set_defaults(func=commands.data_generate)
+
+    prod = sub.add_parser("produce", help="send events to Kafka from a JSONL file or a simulated stream")
+    src = prod.add_mutually_exclusive_group(required=True)
+    src.add_argument("--file", help="JSONL file of wire events ('-' for standard input)")
+    src.add_argument("--simulate", action="store_true", help="a stream from the synthetic world, timed now")
+    prod.add_argument("--rate", type=float, default=0.0, help="events per second (0: as fast as possible)")
+    prod.add_argument("--seconds", type=float, default=10.0, help="with --simulate: how long")
+    prod.add_argument("--item", help="with --simulate: send a burst for this item instead")
+    prod.add_argument("--user", default="burst-user", help="with --item: the user of the burst")
+    prod.add_argument("--count", type=int, default=100, help="with --item: how many events")
+    prod.set_defaults(func=commands.produce)
+
+    batch = sub.add_parser("batch", help="the batch layer (PySpark)")
+    bs = batch.add_subparsers(dest="action", required=True, metavar="ACTION")
+    run = bs.add_parser("run", help="compute the batch views and publish a new version")
+    run.add_argument("--as-of", help="RFC 3339 instant; events before it (default: now, floored to a bucket)")
+    run.add_argument("--master", help="Spark master URL (default: batch.spark_master)")
+    run.set_defaults(func=commands.batch_run)
+
+    speed = sub.add_parser("speed", help="the speed layer (PyFlink over Kafka)")
+    sp = speed.add_subparsers(dest="action", required=True, metavar="ACTION")
+    srun = sp.add_parser("run", help="run the streaming job and the Redis loader until stopped")
+    srun.add_argument("--parallelism", type=int, help="default: speed.parallelism")
+    srun.set_defaults(func=commands.speed_run)
+
+    serve = sub.add_parser("serve", help="the serving layer (FastAPI on uvicorn)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(func=commands.serve)
+
+    reg = sub.add_parser("registry", help="published batch versions")
+    rs = reg.add_subparsers(dest="action", required=True, metavar="ACTION")
+    rs.add_parser("list", help="every complete version, the current one marked").set_defaults(
+        func=commands.registry_list)
+    show = rs.add_parser("show", help="a version's manifest")
+    show.add_argument("version", nargs="?", help="default: the current version")
+    show.set_defaults(func=commands.registry_show)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except LambdastackError as e:
+        print(f"lambdastack: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

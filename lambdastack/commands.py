@@ -1,0 +1,232 @@
+"""What each CLI subcommand does. Heavy modules are imported inside each command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import uuid
+import urllib.request
+from pathlib import Path
+
+from lambdastack.errors import DataError, LambdastackError
+from lambdastack.settings import Settings, load_settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(Path(args.config) if getattr(args, "config", None) else None)
+
+
+def stack_fetch(args: argparse.Namespace) -> int:
+    from lambdastack.stack import jvm
+
+    s = _settings(args)
+    print(f"resolving Kafka {s.kafka.version} and flink-sql-connector-kafka {s.speed.kafka_connector_version} ...")
+    jvm.fetch(s)
+    print(f"JVM artifacts in {jvm.jars_dir(s)}")
+    return 0
+
+
+def stack_up(args: argparse.Namespace) -> int:
+    from lambdastack.stack.manager import up_infra
+
+    up_infra(_settings(args))
+    return 0
+
+
+def down(args: argparse.Namespace) -> int:
+    from lambdastack.stack.manager import down as stop_all
+
+    stop_all(_settings(args))
+    print("stack stopped")
+    return 0
+
+
+def stack_status(args: argparse.Namespace) -> int:
+    from lambdastack.stack.manager import status
+
+    rows = status(_settings(args))
+    for r in rows:
+        state = f"running (pid {r.pid})" if r.running else "stopped"
+        print(f"{r.name:<6} {state:<22} {r.address:<18} log: {r.log}")
+    return 0
+
+
+def _load_movielens(s: Settings, folder: Path) -> int:
+    from batch.master import append, write_catalogue
+    from lambdastack.datasets.movielens import read_folder
+
+    data = read_folder(folder)
+    n = append(data.events, s.path(s.data.master_dir), load_id=f"movielens-{uuid.uuid4().hex[:8]}")
+    write_catalogue(data.items, s.path(s.data.catalogue_dir))
+    print(f"loaded {n} events and {data.items.num_rows} items from {folder} ({data.source_format} format)")
+    for line, reason in data.rejected[:20]:
+        print(f"  rejected line {line}: {reason}", file=sys.stderr)
+    if data.rejected:
+        print(f"  {len(data.rejected)} rows rejected (listed above, first 20)", file=sys.stderr)
+    return n
+
+
+def data_load_movielens(args: argparse.Namespace) -> int:
+    _load_movielens(_settings(args), Path(args.dir))
+    return 0
+
+
+def data_generate(args: argparse.Namespace) -> int:
+    from batch.master import append, write_catalogue
+    from lambdastack.datasets.synthetic import generate
+
+    s = _settings(args)
+    end = int(time.time() * 1000)
+    start = end - args.days * 86_400_000
+    events, items = generate(args.users, args.items, args.events, args.seed, start_ms=start, days=args.days)
+    if args.output:
+        from lambdastack.events import format_time
+
+        with open(args.output, "w") as f:
+            for row in events.to_pylist():
+                row["event_time"] = format_time(int(row["event_time"].timestamp() * 1000))
+                f.write(json.dumps(row, separators=(",", ":")) + "\n")
+        print(f"wrote {events.num_rows} events to {args.output}")
+        return 0
+    n = append(events, s.path(s.data.master_dir), load_id=f"synthetic-{args.seed}-{end}")
+    write_catalogue(items, s.path(s.data.catalogue_dir))
+    print(f"generated {n} events, {items.num_rows} items, {args.users} users into {s.path(s.data.master_dir)}")
+    return 0
+
+
+def produce(args: argparse.Namespace) -> int:
+    from lambdastack.producer import EventProducer, send_lines
+
+    s = _settings(args)
+    with EventProducer(s) as producer:
+        if args.file:
+            src = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
+            with src:
+                sent, dead = send_lines(producer, src, args.rate, source=args.file)
+        else:
+            from lambdastack.simulate import burst, stream
+
+            events = burst(args.item, args.user, args.count) if args.item else stream(args.rate, args.seconds)
+            sent, dead = 0, 0
+            for event in events:
+                producer.send(event)
+                sent += 1
+            producer.flush()
+    print(f"sent {sent} events to {s.topics.events}; {dead} invalid sent to {s.topics.dead_letter}")
+    return 0
+
+
+def _parse_as_of(value: str | None) -> int | None:
+    if value is None:
+        return None
+    from lambdastack.events import parse_time
+
+    try:
+        return parse_time(value)
+    except ValueError as e:
+        raise DataError(f"--as-of: {e}") from None
+
+
+def batch_run(args: argparse.Namespace) -> int:
+    from batch.job import run
+
+    vid = run(_settings(args), _parse_as_of(args.as_of), args.master)
+    print(vid)
+    return 0
+
+
+def speed_run(args: argparse.Namespace) -> int:
+    from speed.job import run
+
+    run(_settings(args), parallelism=args.parallelism)
+    return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    from serving.server import run
+
+    run(_settings(args), host=args.host, port=args.port, workers=args.workers)
+    return 0
+
+
+def registry_list(args: argparse.Namespace) -> int:
+    from lambdastack.versions import VersionLayout
+
+    s = _settings(args)
+    layout = VersionLayout(s.path(s.data.views_dir))
+    current = layout.current()
+    for vid in layout.list_versions():
+        m = layout.manifest(vid)
+        mark = "*" if vid == current else " "
+        print(f"{mark} {vid}  as-of {m['as_of_ms']}  events {m['input']['events']}")
+    if current is None:
+        print("no version published yet")
+    return 0
+
+
+def registry_show(args: argparse.Namespace) -> int:
+    from lambdastack.versions import VersionLayout
+
+    s = _settings(args)
+    layout = VersionLayout(s.path(s.data.views_dir))
+    vid = args.version or layout.require_current()
+    print(json.dumps(layout.manifest(vid), indent=2, sort_keys=True))
+    return 0
+
+
+def _wait_for_feed(url: str, timeout_s: float) -> dict[str, object]:
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                return dict(json.loads(r.read()))
+        except OSError as e:
+            last = str(e)
+            time.sleep(0.5)
+    raise LambdastackError(f"the feed at {url} did not answer within {timeout_s:.0f} s ({last})")
+
+
+def up(args: argparse.Namespace) -> int:
+    from lambdastack.stack.manager import start_app, up_infra
+    from lambdastack.versions import VersionLayout
+
+    s = _settings(args)
+    up_infra(s)
+    master = s.path(s.data.master_dir)
+    movielens = Path(args.dataset) if args.dataset else s.path(s.data.movielens_dir)
+    if any(master.glob("event_date=*")):
+        print(f"master dataset already holds data: {master}")
+    elif movielens.is_dir() and not args.synthetic:
+        _load_movielens(s, movielens)
+    else:
+        data_generate(argparse.Namespace(config=args.config, users=1000, items=500, events=100_000,
+                                         days=30, seed=7, output=None))
+    from batch.job import run as batch_run_job
+
+    layout = VersionLayout(s.path(s.data.views_dir))
+    if layout.current() is None:
+        batch_run_job(s)
+    print("starting the speed job ...")
+    start_app(s, "speed", ["speed", "run"])
+    print("starting the API ...")
+    start_app(s, "api", ["serve"])
+    user = _demo_user(s)
+    url = f"http://{s.serving.host}:{s.serving.port}/v1/users/{user}/feed?k=10"
+    feed = _wait_for_feed(url, s.stack.ready_timeout_s)
+    print(f"\nlambdastack is up. Feed of a demo user ({len(feed.get('items', []))} items):\n  {url}")
+    print("Make an item trend:  lambdastack produce --simulate --item ITEM_ID --count 200")
+    print("Stop everything:     make down")
+    return 0
+
+
+def _demo_user(s: Settings) -> str:
+    import pyarrow.parquet as pq
+
+    from lambdastack.versions import VersionLayout
+
+    layout = VersionLayout(s.path(s.data.views_dir))
+    hist = pq.read_table(layout.view_dir(layout.require_current(), "user_history"), columns=["user_id"])
+    return str(hist["user_id"][0].as_py()) if hist.num_rows else "demo"

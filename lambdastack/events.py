@@ -1,0 +1,172 @@
+"""The interaction event contract (schema version 1): fields, validation, JSON on the wire.
+
+Wire form, one JSON object per Kafka record, keyed by `user_id`:
+    {"event_id": "...", "user_id": "...", "item_id": "...", "type": "view",
+     "value": 12.5, "event_time": "2026-11-28T13:00:00.123Z", "schema_version": 1}
+`event_time` is RFC 3339 with a zone; it is held as epoch milliseconds (UTC).
+`value` means watch seconds for `watch`, the rating (0.5..5) for `rating`, and 1.0 otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from lambdastack.errors import ValidationError
+
+SCHEMA_VERSION = 1
+MAX_ID_LEN = 128
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")
+# event times outside this range are rejected as clock errors
+_MIN_TIME_MS = 0
+_MAX_FUTURE_MS = 24 * 3600 * 1000
+
+
+class EventType(StrEnum):
+    VIEW = "view"
+    CLICK = "click"
+    LIKE = "like"
+    SHARE = "share"
+    SKIP = "skip"
+    RATING = "rating"
+    WATCH = "watch"
+
+
+EVENT_TYPES: tuple[str, ...] = tuple(t.value for t in EventType)
+FIELDS = ("event_id", "user_id", "item_id", "type", "value", "event_time", "schema_version")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    event_id: str
+    user_id: str
+    item_id: str
+    type: str
+    value: float
+    event_time_ms: int
+    schema_version: int = SCHEMA_VERSION
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON-ready wire form."""
+        d = asdict(self)
+        d["event_time"] = format_time(d.pop("event_time_ms"))
+        return d
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_wire(), separators=(",", ":")).encode()
+
+
+def format_time(ms: int) -> str:
+    """Epoch milliseconds to RFC 3339 UTC with milliseconds."""
+    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def parse_time(value: Any) -> int:
+    """RFC 3339 string (with a zone) to epoch milliseconds; raises ValueError with a reason."""
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 string such as 2026-11-28T13:00:00Z")
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an RFC 3339 timestamp") from None
+    if dt.tzinfo is None:
+        raise ValueError(f"{value!r} has no time zone (add Z or an offset)")
+    return int(round(dt.timestamp() * 1000))
+
+
+def _check_id(field: str, v: Any, errors: list[tuple[str, str]]) -> str:
+    if isinstance(v, bool) or not isinstance(v, str | int):
+        errors.append((field, "must be a string"))
+        return ""
+    s = str(v)
+    if not s:
+        errors.append((field, "must not be empty"))
+    elif len(s) > MAX_ID_LEN:
+        errors.append((field, f"must be at most {MAX_ID_LEN} characters"))
+    elif not _ID_RE.match(s):
+        errors.append((field, "may hold only letters, digits and _ . : - (not first)"))
+    return s
+
+
+def _check_value(etype: str, v: Any, errors: list[tuple[str, str]]) -> float:
+    if v is None:
+        return 1.0
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        errors.append(("value", "must be a number"))
+        return 0.0
+    x = float(v)
+    if x != x or x in (float("inf"), float("-inf")):
+        errors.append(("value", "must be a finite number"))
+    elif etype == EventType.RATING and not 0.0 <= x <= 5.0:
+        errors.append(("value", "a rating must be between 0 and 5"))
+    elif x < 0:
+        errors.append(("value", "must not be negative"))
+    return x
+
+
+def validate(raw: Any, now_ms: int | None = None) -> tuple[Event | None, list[tuple[str, str]]]:
+    """Check one decoded wire object; return the event, or None and every bad field with why."""
+    if not isinstance(raw, dict):
+        return None, [("<event>", "must be a JSON object")]
+    errors: list[tuple[str, str]] = []
+    for name in sorted(set(raw) - set(FIELDS)):
+        errors.append((name, "is not a field of the event schema"))
+    for name in ("event_id", "user_id", "item_id", "type", "event_time"):
+        if raw.get(name) is None:
+            errors.append((name, "is required"))
+    version = raw.get("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        errors.append(("schema_version", f"must be {SCHEMA_VERSION}, got {version!r}"))
+    ids = {f: _check_id(f, raw[f], errors) for f in ("event_id", "user_id", "item_id") if f in raw}
+    etype = raw.get("type")
+    if etype is not None and etype not in EVENT_TYPES:
+        errors.append(("type", f"must be one of {', '.join(EVENT_TYPES)}; got {etype!r}"))
+    value = _check_value(str(etype), raw.get("value"), errors)
+    time_ms = 0
+    if raw.get("event_time") is not None:
+        try:
+            time_ms = parse_time(raw["event_time"])
+        except ValueError as e:
+            errors.append(("event_time", str(e)))
+        else:
+            if time_ms < _MIN_TIME_MS:
+                errors.append(("event_time", "must not be before 1970"))
+            elif now_ms is not None and time_ms > now_ms + _MAX_FUTURE_MS:
+                errors.append(("event_time", "is more than a day in the future"))
+    if errors:
+        return None, errors
+    return Event(
+        event_id=ids["event_id"],
+        user_id=ids["user_id"],
+        item_id=ids["item_id"],
+        type=str(etype),
+        value=value,
+        event_time_ms=time_ms,
+    ), []
+
+
+def decode(payload: bytes | str, now_ms: int | None = None) -> tuple[Event | None, list[tuple[str, str]]]:
+    """Decode one wire record (JSON) and validate it."""
+    try:
+        raw = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as e:
+        return None, [("<record>", f"is not valid JSON: {e}")]
+    return validate(raw, now_ms)
+
+
+def parse(raw: Any) -> Event:
+    """Validate or raise ValidationError naming every bad field."""
+    event, errors = validate(raw)
+    if event is None:
+        raise ValidationError(errors)
+    return event
+
+
+def describe_errors(errors: list[tuple[str, str]]) -> str:
+    """One line naming every bad field and why."""
+    return "; ".join(f"{f}: {r}" for f, r in errors)

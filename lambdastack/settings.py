@@ -1,0 +1,171 @@
+"""Typed settings loaded from conf/lambdastack.yaml with environment overrides.
+
+Overrides are `LAMBDASTACK_<SECTION>__<KEY>=value` (values parsed as YAML scalars).
+`LAMBDASTACK_CONFIG` points at another file. Unknown keys are errors, in the file and in the
+environment. Relative paths are resolved against the project root (the parent of `conf/`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lambdastack.errors import ConfigError
+
+ENV_PREFIX = "LAMBDASTACK_"
+CONFIG_ENV = "LAMBDASTACK_CONFIG"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StackSettings(_Section):
+    state_dir: Path
+    ready_timeout_s: float = Field(60, gt=0)
+
+
+class KafkaSettings(_Section):
+    version: str
+    host: str = "127.0.0.1"
+    port: int = Field(9092, ge=1, le=65535)
+    controller_port: int = Field(9093, ge=1, le=65535)
+    heap: str = "512m"
+    partitions: int = Field(2, ge=1)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class RedisSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(6379, ge=1, le=65535)
+    db: int = Field(0, ge=0)
+    signal_ttl_s: int = Field(172800, gt=0)
+    socket_timeout_ms: int = Field(50, gt=0)
+    key_prefix: str = Field("ls", min_length=1, pattern=r"^[A-Za-z0-9_\-]+$")
+
+
+class TopicSettings(_Section):
+    events: str
+    dead_letter: str
+    signals: str
+
+
+class DataSettings(_Section):
+    master_dir: Path
+    catalogue_dir: Path
+    views_dir: Path
+    movielens_dir: Path
+
+
+class BatchSettings(_Section):
+    spark_master: str = "local[2]"
+    driver_memory: str = "2g"
+    shuffle_partitions: int = Field(4, ge=1)
+    bucket_s: int = Field(3600, gt=0)
+    popular_n: int = Field(500, gt=0)
+    keep_versions: int = Field(5, ge=1)
+
+
+class SpeedSettings(_Section):
+    flink_version: str
+    kafka_connector_version: str
+    parallelism: int = Field(1, ge=1)
+    bundle_time_ms: int = Field(50, gt=0)
+    bundle_size: int = Field(1000, gt=0)
+    buffer_timeout_ms: int = Field(20, ge=0)
+    startup_mode: str = "earliest-offset"
+    state_ttl_s: int = Field(172800, gt=0)
+    consumer_group: str = "lambdastack-speed"
+    loader_group: str = "lambdastack-redis-loader"
+
+
+class ServingSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    feed_k_default: int = Field(20, ge=1)
+    feed_k_max: int = Field(200, ge=1)
+    speed_buckets_max: int = Field(48, ge=1)
+
+
+class Settings(_Section):
+    root: Path
+    stack: StackSettings
+    kafka: KafkaSettings
+    redis: RedisSettings
+    topics: TopicSettings
+    data: DataSettings
+    batch: BatchSettings
+    speed: SpeedSettings
+    serving: ServingSettings
+
+    def path(self, p: Path) -> Path:
+        """Resolve a configured path against the project root."""
+        return p if p.is_absolute() else (self.root / p).resolve()
+
+    @property
+    def state_dir(self) -> Path:
+        return self.path(self.stack.state_dir)
+
+
+def default_config_path() -> Path:
+    """The config file: $LAMBDASTACK_CONFIG, else ./conf/lambdastack.yaml, else the repo's."""
+    if env := os.environ.get(CONFIG_ENV):
+        return Path(env)
+    local = Path.cwd() / "conf" / "lambdastack.yaml"
+    if local.exists():
+        return local
+    return Path(__file__).resolve().parents[1] / "conf" / "lambdastack.yaml"
+
+
+def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    sections = set(Settings.model_fields) - {"root"}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
+        if len(parts) != 2 or parts[0] not in sections:
+            raise ConfigError(
+                f"environment variable {name} does not name a setting "
+                f"(expected {ENV_PREFIX}<SECTION>__<KEY> with SECTION one of {sorted(sections)})"
+            )
+        section, key = parts
+        raw.setdefault(section, {})[key] = yaml.safe_load(value) if value != "" else ""
+    return raw
+
+
+def _describe(err: ValidationError, source: Path) -> str:
+    lines = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"])
+        reason = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"{where}: {reason}")
+    return f"invalid configuration in {source}: " + "; ".join(lines)
+
+
+def load_settings(
+    path: Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Load, override from the environment, and validate the settings."""
+    source = path or default_config_path()
+    try:
+        raw = yaml.safe_load(source.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {source} does not exist") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"configuration file {source} is not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"configuration file {source} must hold a mapping of sections")
+    raw = _apply_env(raw, os.environ if environ is None else environ)
+    raw["root"] = source.resolve().parent.parent
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_describe(e, source)) from None

@@ -1,0 +1,1 @@
+"""The native local stack: Kafka (KRaft) from Maven Central jars and Debian's redis-server."""

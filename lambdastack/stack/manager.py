@@ -1,0 +1,107 @@
+"""Start, stop and report the local stack: infrastructure plus the speed job and the API."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psutil
+
+from lambdastack.errors import ServiceError
+from lambdastack.settings import Settings
+from lambdastack.stack import kafka, redis
+from lambdastack.stack.process import ManagedProcess, port_open, wait_until
+
+# set in the environment of every process the stack starts, so `down` finds orphans after a crash
+MEMBER_ENV = "LSTACK_MEMBER_OF"
+APPS = ("api", "speed")
+INFRA = ("kafka", "redis")
+
+
+@dataclass(frozen=True)
+class Status:
+    name: str
+    pid: int | None
+    address: str
+    log: str
+
+    @property
+    def running(self) -> bool:
+        return self.pid is not None
+
+
+def _member_env(settings: Settings) -> dict[str, str]:
+    return {**os.environ, MEMBER_ENV: str(settings.state_dir)}
+
+
+def _addresses(settings: Settings) -> dict[str, tuple[str, int]]:
+    return {
+        "kafka": (settings.kafka.host, settings.kafka.port),
+        "redis": (settings.redis.host, settings.redis.port),
+        "api": (settings.serving.host, settings.serving.port),
+        "speed": ("", 0),
+    }
+
+
+def up_infra(settings: Settings, echo: Callable[[str], None] = print) -> None:
+    """Start Kafka and Redis (idempotent)."""
+    os.environ[MEMBER_ENV] = str(settings.state_dir)
+    for name, starter in (("kafka", kafka.start), ("redis", redis.start)):
+        host, port = _addresses(settings)[name]
+        echo(f"starting {name} on {host}:{port} ...")
+        pid = starter(settings)
+        echo(f"  {name} ready (pid {pid})")
+
+
+def start_app(settings: Settings, name: str, argv: list[str]) -> int:
+    """Start the speed job or the API in the background."""
+    proc = ManagedProcess(name, settings.state_dir)
+    pid = proc.start([sys.executable, "-m", "lambdastack", *argv], env=_member_env(settings))
+    if name == "api":
+        host, port = _addresses(settings)["api"]
+        wait_until(lambda: port_open(host, port), settings.stack.ready_timeout_s, "the API", proc)
+    return pid
+
+
+def _orphans(settings: Settings) -> list[psutil.Process]:
+    marker = str(settings.state_dir)
+    found = []
+    for p in psutil.process_iter(["pid"]):
+        if p.pid == os.getpid():
+            continue
+        try:
+            if p.environ().get(MEMBER_ENV) == marker:
+                found.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def down(settings: Settings, echo: Callable[[str], None] = print) -> None:
+    """Stop everything the stack started, including orphans of a crashed run; free the ports."""
+    for name in (*APPS, *INFRA):
+        if ManagedProcess(name, settings.state_dir).stop():
+            echo(f"stopped {name}")
+    leftovers = _orphans(settings)
+    for p in leftovers:
+        echo(f"stopping orphan {p.pid} ({' '.join(p.cmdline()[:3])})")
+        try:
+            p.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(leftovers, timeout=15)
+    for p in alive:
+        p.kill()
+    busy = [f"{n} {h}:{p}" for n, (h, p) in _addresses(settings).items() if p and port_open(h, p)]
+    if busy:
+        raise ServiceError(f"ports still in use after stopping the stack: {', '.join(busy)}")
+
+
+def status(settings: Settings) -> list[Status]:
+    out = []
+    for name, (host, port) in _addresses(settings).items():
+        proc = ManagedProcess(name, settings.state_dir)
+        out.append(Status(name, proc.pid(), f"{host}:{port}" if port else "-", str(proc.log_file)))
+    return out

@@ -1,0 +1,30 @@
+"""Kafka topics of the platform and how records on them are keyed.
+
+- events (`topics.events`): wire events (lambdastack.events), key = user_id.
+- dead letter (`topics.dead_letter`): {"reason", "payload", "source_topic", "partition", "offset"}.
+- signals (`topics.signals`): speed-layer upserts, key = lambdastack.keys.SignalKey as JSON,
+  value = {"count": n} (absolute, never a delta) or a tombstone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lambdastack.settings import Settings
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str]
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """Every topic the stack creates on start."""
+    t = settings.topics
+    return [
+        TopicSpec(t.events, settings.kafka.partitions, {"retention.ms": str(7 * 24 * 3600 * 1000)}),
+        TopicSpec(t.dead_letter, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
+        TopicSpec(t.signals, settings.kafka.partitions, {"cleanup.policy": "compact"}),
+    ]

@@ -1,0 +1,1 @@
+"""Speed layer (hot path): a PyFlink job over Kafka that keeps fresh signals in Redis."""
