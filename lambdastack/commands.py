@@ -216,9 +216,13 @@ def up(args: argparse.Namespace) -> int:
     user = _demo_user(s)
     url = f"http://{s.serving.host}:{s.serving.port}/v1/users/{user}/feed?k=10"
     feed = _wait_for_feed(url, s.stack.ready_timeout_s)
-    print(f"\nlambdastack is up. Feed of a demo user ({len(feed.get('items', []))} items):\n  {url}")
-    print("Make an item trend:  lambdastack produce --simulate --item ITEM_ID --count 200")
-    print("Stop everything:     make down")
+    items = feed.get("items") or []
+    print(f"\nlambdastack is up. Feed of demo user {user} ({len(items)} items):\n  {url}")
+    if isinstance(items, list) and items:
+        last = items[-1]
+        print(f"Make item {last['item_id']} (count {last['count']}) rise in that feed, then fetch it again:")
+        print(f"  .venv/bin/lambdastack produce --simulate --item {last['item_id']} --count 300")
+    print("Stop everything:  make down")
     return 0
 
 

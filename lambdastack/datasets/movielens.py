@@ -58,6 +58,7 @@ def _ratings_to_events(df: pd.DataFrame, first_line: int) -> tuple[pa.Table, lis
         m = mask.to_numpy() & ~bad
         rejected += [(int(i) + first_line, reason) for i in np.flatnonzero(m)]
         bad |= mask.to_numpy()
+    rejected.sort()
     good = df[~bad]
     users = good["user"].astype(str).str.strip()
     items = good["item"].astype(str).str.strip()

@@ -151,7 +151,7 @@ def start(settings: Settings) -> int:
         _java(), f"-Xmx{settings.kafka.heap}", f"-Xms{settings.kafka.heap}", "-XX:+UseG1GC",
         "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}",
         "-cp", f"{jvm.kafka_classpath(settings)}/*", "kafka.Kafka", str(props),
-    ])
+    ], cwd=home)
     wait_until(lambda: ready(settings), settings.stack.ready_timeout_s, "Kafka", proc)
     create_topics(settings)
     return pid

@@ -66,13 +66,15 @@ def start_app(settings: Settings, name: str, argv: list[str]) -> int:
 
 
 def _orphans(settings: Settings) -> list[psutil.Process]:
+    """Processes of this stack by their environment marker, or by a working directory in the state
+    directory (redis-server overwrites its environment block with its process title)."""
     marker = str(settings.state_dir)
     found = []
     for p in psutil.process_iter(["pid"]):
         if p.pid == os.getpid():
             continue
         try:
-            if p.environ().get(MEMBER_ENV) == marker:
+            if p.environ().get(MEMBER_ENV) == marker or p.cwd().startswith(marker + os.sep):
                 found.append(p)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue

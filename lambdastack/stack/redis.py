@@ -60,6 +60,6 @@ def start(settings: Settings) -> int:
         server_binary(), "--bind", settings.redis.host, "--port", str(settings.redis.port),
         "--dir", str(home), "--save", "", "--appendonly", "no", "--protected-mode", "yes",
         "--daemonize", "no",
-    ])
+    ], cwd=home)
     wait_until(lambda: ready(settings), settings.stack.ready_timeout_s, "Redis", proc)
     return pid

@@ -1,0 +1,54 @@
+# lambdastack — `make up` starts the local stack with demo data; `make test` runs the whole suite.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+LS := $(VENV)/bin/lambdastack
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv jars up down status test test-unit test-integration lint format clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip==26.3
+	$(PY) -m pip install -q -c requirements.lock -e '.[dev]'
+	@touch $@
+
+venv: $(VENV)/.installed ## create the virtualenv and install the pinned dependencies
+
+jars: venv ## resolve Kafka and the Flink Kafka connector from Maven Central
+	$(LS) stack fetch
+
+up: jars ## start Kafka, Redis, load demo data, run the batch layer, start the speed job and the API
+	$(LS) up
+
+down: ## stop everything `make up` started
+	@if [ -x $(LS) ]; then $(LS) down; else echo "nothing to stop (no virtualenv)"; fi
+
+status: venv ## what runs where
+	$(LS) stack status
+
+test: jars ## install what is missing, start the services the tests need, run unit and integration tests
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: venv ## unit tests only (no service)
+	$(PY) -m pytest -m unit $(PYTEST_ARGS)
+
+test-integration: jars ## integration tests against real Kafka, Redis, Spark and Flink
+	$(PY) -m pytest -m integration $(PYTEST_ARGS)
+
+lint: venv ## ruff (lint and format check) and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: venv ## apply ruff's formatting and fixes
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean: down ## remove the state directory (data, logs, jars) and caches
+	rm -rf .state .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Serving layer: FastAPI that merges the batch view and the speed view into feeds."""

@@ -1,0 +1,84 @@
+"""Shared fixtures. Integration tests run against a test stack of real services on its own ports
+and state directory, started once per session (and stopped at the end if this session started
+it). A service that cannot start fails the run with the reason."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from lambdastack.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_ENV = {
+    "LAMBDASTACK_STACK__STATE_DIR": str(ROOT / ".state" / "test"),
+    "LAMBDASTACK_KAFKA__PORT": "19092",
+    "LAMBDASTACK_KAFKA__CONTROLLER_PORT": "19093",
+    "LAMBDASTACK_REDIS__PORT": "16379",
+    "LAMBDASTACK_SERVING__PORT": "18000",
+}
+
+
+@pytest.fixture(scope="session")
+def base_env() -> dict[str, str]:
+    """The environment of the test stack (the developer's own overrides are dropped)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAMBDASTACK_")}
+    env.update(TEST_ENV)
+    env["LAMBDASTACK_CONFIG"] = str(ROOT / "conf" / "lambdastack.yaml")
+    return env
+
+
+@pytest.fixture(scope="session")
+def test_settings(base_env: dict[str, str]) -> Settings:
+    return load_settings(environ=base_env)
+
+
+@pytest.fixture(scope="session")
+def services(test_settings: Settings) -> Iterator[Settings]:
+    """Kafka and Redis of the test stack, ready."""
+    from lambdastack.stack import kafka, redis
+    from lambdastack.stack.manager import down, up_infra
+
+    already = kafka.process(test_settings).running() and redis.process(test_settings).running()
+    up_infra(test_settings, echo=lambda _msg: None)
+    yield test_settings
+    if not already:
+        down(test_settings, echo=lambda _msg: None)
+
+
+@dataclass(frozen=True)
+class Isolated:
+    """Settings and environment of one test: its own topics, key prefix and data directories."""
+
+    settings: Settings
+    env: dict[str, str]
+    tag: str
+
+
+def make_isolated(base_env: dict[str, str], tmp_path: Path, **extra: str) -> Isolated:
+    """Settings with a unique topic set, key prefix, consumer groups and data directories."""
+    tag = uuid.uuid4().hex[:10]
+    env = dict(base_env)
+    env.update({
+        "LAMBDASTACK_TOPICS__EVENTS": f"t{tag}.events",
+        "LAMBDASTACK_TOPICS__DEAD_LETTER": f"t{tag}.dlq",
+        "LAMBDASTACK_TOPICS__SIGNALS": f"t{tag}.signals",
+        "LAMBDASTACK_REDIS__KEY_PREFIX": f"t{tag}",
+        "LAMBDASTACK_SPEED__CONSUMER_GROUP": f"t{tag}-speed",
+        "LAMBDASTACK_SPEED__LOADER_GROUP": f"t{tag}-loader",
+        "LAMBDASTACK_DATA__MASTER_DIR": str(tmp_path / "master"),
+        "LAMBDASTACK_DATA__CATALOGUE_DIR": str(tmp_path / "catalogue"),
+        "LAMBDASTACK_DATA__VIEWS_DIR": str(tmp_path / "views"),
+        **extra,
+    })
+    return Isolated(load_settings(environ=env), env, tag)
+
+
+@pytest.fixture
+def isolated(base_env: dict[str, str], tmp_path: Path) -> Isolated:
+    return make_isolated(base_env, tmp_path)

@@ -1,0 +1,60 @@
+"""Helpers of the integration tests: waiting, consuming a topic, running CLI subprocesses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from lambdastack.settings import Settings
+from lambdastack.stack.process import ManagedProcess
+
+T = TypeVar("T")
+
+
+def eventually(check: Callable[[], T], timeout_s: float, what: str, interval_s: float = 0.25) -> T:
+    """Poll until `check` returns a truthy value; fail naming `what` and the last value."""
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval_s)
+    raise AssertionError(f"{what} did not happen within {timeout_s} s (last: {str(last)[:2000]})")
+
+
+def consume_all(settings: Settings, topic: str, expect: int, timeout_s: float = 30) -> list[Any]:
+    """Read `expect` records of a topic from the start."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(topic, bootstrap_servers=settings.kafka.bootstrap, auto_offset_reset="earliest",
+                             enable_auto_commit=False, consumer_timeout_ms=1000)
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(out) < expect and time.monotonic() < deadline:
+            out += list(consumer)
+    finally:
+        consumer.close()
+    return out
+
+
+def start_cli(name: str, args: list[str], env: dict[str, str], logs: Path) -> ManagedProcess:
+    """Run `lambdastack ARGS` in the background with its own log."""
+    proc = ManagedProcess(name, logs)
+    proc.start([sys.executable, "-m", "lambdastack", *args], env=env)
+    return proc
+
+
+def run_cli(args: list[str], env: dict[str, str], timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "lambdastack", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout_s)
+
+
+def jloads(raw: bytes) -> Any:
+    return json.loads(raw)
