@@ -23,14 +23,18 @@ def aligned_as_of(as_of_ms: int | None, bucket_s: int) -> int:
 
 def _check_master(master: Path) -> None:
     if not master.is_dir():
-        raise DataError(f"the master dataset {master} does not exist; load data first "
-                        "(`lambdastack data load movielens DIR` or `lambdastack data generate`)")
+        raise DataError(
+            f"the master dataset {master} does not exist; load data first "
+            "(`lambdastack data load movielens DIR` or `lambdastack data generate`)"
+        )
     if not any(master.glob("event_date=*/*.parquet")):
         raise DataError(f"the master dataset {master} holds no events; load data first")
 
 
 def run(
-    settings: Settings, as_of_ms: int | None = None, master_url: str | None = None,
+    settings: Settings,
+    as_of_ms: int | None = None,
+    master_url: str | None = None,
     echo: Callable[[str], None] = print,
 ) -> str:
     """Compute the views as of an instant and publish them; returns the new version id."""
@@ -60,7 +64,9 @@ def run(
     raw = spark.read.option("basePath", str(master)).parquet(str(master / "event_date=*"))
     missing = {"event_id", "user_id", "item_id", "type", "value", "event_time"} - set(raw.columns)
     if missing:
-        raise DataError(f"the master dataset {master} does not match the event schema: missing {sorted(missing)}")
+        raise DataError(
+            f"the master dataset {master} does not match the event schema: missing {sorted(missing)}"
+        )
     events = events_before(raw, as_of).cache()
     n_events = events.count()
     if n_events == 0:
@@ -76,18 +82,28 @@ def run(
     if catalogue_path.exists():
         catalogue = spark.read.parquet(str(catalogue_path))
     else:
-        catalogue = stats.selectExpr("item_id", "CAST(NULL AS STRING) AS title",
-                                     "CAST(array() AS ARRAY<STRING>) AS genres",
-                                     "CAST(array() AS ARRAY<STRING>) AS tags")
+        catalogue = stats.selectExpr(
+            "item_id",
+            "CAST(NULL AS STRING) AS title",
+            "CAST(array() AS ARRAY<STRING>) AS genres",
+            "CAST(array() AS ARRAY<STRING>) AS tags",
+        )
     items_view(catalogue, stats).coalesce(1).write.parquet(str(staging / "items"))
     n_items = spark.read.parquet(str(staging / "items")).count()
     stage(f"items: {n_items} catalogue entries")
-    span = events.selectExpr("min(unix_millis(event_time)) AS lo", "max(unix_millis(event_time)) AS hi").first()
+    span = events.selectExpr(
+        "min(unix_millis(event_time)) AS lo", "max(unix_millis(event_time)) AS hi"
+    ).first()
+    assert span is not None  # n_events > 0
     manifest: dict[str, Any] = {
         "as_of_ms": as_of,
         "bucket_s": settings.batch.bucket_s,
-        "input": {"master_dir": str(master), "events": n_events,
-                  "min_event_ms": span["lo"], "max_event_ms": span["hi"]},
+        "input": {
+            "master_dir": str(master),
+            "events": n_events,
+            "min_event_ms": span["lo"],
+            "max_event_ms": span["hi"],
+        },
         "rows": {"item_stats": stats.count(), "user_history": n_users, "items": n_items},
         "schema_version": VIEW_SCHEMA_VERSION,
         "code_version": __version__,

@@ -12,7 +12,9 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 
-def spark_session(settings: Settings, master: str | None = None, app: str = "lambdastack-batch") -> SparkSession:
+def spark_session(
+    settings: Settings, master: str | None = None, app: str = "lambdastack-batch"
+) -> SparkSession:
     """A session on `master` (default: batch.spark_master), UTC, quiet, no UI."""
     from pyspark.sql import SparkSession
 

@@ -32,8 +32,11 @@ def item_stats(events: DataFrame) -> DataFrame:
     per_type = [F.sum(F.when(F.col("type") == t, 1).otherwise(0)).cast("long").alias(t) for t in EVENT_TYPES]
     return (
         events.groupBy("item_id")
-        .agg(F.count(F.lit(1)).alias("events"), *per_type,
-             F.max(F.unix_millis("event_time")).alias("last_event_ms"))
+        .agg(
+            F.count(F.lit(1)).alias("events"),
+            *per_type,
+            F.max(F.unix_millis("event_time")).alias("last_event_ms"),
+        )
         .orderBy(F.desc("events"), "item_id")
     )
 
@@ -43,9 +46,11 @@ def user_history(events: DataFrame) -> DataFrame:
 
     return (
         events.groupBy("user_id")
-        .agg(F.array_sort(F.collect_set("item_id")).alias("items"),
-             F.count(F.lit(1)).alias("events"),
-             F.max(F.unix_millis("event_time")).alias("last_event_ms"))
+        .agg(
+            F.array_sort(F.collect_set("item_id")).alias("items"),
+            F.count(F.lit(1)).alias("events"),
+            F.max(F.unix_millis("event_time")).alias("last_event_ms"),
+        )
         .orderBy("user_id")
     )
 
@@ -55,5 +60,9 @@ def items_view(catalogue: DataFrame, stats: DataFrame) -> DataFrame:
 
     joined = catalogue.join(stats.select("item_id", "events"), "item_id", "full_outer")
     return joined.select(
-        "item_id", "title", "genres", "tags", F.coalesce(F.col("events"), F.lit(0)).cast("long").alias("events")
+        "item_id",
+        "title",
+        "genres",
+        "tags",
+        F.coalesce(F.col("events"), F.lit(0)).cast("long").alias("events"),
     ).orderBy("item_id")

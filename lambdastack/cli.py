@@ -18,13 +18,17 @@ def _parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="start the whole local stack with demo data and print a feed URL")
     up.add_argument("--dataset", help="MovieLens folder to load (default: data.movielens_dir if present)")
-    up.add_argument("--synthetic", action="store_true", help="use the synthetic world even if MovieLens is present")
+    up.add_argument(
+        "--synthetic", action="store_true", help="use the synthetic world even if MovieLens is present"
+    )
     up.set_defaults(func=commands.up)
     sub.add_parser("down", help="stop everything `up` started").set_defaults(func=commands.down)
 
     stack = sub.add_parser("stack", help="the native local stack (Kafka, Redis)")
     ss = stack.add_subparsers(dest="action", required=True, metavar="ACTION")
-    ss.add_parser("fetch", help="resolve the JVM artifacts with Maven").set_defaults(func=commands.stack_fetch)
+    ss.add_parser("fetch", help="resolve the JVM artifacts with Maven").set_defaults(
+        func=commands.stack_fetch
+    )
     ss.add_parser("up", help="start Kafka and Redis (idempotent)").set_defaults(func=commands.stack_up)
     ss.add_parser("down", help="stop every process of the stack").set_defaults(func=commands.down)
     ss.add_parser("status", help="what runs where").set_defaults(func=commands.stack_status)
@@ -33,7 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     ds = data.add_subparsers(dest="action", required=True, metavar="ACTION")
     load = ds.add_parser("load", help="import a dataset")
     ls = load.add_subparsers(dest="format", required=True, metavar="FORMAT")
-    ml = ls.add_parser("movielens", help="a MovieLens folder (ratings.csv/movies.csv/tags.csv or u.data/u.item)")
+    ml = ls.add_parser(
+        "movielens", help="a MovieLens folder (ratings.csv/movies.csv/tags.csv or u.data/u.item)"
+    )
     ml.add_argument("dir", help="the folder")
     ml.set_defaults(func=commands.data_load_movielens)
     gen = ds.add_parser("generate", help="a synthetic world: tastes, tags, sessions, bursts, a viral item")
@@ -78,7 +84,8 @@ def _parser() -> argparse.ArgumentParser:
     reg = sub.add_parser("registry", help="published batch versions")
     rs = reg.add_subparsers(dest="action", required=True, metavar="ACTION")
     rs.add_parser("list", help="every complete version, the current one marked").set_defaults(
-        func=commands.registry_list)
+        func=commands.registry_list
+    )
     show = rs.add_parser("show", help="a version's manifest")
     show.add_argument("version", nargs="?", help="default: the current version")
     show.set_defaults(func=commands.registry_show)

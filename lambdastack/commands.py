@@ -6,9 +6,10 @@ import argparse
 import json
 import sys
 import time
-import uuid
 import urllib.request
+import uuid
 from pathlib import Path
+from typing import Any
 
 from lambdastack.errors import DataError, LambdastackError
 from lambdastack.settings import Settings, load_settings
@@ -22,7 +23,8 @@ def stack_fetch(args: argparse.Namespace) -> int:
     from lambdastack.stack import jvm
 
     s = _settings(args)
-    print(f"resolving Kafka {s.kafka.version} and flink-sql-connector-kafka {s.speed.kafka_connector_version} ...")
+    connector = s.speed.kafka_connector_version
+    print(f"resolving Kafka {s.kafka.version} and flink-sql-connector-kafka {connector} ...")
     jvm.fetch(s)
     print(f"JVM artifacts in {jvm.jars_dir(s)}")
     return 0
@@ -92,7 +94,9 @@ def data_generate(args: argparse.Namespace) -> int:
         return 0
     n = append(events, s.path(s.data.master_dir), load_id=f"synthetic-{args.seed}-{end}")
     write_catalogue(items, s.path(s.data.catalogue_dir))
-    print(f"generated {n} events, {items.num_rows} items, {args.users} users into {s.path(s.data.master_dir)}")
+    print(
+        f"generated {n} events, {items.num_rows} items, {args.users} users into {s.path(s.data.master_dir)}"
+    )
     return 0
 
 
@@ -176,7 +180,7 @@ def registry_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _wait_for_feed(url: str, timeout_s: float) -> dict[str, object]:
+def _wait_for_feed(url: str, timeout_s: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     last = ""
     while time.monotonic() < deadline:
@@ -202,8 +206,11 @@ def up(args: argparse.Namespace) -> int:
     elif movielens.is_dir() and not args.synthetic:
         _load_movielens(s, movielens)
     else:
-        data_generate(argparse.Namespace(config=args.config, users=1000, items=500, events=100_000,
-                                         days=30, seed=7, output=None))
+        data_generate(
+            argparse.Namespace(
+                config=args.config, users=1000, items=500, events=100_000, days=30, seed=7, output=None
+            )
+        )
     from batch.job import run as batch_run_job
 
     layout = VersionLayout(s.path(s.data.views_dir))
@@ -216,9 +223,10 @@ def up(args: argparse.Namespace) -> int:
     user = _demo_user(s)
     url = f"http://{s.serving.host}:{s.serving.port}/v1/users/{user}/feed?k=10"
     feed = _wait_for_feed(url, s.stack.ready_timeout_s)
-    items = feed.get("items") or []
+    items = feed.get("items")
+    items = items if isinstance(items, list) else []
     print(f"\nlambdastack is up. Feed of demo user {user} ({len(items)} items):\n  {url}")
-    if isinstance(items, list) and items:
+    if items:
         last = items[-1]
         print(f"Make item {last['item_id']} (count {last['count']}) rise in that feed, then fetch it again:")
         print(f"  .venv/bin/lambdastack produce --simulate --item {last['item_id']} --count 300")

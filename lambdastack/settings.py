@@ -150,9 +150,7 @@ def _describe(err: ValidationError, source: Path) -> str:
     return f"invalid configuration in {source}: " + "; ".join(lines)
 
 
-def load_settings(
-    path: Path | None = None, environ: Mapping[str, str] | None = None
-) -> Settings:
+def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Load, override from the environment, and validate the settings."""
     source = path or default_config_path()
     try:

@@ -13,7 +13,9 @@ from lambdastack.events import Event
 from lambdastack.producer import paced
 
 
-def stream(rate: float, seconds: float, n_users: int = 1000, n_items: int = 500, seed: int = 7) -> Iterator[Event]:
+def stream(
+    rate: float, seconds: float, n_users: int = 1000, n_items: int = 500, seed: int = 7
+) -> Iterator[Event]:
     """Events at `rate`/s for `seconds` (as fast as possible for `seconds` if rate <= 0)."""
     world = make_world(n_users, n_items, seed)
     rng = np.random.default_rng()

@@ -56,13 +56,17 @@ class VersionLayout:
         if not self.versions_dir.is_dir():
             return []
         return sorted(
-            p.name for p in self.versions_dir.iterdir()
+            p.name
+            for p in self.versions_dir.iterdir()
             if VERSION_RE.match(p.name) and (p / MANIFEST).is_file()
         )
 
     def next_version_number(self) -> int:
-        existing = [int(m.group(1)) for p in (self.versions_dir.iterdir() if self.versions_dir.is_dir() else [])
-                    if (m := VERSION_RE.match(p.name))]
+        existing = [
+            int(m.group(1))
+            for p in (self.versions_dir.iterdir() if self.versions_dir.is_dir() else [])
+            if (m := VERSION_RE.match(p.name))
+        ]
         return max(existing, default=0) + 1
 
     def current(self) -> str | None:
@@ -76,7 +80,9 @@ class VersionLayout:
     def require_current(self) -> str:
         vid = self.current()
         if vid is None:
-            raise NoVersionError(f"no batch version is published under {self.views_dir}; run `lambdastack batch run`")
+            raise NoVersionError(
+                f"no batch version is published under {self.views_dir}; run `lambdastack batch run`"
+            )
         return vid
 
     def set_current(self, vid: str) -> None:

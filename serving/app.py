@@ -1,6 +1,5 @@
 """The FastAPI application: built by `create_app(settings)`, connected in its lifespan."""
 
-
 import asyncio
 import contextlib
 import time
@@ -48,13 +47,18 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/ready")
     async def ready() -> JSONResponse:
         checks = {"batch_version": state.view.version is not None, "redis": await state.speed.ping()}
-        return JSONResponse({"ready": all(checks.values()), "checks": checks},
-                            status_code=200 if all(checks.values()) else 503)
+        return JSONResponse(
+            {"ready": all(checks.values()), "checks": checks},
+            status_code=200 if all(checks.values()) else 503,
+        )
 
     @app.get("/version")
     async def version() -> dict[str, Any]:
-        return {"code_version": __version__, "view_version": state.view.version,
-                "as_of_ms": state.view.as_of_ms}
+        return {
+            "code_version": __version__,
+            "view_version": state.view.version,
+            "as_of_ms": state.view.as_of_ms,
+        }
 
     @app.get("/v1/users/{user_id}/feed")
     async def feed(
@@ -78,9 +82,15 @@ def create_app(settings: Settings) -> FastAPI:
         return {
             "user_id": user_id,
             "items": [
-                {"item_id": f.item_id, "title": view.titles.get(f.item_id), "score": f.score,
-                 "count": f.batch_count + f.speed_count, "batch_count": f.batch_count,
-                 "speed_count": f.speed_count, "sources": list(f.sources)}
+                {
+                    "item_id": f.item_id,
+                    "title": view.titles.get(f.item_id),
+                    "score": f.score,
+                    "count": f.batch_count + f.speed_count,
+                    "batch_count": f.batch_count,
+                    "speed_count": f.speed_count,
+                    "sources": list(f.sources),
+                }
                 for f in items
             ],
             "view_version": view.version,
@@ -100,9 +110,15 @@ def create_app(settings: Settings) -> FastAPI:
             degraded, speed = True, {}
         batch_count = view.count(item_id)
         speed_count = speed.get("*", 0)
-        return {"item_id": item_id, "title": view.titles.get(item_id), "count": batch_count + speed_count,
-                "batch_count": batch_count, "speed_count": speed_count,
-                "speed_by_type": {t: n for t, n in speed.items() if t != "*"},
-                "view_version": view.version, "degraded": degraded}
+        return {
+            "item_id": item_id,
+            "title": view.titles.get(item_id),
+            "count": batch_count + speed_count,
+            "batch_count": batch_count,
+            "speed_count": speed_count,
+            "speed_by_type": {t: n for t, n in speed.items() if t != "*"},
+            "view_version": view.version,
+            "degraded": degraded,
+        }
 
     return app

@@ -20,7 +20,13 @@ def run(settings: Settings, host: str | None = None, port: int | None = None, wo
 
     os.environ.setdefault("LAMBDASTACK_CONFIG", str(settings.root / "conf" / "lambdastack.yaml"))
     uvicorn.run(
-        "serving.server:app_factory", factory=True,
-        host=host or settings.serving.host, port=port or settings.serving.port, workers=workers,
-        loop="uvloop", http="httptools", log_level="warning", access_log=False,
+        "serving.server:app_factory",
+        factory=True,
+        host=host or settings.serving.host,
+        port=port or settings.serving.port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
     )

@@ -37,8 +37,14 @@ class SpeedView:
 
         r = self._settings.redis
         budget = r.socket_timeout_ms / 1000
-        self._client = aioredis.Redis(host=r.host, port=r.port, db=r.db, socket_timeout=budget,
-                                      socket_connect_timeout=budget, retry_on_timeout=False)
+        self._client = aioredis.Redis(
+            host=r.host,
+            port=r.port,
+            db=r.db,
+            socket_timeout=budget,
+            socket_connect_timeout=budget,
+            retry_on_timeout=False,
+        )
 
     async def close(self) -> None:
         if self._client is not None:

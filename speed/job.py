@@ -45,8 +45,12 @@ def _register_udf(t_env: Any) -> None:
 
     from speed.parse import as_sql_row, parse_payload, row_fields
 
-    types = {"BOOLEAN": DataTypes.BOOLEAN(), "STRING": DataTypes.STRING(), "DOUBLE": DataTypes.DOUBLE(),
-             "BIGINT": DataTypes.BIGINT()}
+    types = {
+        "BOOLEAN": DataTypes.BOOLEAN(),
+        "STRING": DataTypes.STRING(),
+        "DOUBLE": DataTypes.DOUBLE(),
+        "BIGINT": DataTypes.BIGINT(),
+    }
     row_type = DataTypes.ROW([DataTypes.FIELD(n, types[t]) for n, t in row_fields()])
 
     def parse_event(payload: str | None) -> Any:
@@ -59,8 +63,13 @@ def submit(settings: Settings, parallelism: int | None = None) -> Any:
     """Build and submit the job; returns the Flink TableResult (the job runs asynchronously)."""
     t_env = _table_env(settings, parallelism)
     _register_udf(t_env)
-    for ddl in (sql.source_ddl(settings), sql.dead_letter_ddl(settings), sql.signals_ddl(settings),
-                sql.parsed_view(), sql.valid_view(settings.batch.bucket_s)):
+    for ddl in (
+        sql.source_ddl(settings),
+        sql.dead_letter_ddl(settings),
+        sql.signals_ddl(settings),
+        sql.parsed_view(),
+        sql.valid_view(settings.batch.bucket_s),
+    ):
         t_env.execute_sql(ddl)
     statements = t_env.create_statement_set()
     statements.add_insert_sql(sql.insert_dead_letters(settings))
@@ -79,8 +88,10 @@ def run(settings: Settings, parallelism: int | None = None) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    print(f"[speed] submitting the job (topic {settings.topics.events} -> {settings.topics.signals}) ...",
-          flush=True)
+    print(
+        f"[speed] submitting the job (topic {settings.topics.events} -> {settings.topics.signals}) ...",
+        flush=True,
+    )
     result = submit(settings, parallelism)
     client = result.get_job_client()
     print(f"[speed] job {client.get_job_id()} running; loading signals into Redis", flush=True)

@@ -17,14 +17,29 @@ def parse_payload(payload: str | bytes | None, now_ms: int | None = None) -> Par
     event, errors = decode(payload, now_ms=now_ms)
     if event is None:
         return (False, None, None, None, None, None, None, describe_errors(errors))
-    return (True, event.event_id, event.user_id, event.item_id, event.type, event.value, event.event_time_ms, None)
+    return (
+        True,
+        event.event_id,
+        event.user_id,
+        event.item_id,
+        event.type,
+        event.value,
+        event.event_time_ms,
+        None,
+    )
 
 
 def row_fields() -> list[tuple[str, str]]:
     """Names and Flink SQL types of the parsed row, in order."""
     return [
-        ("ok", "BOOLEAN"), ("event_id", "STRING"), ("user_id", "STRING"), ("item_id", "STRING"),
-        ("type", "STRING"), ("value", "DOUBLE"), ("event_time_ms", "BIGINT"), ("error", "STRING"),
+        ("ok", "BOOLEAN"),
+        ("event_id", "STRING"),
+        ("user_id", "STRING"),
+        ("item_id", "STRING"),
+        ("type", "STRING"),
+        ("value", "DOUBLE"),
+        ("event_time_ms", "BIGINT"),
+        ("error", "STRING"),
     ]
 
 

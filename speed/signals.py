@@ -40,6 +40,9 @@ def writes_for(key: SignalKey, count: int | None, layout: KeyLayout) -> list[Wri
     out = [Write("hdel", item_key, field)] if count is None else [Write("hset", item_key, field, count)]
     if key.type == ALL_TYPES:
         bucket_key = layout.bucket(key.bucket_ms)
-        out.append(Write("zrem", bucket_key, key.item_id) if count is None
-                   else Write("zadd", bucket_key, key.item_id, count))
+        out.append(
+            Write("zrem", bucket_key, key.item_id)
+            if count is None
+            else Write("zadd", bucket_key, key.item_id, count)
+        )
     return out

@@ -64,18 +64,20 @@ def make_isolated(base_env: dict[str, str], tmp_path: Path, **extra: str) -> Iso
     """Settings with a unique topic set, key prefix, consumer groups and data directories."""
     tag = uuid.uuid4().hex[:10]
     env = dict(base_env)
-    env.update({
-        "LAMBDASTACK_TOPICS__EVENTS": f"t{tag}.events",
-        "LAMBDASTACK_TOPICS__DEAD_LETTER": f"t{tag}.dlq",
-        "LAMBDASTACK_TOPICS__SIGNALS": f"t{tag}.signals",
-        "LAMBDASTACK_REDIS__KEY_PREFIX": f"t{tag}",
-        "LAMBDASTACK_SPEED__CONSUMER_GROUP": f"t{tag}-speed",
-        "LAMBDASTACK_SPEED__LOADER_GROUP": f"t{tag}-loader",
-        "LAMBDASTACK_DATA__MASTER_DIR": str(tmp_path / "master"),
-        "LAMBDASTACK_DATA__CATALOGUE_DIR": str(tmp_path / "catalogue"),
-        "LAMBDASTACK_DATA__VIEWS_DIR": str(tmp_path / "views"),
-        **extra,
-    })
+    env.update(
+        {
+            "LAMBDASTACK_TOPICS__EVENTS": f"t{tag}.events",
+            "LAMBDASTACK_TOPICS__DEAD_LETTER": f"t{tag}.dlq",
+            "LAMBDASTACK_TOPICS__SIGNALS": f"t{tag}.signals",
+            "LAMBDASTACK_REDIS__KEY_PREFIX": f"t{tag}",
+            "LAMBDASTACK_SPEED__CONSUMER_GROUP": f"t{tag}-speed",
+            "LAMBDASTACK_SPEED__LOADER_GROUP": f"t{tag}-loader",
+            "LAMBDASTACK_DATA__MASTER_DIR": str(tmp_path / "master"),
+            "LAMBDASTACK_DATA__CATALOGUE_DIR": str(tmp_path / "catalogue"),
+            "LAMBDASTACK_DATA__VIEWS_DIR": str(tmp_path / "views"),
+            **extra,
+        }
+    )
     return Isolated(load_settings(environ=env), env, tag)
 
 

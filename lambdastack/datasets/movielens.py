@@ -19,9 +19,25 @@ from lambdastack.errors import DataError
 
 # the 19 genre flags of u.item, used when u.genre is absent
 _OLD_GENRES = [
-    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
-    "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
-    "War", "Western",
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
 ]
 
 
@@ -64,14 +80,16 @@ def _ratings_to_events(df: pd.DataFrame, first_line: int) -> tuple[pa.Table, lis
     items = good["item"].astype(str).str.strip()
     secs = ts[~bad].astype("int64")
     ids = "ml-" + users + "-" + items + "-" + secs.astype(str)
-    table = events_table({
-        "event_id": ids.tolist(),
-        "user_id": users.tolist(),
-        "item_id": items.tolist(),
-        "type": ["rating"] * len(good),
-        "value": rating[~bad].astype(float).tolist(),
-        "event_time": (secs * 1000).tolist(),
-    })
+    table = events_table(
+        {
+            "event_id": ids.tolist(),
+            "user_id": users.tolist(),
+            "item_id": items.tolist(),
+            "type": ["rating"] * len(good),
+            "value": rating[~bad].astype(float).tolist(),
+            "event_time": (secs * 1000).tolist(),
+        }
+    )
     return table, rejected
 
 
@@ -86,13 +104,15 @@ def _read_csv_folder(folder: Path) -> MovieLens:
     items = pd.DataFrame({"item_id": [], "title": [], "genres": []})
     if (folder / "movies.csv").exists():
         movies = pd.read_csv(folder / "movies.csv", dtype=str)
-        items = pd.DataFrame({
-            "item_id": movies["movieId"].str.strip(),
-            "title": movies["title"],
-            "genres": movies["genres"].fillna("").map(
-                lambda g: [x for x in g.split("|") if x and x != "(no genres listed)"]
-            ),
-        })
+        items = pd.DataFrame(
+            {
+                "item_id": movies["movieId"].str.strip(),
+                "title": movies["title"],
+                "genres": movies["genres"]
+                .fillna("")
+                .map(lambda g: [x for x in g.split("|") if x and x != "(no genres listed)"]),
+            }
+        )
     tags: dict[str, list[str]] = {}
     if (folder / "tags.csv").exists():
         t = pd.read_csv(folder / "tags.csv", dtype=str).dropna(subset=["movieId", "tag"])
@@ -103,34 +123,43 @@ def _read_csv_folder(folder: Path) -> MovieLens:
 
 
 def _read_tsv_folder(folder: Path) -> MovieLens:
-    ratings = pd.read_csv(folder / "u.data", sep="\t", header=None, dtype=str,
-                          names=["user", "item", "rating", "timestamp"])
+    ratings = pd.read_csv(
+        folder / "u.data", sep="\t", header=None, dtype=str, names=["user", "item", "rating", "timestamp"]
+    )
     events, rejected = _ratings_to_events(ratings, first_line=1)
     items = pd.DataFrame({"item_id": [], "title": [], "genres": []})
     if (folder / "u.item").exists():
         genres = _OLD_GENRES
         if (folder / "u.genre").exists():
-            g = pd.read_csv(folder / "u.genre", sep="|", header=None, names=["name", "idx"],
-                            encoding="latin-1").dropna()
+            g = pd.read_csv(
+                folder / "u.genre", sep="|", header=None, names=["name", "idx"], encoding="latin-1"
+            ).dropna()
             genres = list(g.sort_values("idx")["name"])
         raw = pd.read_csv(folder / "u.item", sep="|", header=None, encoding="latin-1", dtype=str)
-        flags = raw.iloc[:, 5:5 + len(genres)].fillna("0").to_numpy() == "1"
-        items = pd.DataFrame({
-            "item_id": raw[0].str.strip(),
-            "title": raw[1],
-            "genres": [[genres[j] for j in np.flatnonzero(row) if genres[j] != "unknown"] for row in flags],
-        })
+        flags = raw.iloc[:, 5 : 5 + len(genres)].fillna("0").to_numpy() == "1"
+        items = pd.DataFrame(
+            {
+                "item_id": raw[0].str.strip(),
+                "title": raw[1],
+                "genres": [
+                    [genres[j] for j in np.flatnonzero(row) if genres[j] != "unknown"] for row in flags
+                ],
+            }
+        )
     return MovieLens(events, _items_table(items, {}), rejected, "tsv")
 
 
 def _items_table(items: pd.DataFrame, tags: dict[str, list[str]]) -> pa.Table:
     ids = list(items["item_id"])
-    return pa.table({
-        "item_id": ids,
-        "title": list(items["title"]),
-        "genres": list(items["genres"]),
-        "tags": [tags.get(i, []) for i in ids],
-    }, schema=ITEMS_SCHEMA)
+    return pa.table(
+        {
+            "item_id": ids,
+            "title": list(items["title"]),
+            "genres": list(items["genres"]),
+            "tags": [tags.get(i, []) for i in ids],
+        },
+        schema=ITEMS_SCHEMA,
+    )
 
 
 def read_folder(folder: Path) -> MovieLens:

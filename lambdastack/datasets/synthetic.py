@@ -78,12 +78,15 @@ def items_table(world: World, seed: int) -> pa.Table:
         rows_tags.append(chosen)
         rows_titles.append(f"{names[t].title()} #{i}: {' '.join(chosen)}")
     n = len(world.item_topic)
-    return pa.table({
-        "item_id": [f"i{i}" for i in range(n)],
-        "title": rows_titles,
-        "genres": [[names[t]] for t in world.item_topic],
-        "tags": rows_tags,
-    }, schema=ITEMS_SCHEMA)
+    return pa.table(
+        {
+            "item_id": [f"i{i}" for i in range(n)],
+            "title": rows_titles,
+            "genres": [[names[t]] for t in world.item_topic],
+            "tags": rows_tags,
+        },
+        schema=ITEMS_SCHEMA,
+    )
 
 
 def sample_items(world: World, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -113,8 +116,12 @@ def sample_types(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarr
 
 
 def generate(
-    n_users: int = 1000, n_items: int = 500, n_events: int = 100_000, seed: int = 7,
-    start_ms: int = 1_767_225_600_000, days: int = 30,
+    n_users: int = 1000,
+    n_items: int = 500,
+    n_events: int = 100_000,
+    seed: int = 7,
+    start_ms: int = 1_767_225_600_000,
+    days: int = 30,
 ) -> tuple[pa.Table, pa.Table]:
     """Events (sorted by time) and the item catalogue of a fresh world."""
     rng = np.random.default_rng(seed)
@@ -149,12 +156,14 @@ def generate(
     types, value = sample_types(len(times), rng)
     order = np.argsort(times, kind="stable")
     n = len(order)
-    events = events_table({
-        "event_id": [f"syn{seed}-{i}" for i in range(n)],
-        "user_id": np.char.add("u", users[order].astype(str)).tolist(),
-        "item_id": np.char.add("i", items[order].astype(str)).tolist(),
-        "type": types[order].tolist(),
-        "value": value[order].tolist(),
-        "event_time": (start_ms + times[order]).tolist(),
-    })
+    events = events_table(
+        {
+            "event_id": [f"syn{seed}-{i}" for i in range(n)],
+            "user_id": np.char.add("u", users[order].astype(str)).tolist(),
+            "item_id": np.char.add("i", items[order].astype(str)).tolist(),
+            "type": types[order].tolist(),
+            "value": value[order].tolist(),
+            "event_time": (start_ms + times[order]).tolist(),
+        }
+    )
     return events, items_table(world, seed)

@@ -19,7 +19,11 @@ def kafka_classpath(settings: Settings) -> Path:
 
 
 def flink_kafka_connector(settings: Settings) -> Path:
-    return jars_dir(settings) / "flink" / f"flink-sql-connector-kafka-{settings.speed.kafka_connector_version}.jar"
+    return (
+        jars_dir(settings)
+        / "flink"
+        / f"flink-sql-connector-kafka-{settings.speed.kafka_connector_version}.jar"
+    )
 
 
 def fetched(settings: Settings) -> bool:
@@ -33,10 +37,16 @@ def fetch(settings: Settings, quiet: bool = True) -> None:
         return
     mvn = shutil.which("mvn")
     if mvn is None:
-        raise ServiceError("Maven (mvn) is not on PATH; install it (apt-get install maven) to fetch the JVM artifacts.")
+        raise ServiceError(
+            "Maven (mvn) is not on PATH; install it (apt-get install maven) to fetch the JVM artifacts."
+        )
     pom = settings.root / "infra" / "pom.xml"
     cmd = [
-        mvn, "-B", "-f", str(pom), "package",
+        mvn,
+        "-B",
+        "-f",
+        str(pom),
+        "package",
         f"-Dkafka.version={settings.kafka.version}",
         f"-Dflink.kafka.connector.version={settings.speed.kafka_connector_version}",
         f"-Djars.dir={jars_dir(settings)}",

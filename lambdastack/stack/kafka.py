@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import shutil
 import subprocess
 import uuid
@@ -41,27 +42,29 @@ def process(settings: Settings) -> ManagedProcess:
 def server_properties(settings: Settings) -> str:
     k = settings.kafka
     data = _home(settings) / "data"
-    return "\n".join([
-        "process.roles=broker,controller",
-        "node.id=1",
-        f"controller.quorum.bootstrap.servers={k.host}:{k.controller_port}",
-        f"listeners=PLAINTEXT://{k.host}:{k.port},CONTROLLER://{k.host}:{k.controller_port}",
-        f"advertised.listeners=PLAINTEXT://{k.host}:{k.port}",
-        "controller.listener.names=CONTROLLER",
-        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-        "inter.broker.listener.name=PLAINTEXT",
-        f"log.dirs={data}",
-        f"num.partitions={k.partitions}",
-        "offsets.topic.replication.factor=1",
-        "offsets.topic.num.partitions=4",
-        "transaction.state.log.replication.factor=1",
-        "transaction.state.log.min.isr=1",
-        "share.coordinator.state.topic.replication.factor=1",
-        "share.coordinator.state.topic.min.isr=1",
-        "group.initial.rebalance.delay.ms=0",
-        "auto.create.topics.enable=true",
-        "",
-    ])
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.bootstrap.servers={k.host}:{k.controller_port}",
+            f"listeners=PLAINTEXT://{k.host}:{k.port},CONTROLLER://{k.host}:{k.controller_port}",
+            f"advertised.listeners=PLAINTEXT://{k.host}:{k.port}",
+            "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "inter.broker.listener.name=PLAINTEXT",
+            f"log.dirs={data}",
+            f"num.partitions={k.partitions}",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=4",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "auto.create.topics.enable=true",
+            "",
+        ]
+    )
 
 
 def _java() -> str:
@@ -77,8 +80,17 @@ def _format_storage(settings: Settings, props: Path, log4j: Path) -> None:
         return
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     cmd = [
-        _java(), "-cp", f"{jvm.kafka_classpath(settings)}/*", f"-Dlog4j2.configurationFile={log4j}",
-        "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id, "-c", str(props),
+        _java(),
+        "-cp",
+        f"{jvm.kafka_classpath(settings)}/*",
+        f"-Dlog4j2.configurationFile={log4j}",
+        "kafka.tools.StorageTool",
+        "format",
+        "--standalone",
+        "-t",
+        cluster_id,
+        "-c",
+        str(props),
     ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
@@ -93,8 +105,9 @@ def ready(settings: Settings) -> bool:
     from kafka.errors import KafkaError
 
     try:
-        admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap, request_timeout_ms=3000,
-                                 client_id="lambdastack-ready")
+        admin = KafkaAdminClient(
+            bootstrap_servers=settings.kafka.bootstrap, request_timeout_ms=3000, client_id="lambdastack-ready"
+        )
     except (KafkaError, OSError):
         return False
     try:
@@ -117,13 +130,12 @@ def create_topics(settings: Settings) -> None:
         existing = set(admin.list_topics())
         new = [
             NewTopic(s.name, s.partitions, 1, topic_configs=s.config)
-            for s in topic_specs(settings) if s.name not in existing
+            for s in topic_specs(settings)
+            if s.name not in existing
         ]
         if new:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(new)
-            except TopicAlreadyExistsError:
-                pass
     finally:
         admin.close()
 
@@ -147,11 +159,21 @@ def start(settings: Settings) -> int:
     props.write_text(server_properties(settings))
     log4j.write_text(_LOG4J)
     _format_storage(settings, props, log4j)
-    pid = proc.start([
-        _java(), f"-Xmx{settings.kafka.heap}", f"-Xms{settings.kafka.heap}", "-XX:+UseG1GC",
-        "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}",
-        "-cp", f"{jvm.kafka_classpath(settings)}/*", "kafka.Kafka", str(props),
-    ], cwd=home)
+    pid = proc.start(
+        [
+            _java(),
+            f"-Xmx{settings.kafka.heap}",
+            f"-Xms{settings.kafka.heap}",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={log4j}",
+            "-cp",
+            f"{jvm.kafka_classpath(settings)}/*",
+            "kafka.Kafka",
+            str(props),
+        ],
+        cwd=home,
+    )
     wait_until(lambda: ready(settings), settings.stack.ready_timeout_s, "Kafka", proc)
     create_topics(settings)
     return pid

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable
@@ -89,10 +90,8 @@ def down(settings: Settings, echo: Callable[[str], None] = print) -> None:
     leftovers = _orphans(settings)
     for p in leftovers:
         echo(f"stopping orphan {p.pid} ({' '.join(p.cmdline()[:3])})")
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             p.terminate()
-        except psutil.NoSuchProcess:
-            pass
     _, alive = psutil.wait_procs(leftovers, timeout=15)
     for p in alive:
         p.kill()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -92,32 +93,30 @@ def _terminate_tree(pid: int, timeout_s: float) -> None:
         procs = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
         return
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(os.getpgid(pid), signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        pass
     for p in procs:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             p.terminate()
-        except psutil.NoSuchProcess:
-            pass
     _, alive = psutil.wait_procs(procs, timeout=timeout_s)
     for p in alive:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             p.kill()
-        except psutil.NoSuchProcess:
-            pass
     psutil.wait_procs(alive, timeout=5)
 
 
-def wait_until(check: Callable[[], bool], timeout_s: float, what: str, log: ManagedProcess | None = None) -> None:
+def wait_until(
+    check: Callable[[], bool], timeout_s: float, what: str, log: ManagedProcess | None = None
+) -> None:
     """Poll `check` until true; raise ServiceError naming `what` (with the log tail) on timeout."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if check():
             return
         if log is not None and not log.running():
-            raise ServiceError(f"{what} exited during start-up. Last lines of {log.log_file}:\n{log.log_tail()}")
+            raise ServiceError(
+                f"{what} exited during start-up. Last lines of {log.log_file}:\n{log.log_tail()}"
+            )
         time.sleep(0.25)
     tail = f" Last lines of {log.log_file}:\n{log.log_tail()}" if log else ""
     raise ServiceError(f"{what} was not ready within {timeout_s:.0f} s.{tail}")

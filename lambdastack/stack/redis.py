@@ -26,7 +26,9 @@ def server_binary() -> str:
     for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "redis-server"]):
         done = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if done.returncode != 0:
-            raise ServiceError(f"installing redis-server failed ({' '.join(cmd)}): {done.stderr.strip()[-500:]}")
+            raise ServiceError(
+                f"installing redis-server failed ({' '.join(cmd)}): {done.stderr.strip()[-500:]}"
+            )
     found = shutil.which("redis-server")
     if not found:
         raise ServiceError("apt-get installed redis-server but it is not on PATH")
@@ -56,10 +58,25 @@ def start(settings: Settings) -> int:
         )
     home = settings.state_dir / "redis"
     home.mkdir(parents=True, exist_ok=True)
-    pid = proc.start([
-        server_binary(), "--bind", settings.redis.host, "--port", str(settings.redis.port),
-        "--dir", str(home), "--save", "", "--appendonly", "no", "--protected-mode", "yes",
-        "--daemonize", "no",
-    ], cwd=home)
+    pid = proc.start(
+        [
+            server_binary(),
+            "--bind",
+            settings.redis.host,
+            "--port",
+            str(settings.redis.port),
+            "--dir",
+            str(home),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "yes",
+            "--daemonize",
+            "no",
+        ],
+        cwd=home,
+    )
     wait_until(lambda: ready(settings), settings.stack.ready_timeout_s, "Redis", proc)
     return pid

@@ -16,8 +16,11 @@ def start_speed_job(iso: Isolated) -> ManagedProcess:
     """Create the test's topics and start `lambdastack speed run`; wait until the job runs."""
     kafka.create_topics(iso.settings)
     proc = start_cli("speed", ["speed", "run"], iso.env, iso.settings.state_dir / "tests" / iso.tag)
-    eventually(lambda: "running; loading signals" in proc.log_tail(50) or not proc.running(), 120,
-               "the speed job start")
+    eventually(
+        lambda: "running; loading signals" in proc.log_tail(50) or not proc.running(),
+        120,
+        "the speed job start",
+    )
     assert proc.running(), f"the speed job exited:\n{proc.log_tail(40)}"
     return proc
 

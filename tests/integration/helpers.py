@@ -32,8 +32,13 @@ def consume_all(settings: Settings, topic: str, expect: int, timeout_s: float = 
     """Read `expect` records of a topic from the start."""
     from kafka import KafkaConsumer
 
-    consumer = KafkaConsumer(topic, bootstrap_servers=settings.kafka.bootstrap, auto_offset_reset="earliest",
-                             enable_auto_commit=False, consumer_timeout_ms=1000)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka.bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=1000,
+    )
     out: list[Any] = []
     deadline = time.monotonic() + timeout_s
     try:
@@ -52,8 +57,13 @@ def start_cli(name: str, args: list[str], env: dict[str, str], logs: Path) -> Ma
 
 
 def run_cli(args: list[str], env: dict[str, str], timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lambdastack", *args], env=env, capture_output=True,
-                          text=True, timeout=timeout_s)
+    return subprocess.run(
+        [sys.executable, "-m", "lambdastack", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
 
 
 def jloads(raw: bytes) -> Any:

@@ -20,11 +20,16 @@ from tests.integration.conftest import start_speed_job
 from tests.integration.helpers import consume_all, eventually
 
 pytestmark = pytest.mark.integration
-BAD = [b"not json", b'{"event_id": "x"}', b'{"event_id":"e","user_id":"u","item_id":"i","type":"poke",'
-       b'"event_time":"2026-01-01T00:00:00Z"}']
+BAD = [
+    b"not json",
+    b'{"event_id": "x"}',
+    b'{"event_id":"e","user_id":"u","item_id":"i","type":"poke","event_time":"2026-01-01T00:00:00Z"}',
+]
 
 
-def _redis_state(r: redis_client.Redis, layout: KeyLayout, items: set[str]) -> dict[tuple[str, int, str], int]:
+def _redis_state(
+    r: redis_client.Redis, layout: KeyLayout, items: set[str]
+) -> dict[tuple[str, int, str], int]:
     out = {}
     for item in items:
         for f, v in r.hgetall(layout.item(item)).items():
@@ -33,14 +38,22 @@ def _redis_state(r: redis_client.Redis, layout: KeyLayout, items: set[str]) -> d
     return out
 
 
-def test_counts_in_redis_equal_the_input_and_bad_records_are_dead_lettered(services, base_env, tmp_path, stopper):
+def test_counts_in_redis_equal_the_input_and_bad_records_are_dead_lettered(
+    services, base_env, tmp_path, stopper
+):
     iso = make_isolated(base_env, tmp_path, LAMBDASTACK_BATCH__BUCKET_S="60")
     stopper.append(start_speed_job(iso))
     rng = random.Random(5)
     now = int(time.time() * 1000)
     events = [
-        Event(f"e{uuid.uuid4().hex}", f"u{rng.randrange(20)}", f"i{rng.randrange(8)}",
-              rng.choice(["view", "like", "share", "watch"]), 1.0, now - rng.randrange(0, 180_000))
+        Event(
+            f"e{uuid.uuid4().hex}",
+            f"u{rng.randrange(20)}",
+            f"i{rng.randrange(8)}",
+            rng.choice(["view", "like", "share", "watch"]),
+            1.0,
+            now - rng.randrange(0, 180_000),
+        )
         for _ in range(400)
     ]
     with EventProducer(iso.settings) as producer:
@@ -55,14 +68,21 @@ def test_counts_in_redis_equal_the_input_and_bad_records_are_dead_lettered(servi
     layout = KeyLayout(iso.settings.redis.key_prefix)
     r = redis_client.Redis(port=iso.settings.redis.port)
     items = {e.item_id for e in events}
+
     def diff():
         got = _redis_state(r, layout, items)
-        return {k: (got.get(k), expected.get(k)) for k in set(got) | set(expected) if got.get(k) != expected.get(k)}
+        return {
+            k: (got.get(k), expected.get(k))
+            for k in set(got) | set(expected)
+            if got.get(k) != expected.get(k)
+        }
 
     try:
         eventually(lambda: not diff(), 90, "Redis holding the exact counts")
     except AssertionError as e:
-        raise AssertionError(f"{e}\ndiff (got, expected): {diff()}\nspeed log:\n{stopper[0].log_tail(60)}") from None
+        raise AssertionError(
+            f"{e}\ndiff (got, expected): {diff()}\nspeed log:\n{stopper[0].log_tail(60)}"
+        ) from None
     for (item, bucket, etype), n in expected.items():
         if etype == "*":
             assert r.zscore(layout.bucket(bucket), item) == n
@@ -81,5 +101,8 @@ def test_counts_in_redis_equal_the_input_and_bad_records_are_dead_lettered(servi
     # each dead letter points at its source record
     by_offset = {(m.partition, m.offset): m.value for m in total}
     assert sorted(by_offset[(d["partition"], d["offset"])] for d in dead) == sorted(
-        d["payload"].encode() for d in dead)
-    assert sorted(d["payload"].encode() for d in dead) == sorted(BAD[(n // 150) % len(BAD)] for n in range(0, 400, 150))
+        d["payload"].encode() for d in dead
+    )
+    assert sorted(d["payload"].encode() for d in dead) == sorted(
+        BAD[(n // 150) % len(BAD)] for n in range(0, 400, 150)
+    )

@@ -35,7 +35,9 @@ def test_topics_exist_with_the_configured_partitions(services):
 
     admin = KafkaAdminClient(bootstrap_servers=services.kafka.bootstrap)
     try:
-        meta = {t["name"]: t for t in admin.describe_topics([services.topics.events, services.topics.signals])}
+        meta = {
+            t["name"]: t for t in admin.describe_topics([services.topics.events, services.topics.signals])
+        }
     finally:
         admin.close()
     assert len(meta[services.topics.events]["partitions"]) == services.kafka.partitions
@@ -44,9 +46,14 @@ def test_topics_exist_with_the_configured_partitions(services):
 def test_down_after_a_crash_cleans_up(base_env, tmp_path):
     """A second Redis-only stack: its pid file is lost (the manager crashed), then `down` finds the
     orphan by its environment marker, stops it and frees the port; a stale pid file is removed."""
-    env = dict(base_env, LAMBDASTACK_STACK__STATE_DIR=str(tmp_path / "state"), LAMBDASTACK_REDIS__PORT="16390",
-               LAMBDASTACK_KAFKA__PORT="19190", LAMBDASTACK_KAFKA__CONTROLLER_PORT="19191",
-               LAMBDASTACK_SERVING__PORT="18090")
+    env = dict(
+        base_env,
+        LAMBDASTACK_STACK__STATE_DIR=str(tmp_path / "state"),
+        LAMBDASTACK_REDIS__PORT="16390",
+        LAMBDASTACK_KAFKA__PORT="19190",
+        LAMBDASTACK_KAFKA__CONTROLLER_PORT="19191",
+        LAMBDASTACK_SERVING__PORT="18090",
+    )
     s = load_settings(environ=env)
     saved = os.environ.get(MEMBER_ENV)
     os.environ[MEMBER_ENV] = str(s.state_dir)
@@ -79,11 +86,16 @@ def test_a_port_taken_by_a_stranger_is_a_sentence(base_env, tmp_path):
     sock.listen()
     port = sock.getsockname()[1]
     try:
-        env = dict(base_env, LAMBDASTACK_STACK__STATE_DIR=str(tmp_path / uuid.uuid4().hex),
-                   LAMBDASTACK_REDIS__PORT=str(port))
+        env = dict(
+            base_env,
+            LAMBDASTACK_STACK__STATE_DIR=str(tmp_path / uuid.uuid4().hex),
+            LAMBDASTACK_REDIS__PORT=str(port),
+        )
         from lambdastack.errors import ServiceError
 
-        with pytest.raises(ServiceError, match=f"port {port} is taken by a process lambdastack did not start"):
+        with pytest.raises(
+            ServiceError, match=f"port {port} is taken by a process lambdastack did not start"
+        ):
             redis.start(load_settings(environ=env))
     finally:
         sock.close()

@@ -7,10 +7,27 @@ from lambdastack.cli import main
 
 pytestmark = pytest.mark.unit
 
-COMMANDS = [[], ["up"], ["down"], ["stack"], ["stack", "up"], ["stack", "status"], ["stack", "fetch"],
-            ["data"], ["data", "load", "movielens"], ["data", "generate"], ["produce"], ["batch"],
-            ["batch", "run"], ["speed"], ["speed", "run"], ["serve"], ["registry"], ["registry", "list"],
-            ["registry", "show"]]
+COMMANDS = [
+    [],
+    ["up"],
+    ["down"],
+    ["stack"],
+    ["stack", "up"],
+    ["stack", "status"],
+    ["stack", "fetch"],
+    ["data"],
+    ["data", "load", "movielens"],
+    ["data", "generate"],
+    ["produce"],
+    ["batch"],
+    ["batch", "run"],
+    ["speed"],
+    ["speed", "run"],
+    ["serve"],
+    ["registry"],
+    ["registry", "list"],
+    ["registry", "show"],
+]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "lambdastack")
@@ -23,8 +40,9 @@ def test_help_everywhere(cmd, capsys):
 
 def test_batch_run_without_data_is_a_sentence_not_a_stack_trace(tmp_path):
     env = {"LAMBDASTACK_DATA__MASTER_DIR": str(tmp_path / "none"), "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([sys.executable, "-m", "lambdastack", "batch", "run"], capture_output=True, text=True,
-                          env=env)
+    done = subprocess.run(
+        [sys.executable, "-m", "lambdastack", "batch", "run"], capture_output=True, text=True, env=env
+    )
     assert done.returncode == 1
     assert done.stderr.startswith("lambdastack: the master dataset")
     assert "does not exist; load data first" in done.stderr

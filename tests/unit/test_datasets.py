@@ -20,7 +20,9 @@ def _ml_latest(folder):
         ",30,3.0,1445714835\n"  # line 5: no user
     )
     (folder / "movies.csv").write_text(
-        'movieId,title,genres\n10,"Toy Story (1995)",Adventure|Animation\n20,Jumanji (1995),(no genres listed)\n'
+        "movieId,title,genres\n"
+        '10,"Toy Story (1995)",Adventure|Animation\n'
+        "20,Jumanji (1995),(no genres listed)\n"
     )
     (folder / "tags.csv").write_text("userId,movieId,tag,timestamp\n1,10,Pixar,1\n2,10,pixar,2\n2,10,fun,3\n")
     return folder
@@ -48,8 +50,12 @@ def test_ml_100k_tab_separated(tmp_path):
     data = read_folder(folder)
     assert data.source_format == "tsv"
     assert data.events.num_rows == 2
-    assert data.items.to_pylist()[0] == {"item_id": "242", "title": "Kolya (1996)", "genres": ["Animation"],
-                                         "tags": []}
+    assert data.items.to_pylist()[0] == {
+        "item_id": "242",
+        "title": "Kolya (1996)",
+        "genres": ["Animation"],
+        "tags": [],
+    }
 
 
 def test_a_folder_that_is_not_movielens_is_a_sentence(tmp_path):

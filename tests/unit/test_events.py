@@ -7,8 +7,15 @@ from lambdastack.events import Event, decode, format_time, parse, parse_time, va
 
 pytestmark = pytest.mark.unit
 
-GOOD = {"event_id": "e1", "user_id": "u1", "item_id": "i1", "type": "watch", "value": 12.5,
-        "event_time": "2026-11-28T13:00:00.123Z", "schema_version": 1}
+GOOD = {
+    "event_id": "e1",
+    "user_id": "u1",
+    "item_id": "i1",
+    "type": "watch",
+    "value": 12.5,
+    "event_time": "2026-11-28T13:00:00.123Z",
+    "schema_version": 1,
+}
 
 
 def test_a_valid_event_round_trips_through_json():
@@ -26,8 +33,17 @@ def test_value_defaults_to_one_and_offsets_are_normalised_to_utc():
 
 
 def test_every_bad_field_is_reported_with_its_reason():
-    _, errors = validate({"event_id": "", "user_id": 3.5, "type": "poke", "value": "x",
-                          "event_time": "yesterday", "schema_version": 2, "colour": "red"})
+    _, errors = validate(
+        {
+            "event_id": "",
+            "user_id": 3.5,
+            "type": "poke",
+            "value": "x",
+            "event_time": "yesterday",
+            "schema_version": 2,
+            "colour": "red",
+        }
+    )
     fields = dict(errors)
     assert fields["colour"] == "is not a field of the event schema"
     assert fields["item_id"] == "is required"
@@ -39,15 +55,18 @@ def test_every_bad_field_is_reported_with_its_reason():
     assert fields["schema_version"] == "must be 1, got 2"
 
 
-@pytest.mark.parametrize(("patch", "field", "reason"), [
-    ({"type": "rating", "value": 7}, "value", "a rating must be between 0 and 5"),
-    ({"value": -1}, "value", "must not be negative"),
-    ({"value": float("nan")}, "value", "must be a finite number"),
-    ({"event_time": "2026-11-28T13:00:00"}, "event_time", "has no time zone"),
-    ({"user_id": "a b"}, "user_id", "may hold only"),
-    ({"item_id": "x" * 200}, "item_id", "at most 128"),
-    ({"value": True}, "value", "must be a number"),
-])
+@pytest.mark.parametrize(
+    ("patch", "field", "reason"),
+    [
+        ({"type": "rating", "value": 7}, "value", "a rating must be between 0 and 5"),
+        ({"value": -1}, "value", "must not be negative"),
+        ({"value": float("nan")}, "value", "must be a finite number"),
+        ({"event_time": "2026-11-28T13:00:00"}, "event_time", "has no time zone"),
+        ({"user_id": "a b"}, "user_id", "may hold only"),
+        ({"item_id": "x" * 200}, "item_id", "at most 128"),
+        ({"value": True}, "value", "must be a number"),
+    ],
+)
 def test_field_rules(patch, field, reason):
     event, errors = validate({**GOOD, **patch})
     assert event is None

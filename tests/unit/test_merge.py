@@ -8,7 +8,10 @@ pytestmark = pytest.mark.unit
 def test_counts_add_without_double_counting_and_sources_are_named():
     feed = merge_feed(["a", "b"], {"a": 10, "b": 8, "c": 0}, {"b": 5, "c": 20}, frozenset(), k=3)
     assert [(f.item_id, f.score, f.batch_count, f.speed_count) for f in feed] == [
-        ("c", 20.0, 0, 20), ("b", 13.0, 8, 5), ("a", 10.0, 10, 0)]
+        ("c", 20.0, 0, 20),
+        ("b", 13.0, 8, 5),
+        ("a", 10.0, 10, 0),
+    ]
     assert feed[0].sources == (SPEED_FRESH,)
     assert feed[1].sources == (BATCH_POPULAR, SPEED_FRESH)
 

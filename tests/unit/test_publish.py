@@ -14,7 +14,9 @@ pytestmark = pytest.mark.unit
 def _stage(layout: VersionLayout, run_id: str, rows: int):
     staging = layout.staging(run_id)
     (staging / "item_stats").mkdir(parents=True)
-    pq.write_table(pa.table({"item_id": [f"i{n}" for n in range(rows)]}), staging / "item_stats" / "part-0.parquet")
+    pq.write_table(
+        pa.table({"item_id": [f"i{n}" for n in range(rows)]}), staging / "item_stats" / "part-0.parquet"
+    )
     return staging
 
 
@@ -51,7 +53,9 @@ def test_same_content_same_checksum_whatever_the_file_names(tmp_path):
     layout = VersionLayout(tmp_path)
     a = publish(layout, _stage(layout, "r1", 3), {}, keep=5)
     b = publish(layout, _stage(layout, "r2", 3), {}, keep=5)
-    (layout.view_dir(b, "item_stats") / "part-0.parquet").rename(layout.view_dir(b, "item_stats") / "x.parquet")
+    (layout.view_dir(b, "item_stats") / "part-0.parquet").rename(
+        layout.view_dir(b, "item_stats") / "x.parquet"
+    )
     assert view_checksum(layout.view_dir(a, "item_stats")) == view_checksum(layout.view_dir(b, "item_stats"))
 
 
