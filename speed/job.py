@@ -77,6 +77,20 @@ def submit(settings: Settings, parallelism: int | None = None) -> Any:
     return statements.execute()
 
 
+def _wait_running(client: Any, timeout_s: float) -> None:
+    """Block until Flink reports the job RUNNING; fail with its status otherwise."""
+    deadline = time.monotonic() + timeout_s
+    status = None
+    while time.monotonic() < deadline:
+        status = str(client.get_job_status().result())
+        if status.endswith("RUNNING"):
+            return
+        if status.endswith(("FAILED", "CANCELED", "FINISHED")):
+            break
+        time.sleep(0.5)
+    raise ServiceError(f"the speed job did not start running (status {status})")
+
+
 def run(settings: Settings, parallelism: int | None = None) -> None:
     """Run the job and the loader until SIGTERM/SIGINT."""
     from speed.loader import SignalLoader
@@ -94,6 +108,7 @@ def run(settings: Settings, parallelism: int | None = None) -> None:
     )
     result = submit(settings, parallelism)
     client = result.get_job_client()
+    _wait_running(client, settings.stack.ready_timeout_s * 2)
     print(f"[speed] job {client.get_job_id()} running; loading signals into Redis", flush=True)
     try:
         loader.run()

@@ -18,6 +18,7 @@ from lambdastack.stack.process import ManagedProcess, port_open, wait_until
 # set in the environment of every process the stack starts, so `down` finds orphans after a crash
 MEMBER_ENV = "LSTACK_MEMBER_OF"
 APPS = ("api", "speed")
+SPEED_READY = "running; loading signals into Redis"  # what `lambdastack speed run` prints when ready
 INFRA = ("kafka", "redis")
 
 
@@ -59,10 +60,20 @@ def up_infra(settings: Settings, echo: Callable[[str], None] = print) -> None:
 def start_app(settings: Settings, name: str, argv: list[str]) -> int:
     """Start the speed job or the API in the background."""
     proc = ManagedProcess(name, settings.state_dir)
+    if (running := proc.pid()) is not None:
+        return running
+    offset = proc.log_file.stat().st_size if proc.log_file.exists() else 0
     pid = proc.start([sys.executable, "-m", "lambdastack", *argv], env=_member_env(settings))
     if name == "api":
         host, port = _addresses(settings)["api"]
         wait_until(lambda: port_open(host, port), settings.stack.ready_timeout_s, "the API", proc)
+    elif name == "speed":
+        wait_until(
+            lambda: SPEED_READY in proc.log_since(offset),
+            settings.stack.ready_timeout_s * 2,
+            "the speed job",
+            proc,
+        )
     return pid
 
 

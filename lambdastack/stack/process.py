@@ -80,6 +80,15 @@ class ManagedProcess:
         self.pid_file.unlink(missing_ok=True)
         return was_running
 
+    def log_since(self, offset: int) -> str:
+        """The log written after byte `offset`."""
+        try:
+            with open(self.log_file, "rb") as f:
+                f.seek(offset)
+                return f.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+
     def log_tail(self, lines: int = 20) -> str:
         try:
             return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])

@@ -1,0 +1,67 @@
+"""`lambdastack up` / `down` as a user runs them: a feed URL that works, a burst that shows, and
+nothing left behind. A second, independent stack on its own ports and state directory."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import psutil
+import pytest
+
+from lambdastack.stack.manager import MEMBER_ENV
+from lambdastack.stack.process import port_open
+from tests.integration.helpers import eventually, run_cli
+
+pytestmark = pytest.mark.integration
+PORTS = {"KAFKA__PORT": 19292, "KAFKA__CONTROLLER_PORT": 19293, "REDIS__PORT": 16392, "SERVING__PORT": 18092}
+
+
+def test_up_prints_a_working_feed_url_and_down_leaves_nothing(base_env, tmp_path):
+    env = dict(
+        base_env,
+        LAMBDASTACK_STACK__STATE_DIR=str(tmp_path / "state"),
+        LAMBDASTACK_DATA__MASTER_DIR=str(tmp_path / "master"),
+        LAMBDASTACK_DATA__CATALOGUE_DIR=str(tmp_path / "catalogue"),
+        LAMBDASTACK_DATA__VIEWS_DIR=str(tmp_path / "views"),
+        **{f"LAMBDASTACK_{k}": str(v) for k, v in PORTS.items()},
+    )
+    try:
+        up = run_cli(["up", "--synthetic"], env, timeout_s=400)
+        assert up.returncode == 0, f"up failed:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
+        url = re.search(r"(http://127\.0\.0\.1:18092/v1/users/\S+/feed\?k=10)", up.stdout)
+        assert url, up.stdout
+        feed = httpx.get(url.group(1)).json()
+        assert len(feed["items"]) == 10 and feed["view_version"] == "v000001"
+        item = re.search(r"produce --simulate --item (\S+) --count", up.stdout)
+        assert item, up.stdout
+        before = next(i["count"] for i in feed["items"] if i["item_id"] == item.group(1))
+
+        again = run_cli(["up", "--synthetic"], env, timeout_s=200)  # twice is harmless
+        assert again.returncode == 0, again.stderr[-2000:]
+        assert "master dataset already holds data" in again.stdout
+
+        sent = run_cli(["produce", "--simulate", "--item", item.group(1), "--count", "200"], env)
+        assert sent.returncode == 0, sent.stderr
+
+        def risen():
+            got = httpx.get(url.group(1)).json()["items"]
+            return next(
+                (i["count"] for i in got if i["item_id"] == item.group(1) and i["count"] > before), None
+            )
+
+        assert eventually(risen, 30, "the burst in the feed") == before + 200
+    finally:
+        down = run_cli(["down"], env, timeout_s=120)
+    assert down.returncode == 0, down.stderr
+    for port in PORTS.values():
+        assert not port_open("127.0.0.1", port), f"port {port} still in use after down"
+    marker = str(tmp_path / "state")
+    left = []
+    for p in psutil.process_iter(["pid"]):
+        try:
+            if p.environ().get(MEMBER_ENV) == marker or p.cwd().startswith(marker):
+                left.append(p.cmdline()[:3])
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    assert left == [], f"processes left behind: {left}"
