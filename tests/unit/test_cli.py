@@ -60,3 +60,24 @@ def test_registry_on_an_empty_views_dir(tmp_path, monkeypatch, capsys):
     assert "no version published yet" in capsys.readouterr().out
     assert main(["registry", "show"]) == 1
     assert "no batch version is published" in capsys.readouterr().err
+
+
+def test_data_commands_write_the_master_dataset_and_jsonl(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LAMBDASTACK_DATA__MASTER_DIR", str(tmp_path / "master"))
+    monkeypatch.setenv("LAMBDASTACK_DATA__CATALOGUE_DIR", str(tmp_path / "cat"))
+    assert main(["data", "generate", "--users", "20", "--items", "10", "--events", "500", "--days", "2"]) == 0
+    assert "generated 500 events, 10 items" in capsys.readouterr().out
+    assert (tmp_path / "cat" / "items.parquet").exists()
+    out = tmp_path / "e.jsonl"
+    assert main(["data", "generate", "--events", "50", "--output", str(out)]) == 0
+    from lambdastack.events import decode
+
+    lines = out.read_text().splitlines()
+    assert len(lines) == 50 and all(decode(line)[1] == [] for line in lines)
+    ml = tmp_path / "ml"
+    ml.mkdir()
+    (ml / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,2,4.0,1000\n1,3,x,1000\n")
+    assert main(["data", "load", "movielens", str(ml)]) == 0
+    captured = capsys.readouterr()
+    assert "loaded 1 events" in captured.out
+    assert "rejected line 3: rating must be a number between 0 and 5" in captured.err
