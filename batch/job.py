@@ -1,18 +1,32 @@
-"""`lambdastack batch run`: master dataset -> views -> a new published version."""
+"""`lambdastack batch run`: master dataset -> views, embeddings, profiles, candidates, ranking
+model -> a new published version."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from lambdastack import __version__
 from lambdastack.errors import DataError
 from lambdastack.keys import bucket_start
 from lambdastack.settings import Settings
 from lambdastack.versions import VIEW_SCHEMA_VERSION, VersionLayout
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+
+VIEWS = {"item_stats", "user_history", "items", "item_embeddings", "item_neighbours", "user_profiles",
+         "candidates", "popular", "model"}
 
 
 def aligned_as_of(as_of_ms: int | None, bucket_s: int) -> int:
@@ -31,84 +45,151 @@ def _check_master(master: Path) -> None:
         raise DataError(f"the master dataset {master} holds no events; load data first")
 
 
+class _Progress:
+    def __init__(self, echo: Callable[[str], None]):
+        self.echo, self.start, self.last = echo, time.monotonic(), time.monotonic()
+        self.stages: dict[str, float] = {}
+
+    def __call__(self, name: str, msg: str) -> None:
+        now = time.monotonic()
+        self.stages[name] = round(now - self.last, 3)
+        self.echo(f"[batch {now - self.start:6.1f}s] {msg} (+{now - self.last:.1f}s)")
+        self.last = now
+
+
+def _write(table: pd.DataFrame | pa.Table, path: Path) -> int:
+    path.mkdir(parents=True, exist_ok=True)
+    t = table if isinstance(table, pa.Table) else pa.Table.from_pandas(table, preserve_index=False)
+    pq.write_table(t, path / "part-0.parquet", compression="zstd")
+    return t.num_rows
+
+
+def _read_events(spark: Any, master: Path, as_of: int) -> DataFrame:
+    from batch.views import events_before
+
+    raw = spark.read.option("basePath", str(master)).parquet(str(master / "event_date=*"))
+    missing = {"event_id", "user_id", "item_id", "type", "value", "event_time"} - set(raw.columns)
+    if missing:
+        raise DataError(f"the master dataset {master} does not match the event schema: missing {sorted(missing)}")
+    return events_before(raw, as_of)
+
+
 def run(
-    settings: Settings,
-    as_of_ms: int | None = None,
-    master_url: str | None = None,
+    settings: Settings, as_of_ms: int | None = None, master_url: str | None = None,
     echo: Callable[[str], None] = print,
 ) -> str:
-    """Compute the views as of an instant and publish them; returns the new version id."""
-    from batch.publish import clean_stale_staging, publish
-    from batch.session import spark_session
-    from batch.views import events_before, item_stats, items_view, user_history
+    """Compute every view as of an instant and publish them; returns the new version id."""
+    from pyspark.sql import functions as F
 
+    from batch import candidates, embeddings, profiles, ranker, training
+    from batch.publish import clean_stale_staging, open_staging, publish
+    from batch.session import spark_session
+    from batch.vectors import combine
+    from batch.views import item_stats, items_view, user_history
+    from lambdastack.features import ItemSide
+
+    b = settings.batch
     master = settings.path(settings.data.master_dir)
     catalogue_path = settings.path(settings.data.catalogue_dir) / "items.parquet"
     layout = VersionLayout(settings.path(settings.data.views_dir))
     _check_master(master)
-    as_of = aligned_as_of(as_of_ms, settings.batch.bucket_s)
-    started = time.monotonic()
-    stage_t = started
-
-    def stage(msg: str) -> None:
-        nonlocal stage_t
-        now = time.monotonic()
-        echo(f"[batch {now - started:6.1f}s] {msg} (+{now - stage_t:.1f}s)")
-        stage_t = now
-
-    stage(f"starting Spark ({master_url or settings.batch.spark_master})")
+    as_of = aligned_as_of(as_of_ms, b.bucket_s)
+    progress = _Progress(echo)
+    progress("start", f"starting Spark ({master_url or b.spark_master})")
     spark = spark_session(settings, master_url)
-    clean_stale_staging(layout, older_than_s=0)
-    run_id = uuid.uuid4().hex[:12]
-    staging = layout.staging(run_id)
-    raw = spark.read.option("basePath", str(master)).parquet(str(master / "event_date=*"))
-    missing = {"event_id", "user_id", "item_id", "type", "value", "event_time"} - set(raw.columns)
-    if missing:
-        raise DataError(
-            f"the master dataset {master} does not match the event schema: missing {sorted(missing)}"
-        )
-    events = events_before(raw, as_of).cache()
+    clean_stale_staging(layout)
+    staging, lock = open_staging(layout, uuid.uuid4().hex[:12])
+    rows: dict[str, int] = {}
+
+    events = _read_events(spark, master, as_of).cache()
     n_events = events.count()
     if n_events == 0:
         raise DataError(f"the master dataset {master} has no event before the as-of {as_of} ms")
-    stage(f"read {n_events} events before as-of {as_of}")
+    progress("read", f"read {n_events} events before as-of {as_of}")
+
     stats = item_stats(events).cache()
     stats.coalesce(1).write.parquet(str(staging / "item_stats"))
-    stage(f"item_stats: {stats.count()} items")
-    history = user_history(events)
+    rows["item_stats"] = stats.count()
+    history = user_history(events).cache()
     history.coalesce(1).write.parquet(str(staging / "user_history"))
-    n_users = spark.read.parquet(str(staging / "user_history")).count()
-    stage(f"user_history: {n_users} users")
+    rows["user_history"] = history.count()
     if catalogue_path.exists():
         catalogue = spark.read.parquet(str(catalogue_path))
     else:
-        catalogue = stats.selectExpr(
-            "item_id",
-            "CAST(NULL AS STRING) AS title",
-            "CAST(array() AS ARRAY<STRING>) AS genres",
-            "CAST(array() AS ARRAY<STRING>) AS tags",
-        )
-    items_view(catalogue, stats).coalesce(1).write.parquet(str(staging / "items"))
-    n_items = spark.read.parquet(str(staging / "items")).count()
-    stage(f"items: {n_items} catalogue entries")
-    span = events.selectExpr(
-        "min(unix_millis(event_time)) AS lo", "max(unix_millis(event_time)) AS hi"
-    ).first()
+        catalogue = stats.selectExpr("item_id", "CAST(NULL AS STRING) AS title",
+                                     "CAST(array() AS ARRAY<STRING>) AS genres", "CAST(array() AS ARRAY<STRING>) AS tags")
+    items = items_view(catalogue, stats).cache()
+    items.coalesce(1).write.parquet(str(staging / "items"))
+    rows["items"] = items.count()
+    progress("aggregates", f"item_stats {rows['item_stats']}, user_history {rows['user_history']}, items {rows['items']}")
+
+    content = embeddings.content_vectors(items)
+    progress("content", f"content vectors for {len(content)} items (TF-IDF -> PCA {embeddings.CONTENT_DIM})")
+    item_als, user_als = embeddings.als_factors(spark, events)
+    progress("als", f"ALS rank {embeddings.ALS_RANK}: {len(item_als)} items, {len(user_als)} users")
+    vectors = embeddings.item_vectors(content, item_als)
+    rows["item_embeddings"] = _write(pd.DataFrame({
+        "item_id": vectors.item_ids, "content": list(vectors.content), "vector": list(vectors.combined),
+        "collaborative": vectors.has_collab}), staging / "item_embeddings")
+    neighbours = embeddings.neighbours(spark, vectors, b.neighbours_n)
+    neighbours.coalesce(1).write.parquet(str(staging / "item_neighbours"))
+    rows["item_neighbours"] = rows["item_embeddings"]
+    progress("embeddings", f"item embeddings ({vectors.combined.shape[1]} dims) and {b.neighbours_n} neighbours each")
+
+    meta = items.select("item_id", "genres", "tags").toPandas()
+    side = ItemSide(dict(zip(vectors.item_ids, vectors.content, strict=True)),
+                    {i: list(g) if g is not None else [] for i, g in zip(meta["item_id"], meta["genres"], strict=True)})
+    tags = {i: list(t) if t is not None else [] for i, t in zip(meta["item_id"], meta["tags"], strict=True)}
+    prof = profiles.profiles(spark, events, side, tags).toPandas().sort_values("user_id").reset_index(drop=True)
+    als_by_user = dict(zip(user_als["user_id"], user_als["features"], strict=True))
+    interest = np.vstack([np.zeros(embeddings.CONTENT_DIM) if v is None else np.asarray(v) for v in prof["interest"]])
+    collab = np.vstack([np.asarray(als_by_user.get(u, np.zeros(embeddings.ALS_RANK))) for u in prof["user_id"]])
+    has = np.array([u in als_by_user for u in prof["user_id"]])
+    prof["als"] = [list(map(float, x)) if h else None for x, h in zip(collab, has, strict=True)]
+    prof["vector"] = list(combine(interest, collab, has))
+    clusters = profiles.clusters(spark, prof.rename(columns={"vector": "v"}), b.clusters)
+    prof = prof.merge(clusters, on="user_id", how="left")
+    rows["user_profiles"] = _write(prof, staging / "user_profiles")
+    progress("profiles", f"profiles of {len(prof)} users, {b.clusters} clusters")
+
+    seen = history.select("user_id", "items").toPandas()
+    users = prof[["user_id", "vector"]].rename(columns={"vector": "v"}).merge(seen, on="user_id")
+    users["seen"] = users["items"]
+    cands = candidates.user_candidates(spark, users, vectors, b.candidates_n)
+    cands.coalesce(1).write.parquet(str(staging / "candidates"))
+    rows["candidates"] = len(users)
+    pop = candidates.popular(events, spark.createDataFrame(prof[["user_id", "cluster"]]), as_of, b.popular_n)
+    pop.coalesce(1).write.parquet(str(staging / "popular"))
+    rows["popular"] = pop.count()
+    progress("candidates", f"{b.candidates_n} candidates per user; popular lists: {rows['popular']}")
+
+    times = events.select(F.unix_millis("event_time").alias("t"))
+    train_from, validate_from = (int(x) for x in times.approxQuantile("t", [1 - b.train_fraction, 1 - b.train_fraction / 2], 0.0))
+    data = training.training_set(spark, events, vectors.item_ids, side, train_from, b.train_max_queries,
+                                 b.train_negatives)
+    progress("training_set", f"training set: {len(data)} rows from {train_from} (point-in-time)")
+    trained = ranker.train(data, validate_from)
+    (staging / "model").mkdir(parents=True)
+    (staging / "model" / "ranker.onnx").write_bytes(trained.onnx)
+    (staging / "model" / "metrics.json").write_text(json.dumps(trained.metrics, indent=2, sort_keys=True))
+    m = trained.metrics
+    progress("model", f"ranker AUC {m['auc']:.4f} (item_pop {m['baseline']['auc_item_pop']:.4f}), "
+                      f"log loss {m['log_loss']:.4f} (base rate {m['baseline']['log_loss_base_rate']:.4f})")
+
+    span = events.selectExpr("min(unix_millis(event_time)) AS lo", "max(unix_millis(event_time)) AS hi").first()
     assert span is not None  # n_events > 0
     manifest: dict[str, Any] = {
         "as_of_ms": as_of,
-        "bucket_s": settings.batch.bucket_s,
-        "input": {
-            "master_dir": str(master),
-            "events": n_events,
-            "min_event_ms": span["lo"],
-            "max_event_ms": span["hi"],
-        },
-        "rows": {"item_stats": stats.count(), "user_history": n_users, "items": n_items},
+        "bucket_s": b.bucket_s,
+        "input": {"master_dir": str(master), "events": n_events, "min_event_ms": span["lo"], "max_event_ms": span["hi"]},
+        "rows": rows,
+        "model": {"file": "model/ranker.onnx", "metrics": m},
         "schema_version": VIEW_SCHEMA_VERSION,
         "code_version": __version__,
-        "created_ms": int(time.time() * 1000),
+        "stage_seconds": progress.stages,
     }
-    vid = publish(layout, staging, manifest, settings.batch.keep_versions)
-    stage(f"published {vid} (as-of {as_of})")
+    events.unpersist()
+    vid = publish(layout, staging, manifest, b.keep_versions, expected=VIEWS)
+    lock.close()
+    progress("publish", f"published {vid} (as-of {as_of})")
     return vid

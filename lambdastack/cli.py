@@ -68,6 +68,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--as-of", help="RFC 3339 instant; events before it (default: now, floored to a bucket)")
     run.add_argument("--master", help="Spark master URL (default: batch.spark_master)")
     run.set_defaults(func=commands.batch_run)
+    pred = bs.add_parser("predict", help="score JSONL instances with a published ONNX ranker in Spark")
+    pred.add_argument("--input", required=True, help="JSONL file: one object of feature values per line")
+    pred.add_argument("--output", required=True, help="directory for predictions/, errors/, summary.json")
+    pred.add_argument("--version", help="published version (default: the current one)")
+    pred.add_argument("--master", help="Spark master URL (default: batch.spark_master)")
+    pred.set_defaults(func=commands.batch_predict)
+    bs.add_parser("crontab", help="print the crontab line of the nightly schedule (batch.schedule)").set_defaults(
+        func=commands.batch_crontab)
 
     speed = sub.add_parser("speed", help="the speed layer (PyFlink over Kafka)")
     sp = speed.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -89,6 +97,12 @@ def _parser() -> argparse.ArgumentParser:
     show = rs.add_parser("show", help="a version's manifest")
     show.add_argument("version", nargs="?", help="default: the current version")
     show.set_defaults(func=commands.registry_show)
+    promote = rs.add_parser("promote", help="make a complete version current (serving and speed follow it)")
+    promote.add_argument("version", help="a published version id, e.g. v000003")
+    promote.set_defaults(func=commands.registry_promote)
+    rs.add_parser(
+        "rollback", help="make the newest complete version older than the current one current"
+    ).set_defaults(func=commands.registry_rollback)
     return p
 
 

@@ -141,6 +141,20 @@ def batch_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def batch_predict(args: argparse.Namespace) -> int:
+    from batch.predict import predict
+
+    predict(_settings(args), Path(args.input), Path(args.output), args.version, args.master)
+    return 0
+
+
+def batch_crontab(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    log = s.state_dir / "logs" / "batch.log"
+    print(f"{s.batch.schedule} cd {s.root} && .venv/bin/lambdastack batch run >> {log} 2>&1")
+    return 0
+
+
 def speed_run(args: argparse.Namespace) -> int:
     from speed.job import run
 
@@ -177,6 +191,26 @@ def registry_show(args: argparse.Namespace) -> int:
     layout = VersionLayout(s.path(s.data.views_dir))
     vid = args.version or layout.require_current()
     print(json.dumps(layout.manifest(vid), indent=2, sort_keys=True))
+    return 0
+
+
+def registry_promote(args: argparse.Namespace) -> int:
+    from lambdastack.registry import promote
+    from lambdastack.versions import VersionLayout
+
+    s = _settings(args)
+    change = promote(VersionLayout(s.path(s.data.views_dir)), args.version)
+    print(f"current version: {change.version} (was {change.previous or 'none'})")
+    return 0
+
+
+def registry_rollback(args: argparse.Namespace) -> int:
+    from lambdastack.registry import rollback
+    from lambdastack.versions import VersionLayout
+
+    s = _settings(args)
+    change = rollback(VersionLayout(s.path(s.data.views_dir)))
+    print(f"current version: {change.version} (was {change.previous})")
     return 0
 
 

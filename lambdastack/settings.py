@@ -67,11 +67,18 @@ class DataSettings(_Section):
 
 class BatchSettings(_Section):
     spark_master: str = "local[2]"
+    schedule: str = Field("0 2 * * *", pattern=r"^\S+ \S+ \S+ \S+ \S+$")
     driver_memory: str = "2g"
     shuffle_partitions: int = Field(4, ge=1)
     bucket_s: int = Field(3600, gt=0)
     popular_n: int = Field(500, gt=0)
     keep_versions: int = Field(5, ge=1)
+    neighbours_n: int = Field(20, gt=0)
+    candidates_n: int = Field(100, gt=0)
+    clusters: int = Field(8, gt=0)
+    train_fraction: float = Field(0.2, gt=0, lt=1)
+    train_max_queries: int = Field(40_000, gt=0)
+    train_negatives: int = Field(4, ge=1)
 
 
 class SpeedSettings(_Section):

@@ -23,7 +23,7 @@ from lambdastack.errors import NoVersionError
 
 VERSION_RE = re.compile(r"^v(\d{6})$")
 MANIFEST = "manifest.json"
-VIEW_SCHEMA_VERSION = 1
+VIEW_SCHEMA_VERSION = 2
 
 
 def version_id(n: int) -> str:

@@ -1,43 +1,60 @@
-"""The batch slice on real Spark: master dataset -> views -> an atomically published version."""
+"""The batch layer on real Spark: views, embeddings, profiles, candidates and a ranking model
+from the master dataset, published atomically; offline/online feature agreement; batch predict."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
+from pathlib import Path
 
+import numpy as np
+import onnxruntime
 import pyarrow.parquet as pq
 import pytest
 
-from batch.job import run
+from batch import training
+from batch.job import VIEWS, _read_events, run
 from batch.master import append, write_catalogue
+from batch.predict import predict
+from batch.session import spark_session
 from lambdastack.datasets.synthetic import generate
 from lambdastack.errors import DataError
-from lambdastack.events import EVENT_TYPES
+from lambdastack.events import EVENT_TYPES, Event
+from lambdastack.features import FEATURE_NAMES
 from lambdastack.versions import VersionLayout
+from serving import batch_view
+from serving.ranking import feature_matrix, online_state
+from tests.conftest import Isolated, make_isolated
 
 pytestmark = pytest.mark.integration
 DAY = 86_400_000
 START = 1_767_225_600_000  # 2026-01-01
+AS_OF = START + 3 * DAY
 
 
-def _load(isolated, n_events=3000):
-    s = isolated.settings
-    events, items = generate(n_users=40, n_items=60, n_events=n_events, seed=11, start_ms=START, days=4)
+@pytest.fixture(scope="module")
+def published(base_env, tmp_path_factory) -> tuple[Isolated, object, str]:
+    iso = make_isolated(base_env, tmp_path_factory.mktemp("batch"))
+    s = iso.settings
+    events, items = generate(n_users=40, n_items=60, n_events=3000, seed=11, start_ms=START, days=4)
     append(events, s.path(s.data.master_dir))
     append(events.slice(0, 500), s.path(s.data.master_dir))  # a reloaded file: duplicates by event_id
     write_catalogue(items, s.path(s.data.catalogue_dir))
-    return events
+    vid = run(s, as_of_ms=AS_OF + 1234, echo=lambda _m: None)
+    return iso, events, vid
 
 
-def test_views_match_the_master_dataset_before_the_as_of(isolated):
-    events = _load(isolated)
-    as_of = START + 3 * DAY
-    vid = run(isolated.settings, as_of_ms=as_of + 1234, echo=lambda _m: None)
-    layout = VersionLayout(isolated.settings.path(isolated.settings.data.views_dir))
+def _layout(iso: Isolated) -> VersionLayout:
+    return VersionLayout(iso.settings.path(iso.settings.data.views_dir))
+
+
+def test_aggregate_views_match_the_master_dataset_before_the_as_of(published):
+    iso, events, vid = published
+    layout = _layout(iso)
     assert layout.current() == vid
     manifest = layout.manifest(vid)
-    assert manifest["as_of_ms"] == as_of  # floored to the bucket
-
-    rows = [r for r in events.to_pylist() if int(r["event_time"].timestamp() * 1000) < as_of]
+    assert manifest["as_of_ms"] == AS_OF  # floored to the bucket
+    rows = [r for r in events.to_pylist() if int(r["event_time"].timestamp() * 1000) < AS_OF]
     assert manifest["input"]["events"] == len(rows)
     expected = Counter(r["item_id"] for r in rows)
     by_type = Counter((r["item_id"], r["type"]) for r in rows)
@@ -50,20 +67,100 @@ def test_views_match_the_master_dataset_before_the_as_of(isolated):
         history[r["user_id"]].add(r["item_id"])
     got = {r["user_id"]: r["items"] for r in pq.read_table(layout.view_dir(vid, "user_history")).to_pylist()}
     assert got == {u: sorted(v) for u, v in history.items()}
-    assert manifest["rows"]["items"] == 60
-    assert set(manifest["checksums"]) == {"item_stats", "user_history", "items"}
+    assert set(manifest["checksums"]) == VIEWS
 
 
-def test_a_rerun_with_the_same_as_of_publishes_identical_views(isolated):
-    _load(isolated, n_events=1500)
-    a = run(isolated.settings, as_of_ms=START + 2 * DAY, echo=lambda _m: None)
-    b = run(isolated.settings, as_of_ms=START + 2 * DAY, echo=lambda _m: None)
-    layout = VersionLayout(isolated.settings.path(isolated.settings.data.views_dir))
-    assert a != b and layout.current() == b
-    assert layout.manifest(a)["checksums"] == layout.manifest(b)["checksums"]
+def test_embeddings_neighbours_profiles_and_candidates(published):
+    iso, events, vid = published
+    layout = _layout(iso)
+    emb = pq.read_table(layout.view_dir(vid, "item_embeddings")).to_pylist()
+    assert len(emb) == 60
+    vectors = np.array([r["vector"] for r in emb])
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0)
+    neigh = {r["item_id"]: r for r in pq.read_table(layout.view_dir(vid, "item_neighbours")).to_pylist()}
+    first = neigh[emb[0]["item_id"]]
+    assert emb[0]["item_id"] not in first["neighbours"] and len(first["neighbours"]) == 20
+    sims = vectors @ vectors[0]
+    others = [r["item_id"] for r in emb]
+    best = sorted((i for i in range(60) if i != 0), key=lambda i: (-sims[i], i))[:20]
+    assert first["neighbours"] == [others[i] for i in best]
+    assert first["scores"] == sorted(first["scores"], reverse=True)
+    prof = {r["user_id"]: r for r in pq.read_table(layout.view_dir(vid, "user_profiles")).to_pylist()}
+    seen = {r["user_id"]: set(r["items"]) for r in pq.read_table(layout.view_dir(vid, "user_history")).to_pylist()}
+    assert set(prof) == set(seen)
+    some = next(iter(prof.values()))
+    assert some["cluster"] is not None and len(some["top_genres"]) >= 1 and some["n"] >= 1
+    for c in pq.read_table(layout.view_dir(vid, "candidates")).to_pylist():
+        assert c["items"] and not set(c["items"]) & seen[c["user_id"]]
+        assert c["scores"] == sorted(c["scores"], reverse=True)
+    scopes = {r["scope"] for r in pq.read_table(layout.view_dir(vid, "popular")).to_pylist()}
+    assert "global" in scopes and any(s.startswith("cluster:") for s in scopes)
 
 
-def test_no_event_before_the_as_of_is_a_sentence(isolated):
-    _load(isolated, n_events=500)
+def test_model_metrics_and_onnx_file(published):
+    iso, _, vid = published
+    layout = _layout(iso)
+    metrics = layout.manifest(vid)["model"]["metrics"]
+    assert metrics["features"] == list(FEATURE_NAMES)
+    assert metrics["onnx_max_abs_diff"] <= 1e-5
+    assert metrics["rows"]["train"] > 0 and metrics["rows"]["validation"] > 0
+    assert 0.5 < metrics["auc"] <= 1.0 and metrics["log_loss"] > 0
+    sess = onnxruntime.InferenceSession(str(layout.version_dir(vid) / "model" / "ranker.onnx"))
+    assert sess.get_inputs()[0].name == "features"
+
+
+def test_offline_training_features_equal_online_features(published):
+    """Spark-built features of (user, item, t) for t after the as-of equal what the serving layer
+    computes from the published version plus the events since the as-of."""
+    iso, events, vid = published
+    s = iso.settings
+    view = batch_view.load(_layout(iso), vid)
+    spark = spark_session(s)
+    later = START + 4 * DAY
+    all_before = _read_events(spark, s.path(s.data.master_dir), later)
+    offline = training.training_set(spark, all_before, sorted(view.side.vectors), view.side, AS_OF, 150, 2)
+    assert len(offline) >= 150
+    stream = [Event(r["event_id"], r["user_id"], r["item_id"], r["type"], r["value"],
+                    int(r["event_time"].timestamp() * 1000)) for r in events.to_pylist()]
+    for q in offline.sample(n=100, random_state=1).itertuples():
+        since = [e for e in stream if AS_OF <= e.event_time_ms < q.t]
+        state = online_state(view, q.user_id, [e for e in since if e.user_id == q.user_id])
+        speed_counts = {q.item_id: sum(1 for e in since if e.item_id == q.item_id)}
+        online = feature_matrix(view, state, [q.item_id], speed_counts, q.t)[0]
+        expected = np.array([getattr(q, f) for f in FEATURE_NAMES])
+        assert np.allclose(online, expected, rtol=0, atol=1e-9), (q, online, expected)
+
+
+def test_batch_predict_scores_every_line_or_reports_its_error(published, tmp_path):
+    iso, _, vid = published
+    good = {f: 0.5 for f in FEATURE_NAMES}
+    lines = [json.dumps({**good, "id": "a"}), "not json", json.dumps({**good, "item_pop": "x", "id": "c"}),
+             json.dumps({**good, "id": "d", "item_pop": 3.0})]
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(lines) + "\n")
+    summary = predict(iso.settings, src, tmp_path / "out", echo=lambda _m: None)
+    assert summary == {"version": vid, "lines": 4, "predictions": 2, "errors": 2}
+
+    def read(d: Path) -> list[dict]:
+        return [json.loads(x) for f in sorted(d.glob("part-*.json")) for x in f.read_text().splitlines()]
+
+    preds, errors = read(tmp_path / "out" / "predictions"), read(tmp_path / "out" / "errors")
+    assert [(p["line"], p["id"]) for p in preds] == [(1, "a"), (4, "d")]
+    assert all(0.0 <= p["score"] <= 1.0 for p in preds)
+    assert [(e["line"], e["error"].split(":")[0]) for e in errors] == [(2, "<line>"), (3, "item_pop")]
+
+
+def test_a_rerun_with_the_same_as_of_publishes_identical_views(published):
+    iso, _, first = published
+    again = run(iso.settings, as_of_ms=AS_OF, echo=lambda _m: None)
+    layout = _layout(iso)
+    assert again != first and layout.current() == again
+    assert layout.manifest(first)["checksums"] == layout.manifest(again)["checksums"]
+
+
+def test_no_event_before_the_as_of_is_a_sentence(base_env, tmp_path):
+    iso = make_isolated(base_env, tmp_path)
+    events, _ = generate(n_users=5, n_items=5, n_events=50, seed=1, start_ms=START, days=1)
+    append(events, iso.settings.path(iso.settings.data.master_dir))
     with pytest.raises(DataError, match="has no event before the as-of"):
-        run(isolated.settings, as_of_ms=START - DAY, echo=lambda _m: None)
+        run(iso.settings, as_of_ms=START - DAY, echo=lambda _m: None)

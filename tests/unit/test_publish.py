@@ -4,7 +4,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from batch.publish import clean_stale_staging, collect_garbage, publish, view_checksum
+from batch.publish import clean_stale_staging, collect_garbage, open_staging, publish, view_checksum
 from lambdastack.errors import NoVersionError
 from lambdastack.versions import VersionLayout
 
@@ -34,11 +34,24 @@ def test_publish_makes_a_complete_version_current(tmp_path):
 def test_a_run_killed_before_the_rename_leaves_the_previous_version_current(tmp_path):
     layout = VersionLayout(tmp_path)
     v1 = publish(layout, _stage(layout, "r1", 3), {"as_of_ms": 1}, keep=5)
-    _stage(layout, "r2", 4)  # a run that died after writing its views, before publishing
+    dead, dead_lock = open_staging(layout, "r2")
+    (dead / "item_stats").mkdir()
+    dead_lock.close()  # the run died: its lock is released
+    live, live_lock = open_staging(layout, "r3")  # a concurrent run still writing
     assert layout.current() == v1
     assert layout.list_versions() == [v1]
-    clean_stale_staging(layout)
-    assert not (tmp_path / "_staging" / "r2").exists()
+    assert clean_stale_staging(layout) == ["r2"]
+    assert not dead.exists() and live.exists()
+    live_lock.close()
+
+
+def test_a_staging_directory_missing_a_view_is_not_published(tmp_path):
+    from lambdastack.errors import DataError
+
+    layout = VersionLayout(tmp_path)
+    with pytest.raises(DataError, match=r"lacks the views \['model'\]"):
+        publish(layout, _stage(layout, "r1", 3), {}, keep=5, expected={"item_stats", "model"})
+    assert layout.current() is None and layout.list_versions() == []
 
 
 def test_a_version_without_a_manifest_is_not_listed(tmp_path):
@@ -64,6 +77,8 @@ def test_old_versions_are_collected_but_never_the_current_one(tmp_path):
     for n in range(4):
         publish(layout, _stage(layout, f"r{n}", n + 1), {}, keep=2)
     assert layout.list_versions() == ["v000003", "v000004"]
+    assert sorted(p.name for p in layout.versions_dir.iterdir()) == ["v000003", "v000004"]
+    assert list((tmp_path / "_trash").iterdir()) == []
     layout.set_current("v000003")
     assert collect_garbage(layout, keep=1) == []
     assert json.loads((layout.version_dir("v000003") / "manifest.json").read_text())["checksums"]

@@ -1,0 +1,128 @@
+"""Item embeddings on Spark: content vectors from item text (TF-IDF -> PCA), collaborative vectors
+from implicit-feedback ALS, combined into one unit vector per item; item-item neighbours."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from batch.vectors import combine, normalize_rows, top_n
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+CONTENT_DIM = 32
+ALS_RANK = 16
+HASH_DIM = 1024
+SEED = 42
+
+
+@dataclass(frozen=True)
+class ItemVectors:
+    """Row-aligned item ids, content vectors, combined vectors (unit norm)."""
+
+    item_ids: list[str]
+    content: np.ndarray
+    combined: np.ndarray
+    has_collab: np.ndarray
+
+    def index(self) -> dict[str, int]:
+        return {i: n for n, i in enumerate(self.item_ids)}
+
+
+def weight_col() -> Column:
+    """lambdastack.features.event_weight as a Spark expression (a unit test keeps them equal)."""
+    from pyspark.sql import functions as F
+
+    t, v = F.col("type"), F.col("value")
+    return (
+        F.when(t == "watch", 1.0 + F.least(F.greatest(v, F.lit(0.0)), F.lit(120.0)) / 60.0)
+        .when(t == "rating", v / 2.5 - 1.0)
+        .when(t == "like", 2.0).when(t == "share", 3.0).when(t == "skip", -0.5)
+        .otherwise(1.0)
+    )
+
+
+def _tokens(catalogue: DataFrame) -> DataFrame:
+    from pyspark.sql import functions as F
+
+    title = F.regexp_replace(F.lower(F.coalesce(F.col("title"), F.lit(""))), r"\(\d{4}\)", " ")
+    words = F.filter(F.split(title, r"[^a-z0-9]+"), lambda w: F.length(w) > 2)
+    genres = F.transform(F.coalesce(F.col("genres"), F.array().cast("array<string>")), lambda g: F.concat(F.lit("g:"), F.lower(g)))
+    tags = F.transform(F.coalesce(F.col("tags"), F.array().cast("array<string>")), lambda g: F.concat(F.lit("t:"), F.lower(g)))
+    return catalogue.select("item_id", F.concat(genres, tags, words).alias("tokens"))
+
+
+def content_vectors(catalogue: DataFrame) -> pd.DataFrame:
+    """item_id -> content vector (CONTENT_DIM floats): hashed TF-IDF of genres, tags and title
+    words, reduced by PCA. Uses item text only."""
+    from pyspark.ml.feature import IDF, PCA, HashingTF
+    from pyspark.ml.functions import vector_to_array
+
+    tokens = _tokens(catalogue)
+    tf = HashingTF(inputCol="tokens", outputCol="tf", numFeatures=HASH_DIM).transform(tokens)
+    tfidf = IDF(inputCol="tf", outputCol="tfidf").fit(tf).transform(tf)
+    k = min(CONTENT_DIM, HASH_DIM)
+    pca = PCA(k=k, inputCol="tfidf", outputCol="pc").fit(tfidf)
+    out = pca.transform(tfidf).select("item_id", vector_to_array("pc").alias("v")).toPandas()
+    return out.sort_values("item_id", kind="stable").reset_index(drop=True)
+
+
+def als_factors(spark: SparkSession, events: DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(item_id -> factors, user_id -> factors) of implicit-feedback ALS on positive weights."""
+    from pyspark.ml.recommendation import ALS
+    from pyspark.sql import functions as F
+    from pyspark.sql.window import Window
+
+    pos = (events.withColumn("w", weight_col()).groupBy("user_id", "item_id").agg(F.sum("w").alias("w"))
+           .where("w > 0"))
+    users = pos.select("user_id").distinct().withColumn("u", F.row_number().over(Window.orderBy("user_id")) - 1)
+    items = pos.select("item_id").distinct().withColumn("i", F.row_number().over(Window.orderBy("item_id")) - 1)
+    data = pos.join(users, "user_id").join(items, "item_id").select("u", "i", "w").cache()
+    als = ALS(rank=ALS_RANK, maxIter=8, regParam=0.05, implicitPrefs=True, alpha=5.0, userCol="u",
+              itemCol="i", ratingCol="w", seed=SEED, numUserBlocks=2, numItemBlocks=2,
+              coldStartStrategy="drop")
+    model = als.fit(data)
+    item_f = model.itemFactors.join(items, model.itemFactors.id == items.i).select("item_id", "features")
+    user_f = model.userFactors.join(users, model.userFactors.id == users.u).select("user_id", "features")
+    return (item_f.toPandas().sort_values("item_id").reset_index(drop=True),
+            user_f.toPandas().sort_values("user_id").reset_index(drop=True))
+
+
+def item_vectors(content: pd.DataFrame, item_als: pd.DataFrame) -> ItemVectors:
+    """Combine content and ALS vectors for every item of the catalogue (content-only if cold)."""
+    ids = list(content["item_id"])
+    c = np.vstack(content["v"].to_numpy()) if len(content) else np.zeros((0, CONTENT_DIM))
+    als = dict(zip(item_als["item_id"], item_als["features"], strict=True))
+    a = np.zeros((len(ids), ALS_RANK))
+    has = np.zeros(len(ids), dtype=bool)
+    for n, i in enumerate(ids):
+        f = als.get(i)
+        if f is not None:
+            a[n], has[n] = f, True
+    return ItemVectors(ids, normalize_rows(c), combine(c, a, has), has)
+
+
+def neighbours(spark: SparkSession, vectors: ItemVectors, n: int) -> DataFrame:
+    """item_id -> the n most similar other items (cosine of combined vectors), on Spark executors."""
+    matrix = spark.sparkContext.broadcast(vectors.combined.astype(np.float32))
+    ids = spark.sparkContext.broadcast(np.array(vectors.item_ids, dtype=object))
+    rows = spark.createDataFrame(pd.DataFrame({"row": np.arange(len(vectors.item_ids), dtype=np.int64)}))
+
+    def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        m, names = matrix.value, ids.value
+        for b in batches:
+            r = b["row"].to_numpy()
+            idx, sc = top_n(m[r], m, n + 1, exclude=[np.array([x]) for x in r])
+            yield pd.DataFrame({
+                "item_id": names[r],
+                "neighbours": [list(names[i][:n]) for i in idx],
+                "scores": [list(s[:n].astype(float)) for s in sc],
+            })
+
+    schema = "item_id string, neighbours array<string>, scores array<double>"
+    return rows.repartition(2).mapInPandas(score, schema).orderBy("item_id")
