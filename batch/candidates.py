@@ -31,17 +31,27 @@ def user_candidates(spark: SparkSession, users: pd.DataFrame, vectors: ItemVecto
             bar = [np.array([idx[i] for i in seen if i in idx], dtype=np.int64) for seen in b["seen"]]
             top, sc = top_n(q, m, n, exclude=bar)
             keep = [np.isfinite(s) for s in sc]
-            yield pd.DataFrame({
-                "user_id": b["user_id"].to_numpy(),
-                "items": [list(ids[t][k]) for t, k in zip(top, keep, strict=True)],
-                "scores": [list(s[k].astype(float)) for s, k in zip(sc, keep, strict=True)],
-            })
+            yield pd.DataFrame(
+                {
+                    "user_id": b["user_id"].to_numpy(),
+                    "items": [list(ids[t][k]) for t, k in zip(top, keep, strict=True)],
+                    "scores": [list(s[k].astype(float)) for s, k in zip(sc, keep, strict=True)],
+                }
+            )
 
-    rows = pd.DataFrame({"user_id": users["user_id"], "v": [list(map(float, v)) for v in users["v"]],
-                         "seen": [list(x) for x in users["seen"]]})
+    rows = pd.DataFrame(
+        {
+            "user_id": users["user_id"],
+            "v": [list(map(float, v)) for v in users["v"]],
+            "seen": [list(x) for x in users["seen"]],
+        }
+    )
     df = spark.createDataFrame(rows, "user_id string, v array<double>, seen array<string>")
-    return (df.repartition(2).mapInPandas(score, "user_id string, items array<string>, scores array<double>")
-            .orderBy("user_id"))
+    return (
+        df.repartition(2)
+        .mapInPandas(score, "user_id string, items array<string>, scores array<double>")
+        .orderBy("user_id")
+    )
 
 
 def popular(events: DataFrame, user_clusters: DataFrame, as_of: int, n: int) -> DataFrame:
@@ -51,17 +61,28 @@ def popular(events: DataFrame, user_clusters: DataFrame, as_of: int, n: int) -> 
 
     decay = math.log(2) / HALF_LIFE_MS
     scored = events.select(
-        "user_id", "item_id",
-        (F.greatest(weight_col(), F.lit(0.0)) * F.exp(-F.lit(decay) * (F.lit(as_of) - F.unix_millis("event_time"))))
-        .alias("s"),
+        "user_id",
+        "item_id",
+        (
+            F.greatest(weight_col(), F.lit(0.0))
+            * F.exp(-F.lit(decay) * (F.lit(as_of) - F.unix_millis("event_time")))
+        ).alias("s"),
     )
     global_ = scored.groupBy("item_id").agg(F.sum("s").alias("score")).withColumn("scope", F.lit("global"))
-    per_cluster = (scored.join(user_clusters, "user_id").groupBy("cluster", "item_id").agg(F.sum("s").alias("score"))
-                   .select("item_id", "score", F.concat(F.lit("cluster:"), F.col("cluster").cast("string")).alias("scope")))
+    per_cluster = (
+        scored.join(user_clusters, "user_id")
+        .groupBy("cluster", "item_id")
+        .agg(F.sum("s").alias("score"))
+        .select(
+            "item_id", "score", F.concat(F.lit("cluster:"), F.col("cluster").cast("string")).alias("scope")
+        )
+    )
     ranked = global_.unionByName(per_cluster).where("score > 0")
     w = Window.partitionBy("scope").orderBy(F.desc("score"), "item_id")
     top = ranked.withColumn("rank", F.row_number().over(w)).where(F.col("rank") <= n)
-    return (top.groupBy("scope")
-            .agg(F.sort_array(F.collect_list(F.struct("rank", "item_id", "score"))).alias("ranked"))
-            .select("scope", F.col("ranked.item_id").alias("items"), F.col("ranked.score").alias("scores"))
-            .orderBy("scope"))
+    return (
+        top.groupBy("scope")
+        .agg(F.sort_array(F.collect_list(F.struct("rank", "item_id", "score"))).alias("ranked"))
+        .select("scope", F.col("ranked.item_id").alias("items"), F.col("ranked.score").alias("scores"))
+        .orderBy("scope")
+    )

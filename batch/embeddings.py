@@ -1,8 +1,10 @@
-"""Item embeddings on Spark: content vectors from item text (TF-IDF -> PCA), collaborative vectors
-from implicit-feedback ALS, combined into one unit vector per item; item-item neighbours."""
+"""Item embeddings on Spark: content vectors from item text (TF-IDF, randomly projected),
+collaborative vectors from implicit-feedback ALS, combined into one unit vector per item;
+item-item neighbours."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -17,7 +19,6 @@ if TYPE_CHECKING:
 
 CONTENT_DIM = 32
 ALS_RANK = 16
-HASH_DIM = 1024
 SEED = 42
 
 
@@ -42,7 +43,9 @@ def weight_col() -> Column:
     return (
         F.when(t == "watch", 1.0 + F.least(F.greatest(v, F.lit(0.0)), F.lit(120.0)) / 60.0)
         .when(t == "rating", v / 2.5 - 1.0)
-        .when(t == "like", 2.0).when(t == "share", 3.0).when(t == "skip", -0.5)
+        .when(t == "like", 2.0)
+        .when(t == "share", 3.0)
+        .when(t == "skip", -0.5)
         .otherwise(1.0)
     )
 
@@ -52,23 +55,58 @@ def _tokens(catalogue: DataFrame) -> DataFrame:
 
     title = F.regexp_replace(F.lower(F.coalesce(F.col("title"), F.lit(""))), r"\(\d{4}\)", " ")
     words = F.filter(F.split(title, r"[^a-z0-9]+"), lambda w: F.length(w) > 2)
-    genres = F.transform(F.coalesce(F.col("genres"), F.array().cast("array<string>")), lambda g: F.concat(F.lit("g:"), F.lower(g)))
-    tags = F.transform(F.coalesce(F.col("tags"), F.array().cast("array<string>")), lambda g: F.concat(F.lit("t:"), F.lower(g)))
+    genres = F.transform(
+        F.coalesce(F.col("genres"), F.array().cast("array<string>")),
+        lambda g: F.concat(F.lit("g:"), F.lower(g)),
+    )
+    tags = F.transform(
+        F.coalesce(F.col("tags"), F.array().cast("array<string>")),
+        lambda g: F.concat(F.lit("t:"), F.lower(g)),
+    )
     return catalogue.select("item_id", F.concat(genres, tags, words).alias("tokens"))
 
 
+def token_vector(token: str) -> np.ndarray:
+    """A fixed random direction per token (seeded by the token): a random projection that keeps
+    cosine similarities of TF-IDF vectors approximately, without a fitted model."""
+    seed = int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "little")
+    return np.random.default_rng(seed).standard_normal(CONTENT_DIM) / np.sqrt(CONTENT_DIM)
+
+
+def project(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """TF-IDF weights per item -> one dense content vector per item."""
+    cache: dict[str, np.ndarray] = {}
+    for b in batches:
+        out = []
+        for toks, ws in zip(b["toks"], b["ws"], strict=True):
+            v = np.zeros(CONTENT_DIM)
+            for tok, w in zip(toks if toks is not None else [], ws if ws is not None else [], strict=True):
+                if tok not in cache:
+                    cache[tok] = token_vector(tok)
+                v += w * cache[tok]
+            out.append(v.tolist())
+        yield pd.DataFrame({"item_id": b["item_id"].to_numpy(), "v": out})
+
+
 def content_vectors(catalogue: DataFrame) -> pd.DataFrame:
-    """item_id -> content vector (CONTENT_DIM floats): hashed TF-IDF of genres, tags and title
-    words, reduced by PCA. Uses item text only."""
-    from pyspark.ml.feature import IDF, PCA, HashingTF
-    from pyspark.ml.functions import vector_to_array
+    """item_id -> content vector (CONTENT_DIM floats): TF-IDF of genres, tags and title words,
+    randomly projected. Uses item text only."""
+    from pyspark.sql import functions as F
 
     tokens = _tokens(catalogue)
-    tf = HashingTF(inputCol="tokens", outputCol="tf", numFeatures=HASH_DIM).transform(tokens)
-    tfidf = IDF(inputCol="tf", outputCol="tfidf").fit(tf).transform(tf)
-    k = min(CONTENT_DIM, HASH_DIM)
-    pca = PCA(k=k, inputCol="tfidf", outputCol="pc").fit(tfidf)
-    out = pca.transform(tfidf).select("item_id", vector_to_array("pc").alias("v")).toPandas()
+    n_items = tokens.count()
+    exploded = tokens.select("item_id", F.explode("tokens").alias("tok"))
+    tf = exploded.groupBy("item_id", "tok").agg(F.count(F.lit(1)).alias("tf"))
+    df = tf.groupBy("tok").agg(F.count(F.lit(1)).alias("df"))
+    weights = (
+        tf.join(df, "tok")
+        .withColumn("w", F.col("tf") * F.log((F.lit(n_items) + 1) / (F.col("df") + 1)) + F.lit(1e-9))
+        .groupBy("item_id")
+        .agg(F.sort_array(F.collect_list(F.struct("tok", "w"))).alias("tw"))
+        .select("item_id", F.col("tw.tok").alias("toks"), F.col("tw.w").alias("ws"))
+    )
+    every = tokens.select("item_id").join(weights, "item_id", "left")
+    out = every.mapInPandas(project, "item_id string, v array<double>").toPandas()
     return out.sort_values("item_id", kind="stable").reset_index(drop=True)
 
 
@@ -78,19 +116,40 @@ def als_factors(spark: SparkSession, events: DataFrame) -> tuple[pd.DataFrame, p
     from pyspark.sql import functions as F
     from pyspark.sql.window import Window
 
-    pos = (events.withColumn("w", weight_col()).groupBy("user_id", "item_id").agg(F.sum("w").alias("w"))
-           .where("w > 0"))
-    users = pos.select("user_id").distinct().withColumn("u", F.row_number().over(Window.orderBy("user_id")) - 1)
-    items = pos.select("item_id").distinct().withColumn("i", F.row_number().over(Window.orderBy("item_id")) - 1)
+    pos = (
+        events.withColumn("w", weight_col())
+        .groupBy("user_id", "item_id")
+        .agg(F.sum("w").alias("w"))
+        .where("w > 0")
+    )
+    users = (
+        pos.select("user_id").distinct().withColumn("u", F.row_number().over(Window.orderBy("user_id")) - 1)
+    )
+    items = (
+        pos.select("item_id").distinct().withColumn("i", F.row_number().over(Window.orderBy("item_id")) - 1)
+    )
     data = pos.join(users, "user_id").join(items, "item_id").select("u", "i", "w").cache()
-    als = ALS(rank=ALS_RANK, maxIter=8, regParam=0.05, implicitPrefs=True, alpha=5.0, userCol="u",
-              itemCol="i", ratingCol="w", seed=SEED, numUserBlocks=2, numItemBlocks=2,
-              coldStartStrategy="drop")
+    als = ALS(
+        rank=ALS_RANK,
+        maxIter=8,
+        regParam=0.05,
+        implicitPrefs=True,
+        alpha=5.0,
+        userCol="u",
+        itemCol="i",
+        ratingCol="w",
+        seed=SEED,
+        numUserBlocks=2,
+        numItemBlocks=2,
+        coldStartStrategy="drop",
+    )
     model = als.fit(data)
     item_f = model.itemFactors.join(items, model.itemFactors.id == items.i).select("item_id", "features")
     user_f = model.userFactors.join(users, model.userFactors.id == users.u).select("user_id", "features")
-    return (item_f.toPandas().sort_values("item_id").reset_index(drop=True),
-            user_f.toPandas().sort_values("user_id").reset_index(drop=True))
+    return (
+        item_f.toPandas().sort_values("item_id").reset_index(drop=True),
+        user_f.toPandas().sort_values("user_id").reset_index(drop=True),
+    )
 
 
 def item_vectors(content: pd.DataFrame, item_als: pd.DataFrame) -> ItemVectors:
@@ -118,11 +177,13 @@ def neighbours(spark: SparkSession, vectors: ItemVectors, n: int) -> DataFrame:
         for b in batches:
             r = b["row"].to_numpy()
             idx, sc = top_n(m[r], m, n + 1, exclude=[np.array([x]) for x in r])
-            yield pd.DataFrame({
-                "item_id": names[r],
-                "neighbours": [list(names[i][:n]) for i in idx],
-                "scores": [list(s[:n].astype(float)) for s in sc],
-            })
+            yield pd.DataFrame(
+                {
+                    "item_id": names[r],
+                    "neighbours": [list(names[i][:n]) for i in idx],
+                    "scores": [list(s[:n].astype(float)) for s in sc],
+                }
+            )
 
     schema = "item_id string, neighbours array<string>, scores array<double>"
     return rows.repartition(2).mapInPandas(score, schema).orderBy("item_id")

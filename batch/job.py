@@ -25,8 +25,17 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
 
-VIEWS = {"item_stats", "user_history", "items", "item_embeddings", "item_neighbours", "user_profiles",
-         "candidates", "popular", "model"}
+VIEWS = {
+    "item_stats",
+    "user_history",
+    "items",
+    "item_embeddings",
+    "item_neighbours",
+    "user_profiles",
+    "candidates",
+    "popular",
+    "model",
+}
 
 
 def aligned_as_of(as_of_ms: int | None, bucket_s: int) -> int:
@@ -70,12 +79,16 @@ def _read_events(spark: Any, master: Path, as_of: int) -> DataFrame:
     raw = spark.read.option("basePath", str(master)).parquet(str(master / "event_date=*"))
     missing = {"event_id", "user_id", "item_id", "type", "value", "event_time"} - set(raw.columns)
     if missing:
-        raise DataError(f"the master dataset {master} does not match the event schema: missing {sorted(missing)}")
+        raise DataError(
+            f"the master dataset {master} does not match the event schema: missing {sorted(missing)}"
+        )
     return events_before(raw, as_of)
 
 
 def run(
-    settings: Settings, as_of_ms: int | None = None, master_url: str | None = None,
+    settings: Settings,
+    as_of_ms: int | None = None,
+    master_url: str | None = None,
     echo: Callable[[str], None] = print,
 ) -> str:
     """Compute every view as of an instant and publish them; returns the new version id."""
@@ -116,34 +129,63 @@ def run(
     if catalogue_path.exists():
         catalogue = spark.read.parquet(str(catalogue_path))
     else:
-        catalogue = stats.selectExpr("item_id", "CAST(NULL AS STRING) AS title",
-                                     "CAST(array() AS ARRAY<STRING>) AS genres", "CAST(array() AS ARRAY<STRING>) AS tags")
+        catalogue = stats.selectExpr(
+            "item_id",
+            "CAST(NULL AS STRING) AS title",
+            "CAST(array() AS ARRAY<STRING>) AS genres",
+            "CAST(array() AS ARRAY<STRING>) AS tags",
+        )
     items = items_view(catalogue, stats).cache()
     items.coalesce(1).write.parquet(str(staging / "items"))
     rows["items"] = items.count()
-    progress("aggregates", f"item_stats {rows['item_stats']}, user_history {rows['user_history']}, items {rows['items']}")
+    progress(
+        "aggregates",
+        f"item_stats {rows['item_stats']}, user_history {rows['user_history']}, items {rows['items']}",
+    )
 
     content = embeddings.content_vectors(items)
-    progress("content", f"content vectors for {len(content)} items (TF-IDF -> PCA {embeddings.CONTENT_DIM})")
+    progress(
+        "content",
+        f"content vectors for {len(content)} items (TF-IDF, projected to {embeddings.CONTENT_DIM} dims)",
+    )
     item_als, user_als = embeddings.als_factors(spark, events)
     progress("als", f"ALS rank {embeddings.ALS_RANK}: {len(item_als)} items, {len(user_als)} users")
     vectors = embeddings.item_vectors(content, item_als)
-    rows["item_embeddings"] = _write(pd.DataFrame({
-        "item_id": vectors.item_ids, "content": list(vectors.content), "vector": list(vectors.combined),
-        "collaborative": vectors.has_collab}), staging / "item_embeddings")
+    rows["item_embeddings"] = _write(
+        pd.DataFrame(
+            {
+                "item_id": vectors.item_ids,
+                "content": list(vectors.content),
+                "vector": list(vectors.combined),
+                "collaborative": vectors.has_collab,
+            }
+        ),
+        staging / "item_embeddings",
+    )
     neighbours = embeddings.neighbours(spark, vectors, b.neighbours_n)
     neighbours.coalesce(1).write.parquet(str(staging / "item_neighbours"))
     rows["item_neighbours"] = rows["item_embeddings"]
-    progress("embeddings", f"item embeddings ({vectors.combined.shape[1]} dims) and {b.neighbours_n} neighbours each")
+    progress(
+        "embeddings",
+        f"item embeddings ({vectors.combined.shape[1]} dims) and {b.neighbours_n} neighbours each",
+    )
 
     meta = items.select("item_id", "genres", "tags").toPandas()
-    side = ItemSide(dict(zip(vectors.item_ids, vectors.content, strict=True)),
-                    {i: list(g) if g is not None else [] for i, g in zip(meta["item_id"], meta["genres"], strict=True)})
+    side = ItemSide(
+        dict(zip(vectors.item_ids, vectors.content, strict=True)),
+        {i: list(g) if g is not None else [] for i, g in zip(meta["item_id"], meta["genres"], strict=True)},
+    )
     tags = {i: list(t) if t is not None else [] for i, t in zip(meta["item_id"], meta["tags"], strict=True)}
-    prof = profiles.profiles(spark, events, side, tags).toPandas().sort_values("user_id").reset_index(drop=True)
+    prof = (
+        profiles.profiles(spark, events, side, tags).toPandas().sort_values("user_id").reset_index(drop=True)
+    )
     als_by_user = dict(zip(user_als["user_id"], user_als["features"], strict=True))
-    interest = np.vstack([np.zeros(embeddings.CONTENT_DIM) if v is None else np.asarray(v) for v in prof["interest"]])
-    collab = np.vstack([np.asarray(als_by_user.get(u, np.zeros(embeddings.ALS_RANK))) for u in prof["user_id"]])
+    interest = np.vstack(
+        [np.zeros(embeddings.CONTENT_DIM) if v is None else np.asarray(v) for v in prof["interest"]]
+    )
+    collab = np.vstack(
+        [np.asarray(als_by_user.get(u, np.zeros(embeddings.ALS_RANK))) for u in prof["user_id"]]
+    )
     has = np.array([u in als_by_user for u in prof["user_id"]])
     prof["als"] = [list(map(float, x)) if h else None for x, h in zip(collab, has, strict=True)]
     prof["vector"] = list(combine(interest, collab, has))
@@ -164,24 +206,37 @@ def run(
     progress("candidates", f"{b.candidates_n} candidates per user; popular lists: {rows['popular']}")
 
     times = events.select(F.unix_millis("event_time").alias("t"))
-    train_from, validate_from = (int(x) for x in times.approxQuantile("t", [1 - b.train_fraction, 1 - b.train_fraction / 2], 0.0))
-    data = training.training_set(spark, events, vectors.item_ids, side, train_from, b.train_max_queries,
-                                 b.train_negatives)
+    train_from, validate_from = (
+        int(x) for x in times.approxQuantile("t", [1 - b.train_fraction, 1 - b.train_fraction / 2], 0.0)
+    )
+    data = training.training_set(
+        spark, events, vectors.item_ids, side, train_from, b.train_max_queries, b.train_negatives
+    )
     progress("training_set", f"training set: {len(data)} rows from {train_from} (point-in-time)")
     trained = ranker.train(data, validate_from)
     (staging / "model").mkdir(parents=True)
     (staging / "model" / "ranker.onnx").write_bytes(trained.onnx)
     (staging / "model" / "metrics.json").write_text(json.dumps(trained.metrics, indent=2, sort_keys=True))
     m = trained.metrics
-    progress("model", f"ranker AUC {m['auc']:.4f} (item_pop {m['baseline']['auc_item_pop']:.4f}), "
-                      f"log loss {m['log_loss']:.4f} (base rate {m['baseline']['log_loss_base_rate']:.4f})")
+    progress(
+        "model",
+        f"ranker AUC {m['auc']:.4f} (item_pop {m['baseline']['auc_item_pop']:.4f}), "
+        f"log loss {m['log_loss']:.4f} (base rate {m['baseline']['log_loss_base_rate']:.4f})",
+    )
 
-    span = events.selectExpr("min(unix_millis(event_time)) AS lo", "max(unix_millis(event_time)) AS hi").first()
+    span = events.selectExpr(
+        "min(unix_millis(event_time)) AS lo", "max(unix_millis(event_time)) AS hi"
+    ).first()
     assert span is not None  # n_events > 0
     manifest: dict[str, Any] = {
         "as_of_ms": as_of,
         "bucket_s": b.bucket_s,
-        "input": {"master_dir": str(master), "events": n_events, "min_event_ms": span["lo"], "max_event_ms": span["hi"]},
+        "input": {
+            "master_dir": str(master),
+            "events": n_events,
+            "min_event_ms": span["lo"],
+            "max_event_ms": span["hi"],
+        },
         "rows": rows,
         "model": {"file": "model/ranker.onnx", "metrics": m},
         "schema_version": VIEW_SCHEMA_VERSION,

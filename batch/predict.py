@@ -62,17 +62,28 @@ def score_partition(model: bytes) -> Callable[[Iterator[pd.DataFrame]], Iterator
             if ok:
                 x = np.asarray([parsed[n][0] for n in ok], dtype=np.float32)
                 scores[ok] = np.asarray(session.run(None, {"features": x})[1])[:, 1]
-            yield pd.DataFrame({
-                "line": b["line"].to_numpy(), "id": [p[1] for p in parsed],
-                "score": [None if p[0] is None else float(s) for p, s in zip(parsed, scores, strict=True)],
-                "error": [p[2] for p in parsed],
-            })
+            yield pd.DataFrame(
+                {
+                    "line": b["line"].to_numpy(),
+                    "id": [p[1] for p in parsed],
+                    "score": [
+                        None if p[0] is None else float(s) for p, s in zip(parsed, scores, strict=True)
+                    ],
+                    "error": [p[2] for p in parsed],
+                }
+            )
 
     return run
 
 
-def predict(settings: Settings, input_path: Path, output: Path, version: str | None = None,
-            master_url: str | None = None, echo: Callable[[str], None] = print) -> dict[str, Any]:
+def predict(
+    settings: Settings,
+    input_path: Path,
+    output: Path,
+    version: str | None = None,
+    master_url: str | None = None,
+    echo: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Score every line; returns {"version", "lines", "predictions", "errors"}."""
     from batch.session import spark_session
 
@@ -88,15 +99,23 @@ def predict(settings: Settings, input_path: Path, output: Path, version: str | N
     df = spark.createDataFrame(lines, "line long, text string").where("trim(text) != ''")
     model = model_file.read_bytes()
     scored = df.mapInPandas(score_partition(model), OUT_SCHEMA).cache()
-    scored.where("error IS NULL").select("line", "id", "score").orderBy("line").coalesce(1) \
-        .write.mode("overwrite").json(str(output / "predictions"))
-    scored.where("error IS NOT NULL").select("line", "id", "error").orderBy("line").coalesce(1) \
-        .write.mode("overwrite").json(str(output / "errors"))
+    scored.where("error IS NULL").select("line", "id", "score").orderBy("line").coalesce(1).write.mode(
+        "overwrite"
+    ).json(str(output / "predictions"))
+    scored.where("error IS NOT NULL").select("line", "id", "error").orderBy("line").coalesce(1).write.mode(
+        "overwrite"
+    ).json(str(output / "errors"))
     counts = scored.groupBy((scored.error.isNull()).alias("ok")).count().collect()
     by = {r["ok"]: r["count"] for r in counts}
-    summary = {"version": vid, "lines": int(sum(by.values())), "predictions": int(by.get(True, 0)),
-               "errors": int(by.get(False, 0))}
+    summary = {
+        "version": vid,
+        "lines": int(sum(by.values())),
+        "predictions": int(by.get(True, 0)),
+        "errors": int(by.get(False, 0)),
+    }
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
-    echo(f"scored {summary['predictions']} of {summary['lines']} lines with {vid}; "
-         f"{summary['errors']} errors in {output / 'errors'}")
+    echo(
+        f"scored {summary['predictions']} of {summary['lines']} lines with {vid}; "
+        f"{summary['errors']} errors in {output / 'errors'}"
+    )
     return summary

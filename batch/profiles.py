@@ -7,7 +7,6 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 
 from lambdastack.features import ItemSide, UserState
@@ -27,13 +26,16 @@ def replay(events: pd.DataFrame, side: ItemSide) -> UserState:
     """Fold one user's events (any order) into a UserState, in time order."""
     state = UserState()
     ordered = events.sort_values(EVENT_ORDER, kind="stable")
-    for item, t, etype, value in zip(ordered["item_id"], ordered["event_time_ms"], ordered["type"],
-                                     ordered["value"], strict=True):
+    for item, t, etype, value in zip(
+        ordered["item_id"], ordered["event_time_ms"], ordered["type"], ordered["value"], strict=True
+    ):
         side.apply(state, str(item), int(t), str(etype), float(value))
     return state
 
 
-def profile_row(user_id: str, events: pd.DataFrame, side: ItemSide, tags: Mapping[str, Sequence[str]]) -> dict:
+def profile_row(
+    user_id: str, events: pd.DataFrame, side: ItemSide, tags: Mapping[str, Sequence[str]]
+) -> dict:
     state = replay(events, side)
     tag_counts: Counter[str] = Counter()
     for item in events["item_id"]:
@@ -57,7 +59,9 @@ def profile_row(user_id: str, events: pd.DataFrame, side: ItemSide, tags: Mappin
     }
 
 
-def profiles(spark: SparkSession, events: DataFrame, side: ItemSide, tags: Mapping[str, Sequence[str]]) -> DataFrame:
+def profiles(
+    spark: SparkSession, events: DataFrame, side: ItemSide, tags: Mapping[str, Sequence[str]]
+) -> DataFrame:
     """One profile row per user, replayed on the executors."""
     from pyspark.sql import functions as F
 
@@ -67,8 +71,9 @@ def profiles(spark: SparkSession, events: DataFrame, side: ItemSide, tags: Mappi
     def per_user(pdf: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame([profile_row(str(pdf["user_id"].iloc[0]), pdf, b_side.value, b_tags.value)])
 
-    cols = events.select("user_id", "item_id", "type", "value", "event_id",
-                         F.unix_millis("event_time").alias("event_time_ms"))
+    cols = events.select(
+        "user_id", "item_id", "type", "value", "event_id", F.unix_millis("event_time").alias("event_time_ms")
+    )
     return cols.groupBy("user_id").applyInPandas(per_user, PROFILE_SCHEMA)
 
 
@@ -77,8 +82,12 @@ def clusters(spark: SparkSession, user_vectors: pd.DataFrame, k: int) -> pd.Data
     from pyspark.ml.clustering import KMeans
     from pyspark.ml.functions import array_to_vector
 
-    rows = pd.DataFrame({"user_id": user_vectors["user_id"], "v": [list(map(float, v)) for v in user_vectors["v"]]})
-    df = spark.createDataFrame(rows, "user_id string, v array<double>").select("user_id", array_to_vector("v").alias("x"))
+    rows = pd.DataFrame(
+        {"user_id": user_vectors["user_id"], "v": [list(map(float, v)) for v in user_vectors["v"]]}
+    )
+    df = spark.createDataFrame(rows, "user_id string, v array<double>").select(
+        "user_id", array_to_vector("v").alias("x")
+    )
     k = max(1, min(k, len(user_vectors)))
     model = KMeans(k=k, seed=1, featuresCol="x", predictionCol="cluster", maxIter=20).fit(df)
     out = model.transform(df).select("user_id", "cluster").toPandas()

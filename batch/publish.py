@@ -25,16 +25,16 @@ from pathlib import Path
 from typing import IO, Any
 
 from lambdastack.errors import DataError
-
 from lambdastack.registry import record
 from lambdastack.versions import MANIFEST, VersionLayout, version_id
-
 
 DATA_SUFFIXES = (".parquet", ".onnx", ".json")
 
 
 def data_files(view_dir: Path) -> list[Path]:
-    return sorted(p for p in view_dir.rglob("*") if p.suffix in DATA_SUFFIXES and not p.name.startswith((".", "_")))
+    return sorted(
+        p for p in view_dir.rglob("*") if p.suffix in DATA_SUFFIXES and not p.name.startswith((".", "_"))
+    )
 
 
 def view_checksum(view_dir: Path) -> str:
@@ -82,12 +82,18 @@ def clean_stale_staging(layout: VersionLayout) -> list[str]:
 
 
 def publish(
-    layout: VersionLayout, staging: Path, manifest: dict[str, Any], keep: int, expected: set[str] | None = None,
+    layout: VersionLayout,
+    staging: Path,
+    manifest: dict[str, Any],
+    keep: int,
+    expected: set[str] | None = None,
 ) -> str:
     """Publish a complete staging directory as the next version and make it current."""
     views = {p.name: p for p in sorted(staging.iterdir()) if p.is_dir()}
     if expected is not None and (missing := expected - set(views)):
-        raise DataError(f"the run's staging directory {staging} lacks the views {sorted(missing)}; not publishing")
+        raise DataError(
+            f"the run's staging directory {staging} lacks the views {sorted(missing)}; not publishing"
+        )
     manifest = {**manifest, "checksums": {name: view_checksum(p) for name, p in views.items()}}
     tmp = staging / f".{MANIFEST}"
     with open(tmp, "w") as f:

@@ -57,15 +57,20 @@ def train(data: pd.DataFrame, validate_from: int) -> TrainedRanker:
 
     fit_rows, val_rows = data[data["t"] < validate_from], data[data["t"] >= validate_from]
     if len(val_rows) == 0 or fit_rows["label"].nunique() < 2:
-        fit_rows, val_rows = data.iloc[: int(len(data) * 0.8)], data.iloc[int(len(data) * 0.8):]
+        fit_rows, val_rows = data.iloc[: int(len(data) * 0.8)], data.iloc[int(len(data) * 0.8) :]
     x_fit = fit_rows[list(FEATURE_NAMES)].to_numpy(np.float32)
     x_val = val_rows[list(FEATURE_NAMES)].to_numpy(np.float32)
     y_fit, y_val = fit_rows["label"].to_numpy(), val_rows["label"].to_numpy()
-    clf = HistGradientBoostingClassifier(max_iter=100, max_depth=5, learning_rate=0.1, early_stopping=False,
-                                         random_state=0)
+    clf = HistGradientBoostingClassifier(
+        max_iter=100, max_depth=5, learning_rate=0.1, early_stopping=False, random_state=0
+    )
     clf.fit(x_fit, y_fit)
-    onnx_model = convert_sklearn(clf, initial_types=[("features", FloatTensorType([None, len(FEATURE_NAMES)]))],
-                                 options={id(clf): {"zipmap": False}}, target_opset=17)
+    onnx_model = convert_sklearn(
+        clf,
+        initial_types=[("features", FloatTensorType([None, len(FEATURE_NAMES)]))],
+        options={id(clf): {"zipmap": False}},
+        target_opset=17,
+    )
     onnx_model.graph.name = "lambdastack_ranker"  # skl2onnx names graphs by a random uuid
     model = onnx_model.SerializeToString()
     p_skl = clf.predict_proba(x_val)[:, 1]
@@ -76,13 +81,18 @@ def train(data: pd.DataFrame, validate_from: int) -> TrainedRanker:
     base_rate = float(np.clip(y_fit.mean(), 1e-7, 1 - 1e-7))
     metrics = {
         "features": list(FEATURE_NAMES),
-        "rows": {"train": int(len(fit_rows)), "validation": int(len(val_rows)),
-                 "positive_rate": round(float(data["label"].mean()), 6)},
+        "rows": {
+            "train": int(len(fit_rows)),
+            "validation": int(len(val_rows)),
+            "positive_rate": round(float(data["label"].mean()), 6),
+        },
         "validate_from_ms": int(validate_from),
         "auc": _auc(y_val, p_skl),
         "log_loss": _logloss(y_val, p_skl),
-        "baseline": {"auc_item_pop": _auc(y_val, x_val[:, 0]),
-                     "log_loss_base_rate": _logloss(y_val, np.full(len(y_val), base_rate))},
+        "baseline": {
+            "auc_item_pop": _auc(y_val, x_val[:, 0]),
+            "log_loss_base_rate": _logloss(y_val, np.full(len(y_val), base_rate)),
+        },
         "onnx_max_abs_diff": parity,
         "model": "HistGradientBoostingClassifier(max_iter=100, max_depth=5, learning_rate=0.1)",
     }

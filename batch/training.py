@@ -20,7 +20,9 @@ from lambdastack.features import FEATURE_NAMES, ItemSide, UserState
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-TRAIN_SCHEMA = "user_id string, item_id string, t long, label int, " + ", ".join(f"{f} double" for f in FEATURE_NAMES)
+TRAIN_SCHEMA = "user_id string, item_id string, t long, label int, " + ", ".join(
+    f"{f} double" for f in FEATURE_NAMES
+)
 
 
 def _answer(pdf: pd.DataFrame, side: ItemSide) -> pd.DataFrame:
@@ -29,56 +31,112 @@ def _answer(pdf: pd.DataFrame, side: ItemSide) -> pd.DataFrame:
     state = UserState()
     out = []
     for item, t, kind, etype, value, label, count in zip(
-        rows["item_id"], rows["t"], rows["kind"], rows["type"], rows["value"], rows["label"], rows["cnt"],
+        rows["item_id"],
+        rows["t"],
+        rows["kind"],
+        rows["type"],
+        rows["value"],
+        rows["label"],
+        rows["cnt"],
         strict=True,
     ):
         if kind == 1:
             side.apply(state, str(item), int(t), str(etype), float(value))
         else:
-            out.append([str(rows["user_id"].iloc[0]), str(item), int(t), int(label),
-                        *side.row(state, str(item), int(count), int(t))])
+            out.append(
+                [
+                    str(rows["user_id"].iloc[0]),
+                    str(item),
+                    int(t),
+                    int(label),
+                    *side.row(state, str(item), int(count), int(t)),
+                ]
+            )
     return pd.DataFrame(out, columns=["user_id", "item_id", "t", "label", *FEATURE_NAMES])
 
 
 def training_set(
-    spark: SparkSession, events: DataFrame, items: list[str], side: ItemSide, train_from: int,
-    max_queries: int, negatives: int, seed: int = 7,
+    spark: SparkSession,
+    events: DataFrame,
+    items: list[str],
+    side: ItemSide,
+    train_from: int,
+    max_queries: int,
+    negatives: int,
+    seed: int = 7,
 ) -> pd.DataFrame:
     """Feature rows of sampled interactions and negatives; see the module docstring."""
     from pyspark.sql import functions as F
     from pyspark.sql.window import Window
 
-    ev = events.select("event_id", "user_id", "item_id", "type", "value",
-                       F.unix_millis("event_time").alias("t"), weight_col().alias("w"))
+    ev = events.select(
+        "event_id",
+        "user_id",
+        "item_id",
+        "type",
+        "value",
+        F.unix_millis("event_time").alias("t"),
+        weight_col().alias("w"),
+    )
     window = ev.where(F.col("t") >= train_from)
     n = window.count()
     if n == 0:
         return pd.DataFrame(columns=["user_id", "item_id", "t", "label", *FEATURE_NAMES])
     keep = min(1.0, max_queries / n)
-    targets = window.where(F.pmod(F.xxhash64("event_id", F.lit(seed)), F.lit(1_000_000)) < int(keep * 1_000_000))
-    positives = targets.select("user_id", "item_id", "t", (F.col("w") > 0).cast("int").alias("label"),
-                               F.col("event_id").alias("qid"))
+    targets = window.where(
+        F.pmod(F.xxhash64("event_id", F.lit(seed)), F.lit(1_000_000)) < int(keep * 1_000_000)
+    )
+    positives = targets.select(
+        "user_id", "item_id", "t", (F.col("w") > 0).cast("int").alias("label"), F.col("event_id").alias("qid")
+    )
     catalogue = spark.createDataFrame(pd.DataFrame({"idx": range(len(items)), "neg_item": items}))
     draws = spark.range(negatives).withColumnRenamed("id", "k")
-    negs = (positives.crossJoin(draws)
-            .withColumn("idx", F.pmod(F.xxhash64("qid", "k", F.lit(seed)), F.lit(len(items))))
-            .join(F.broadcast(catalogue), "idx")
-            .where(F.col("neg_item") != F.col("item_id"))
-            .select("user_id", F.col("neg_item").alias("item_id"), "t", F.lit(0).alias("label"),
-                    F.concat_ws("#", "qid", "k").alias("qid")))
+    negs = (
+        positives.crossJoin(draws)
+        .withColumn("idx", F.pmod(F.xxhash64("qid", "k", F.lit(seed)), F.lit(len(items))))
+        .join(F.broadcast(catalogue), "idx")
+        .where(F.col("neg_item") != F.col("item_id"))
+        .select(
+            "user_id",
+            F.col("neg_item").alias("item_id"),
+            "t",
+            F.lit(0).alias("label"),
+            F.concat_ws("#", "qid", "k").alias("qid"),
+        )
+    )
     queries = positives.unionByName(negs)
     # item counts strictly before t: real events count 1, queries 0, window ends at t - 1
-    timeline = (ev.select("item_id", "t", F.lit(1).alias("real"), F.lit(None).cast("string").alias("qid"))
-                .unionByName(queries.select("item_id", "t", F.lit(0).alias("real"), "qid")))
+    timeline = ev.select(
+        "item_id", "t", F.lit(1).alias("real"), F.lit(None).cast("string").alias("qid")
+    ).unionByName(queries.select("item_id", "t", F.lit(0).alias("real"), "qid"))
     before = Window.partitionBy("item_id").orderBy("t").rangeBetween(Window.unboundedPreceding, -1)
-    counted = (timeline.withColumn("cnt", F.coalesce(F.sum("real").over(before), F.lit(0)))
-               .where("real = 0").select("qid", "cnt"))
+    counted = (
+        timeline.withColumn("cnt", F.coalesce(F.sum("real").over(before), F.lit(0)))
+        .where("real = 0")
+        .select("qid", "cnt")
+    )
     q = queries.join(counted, "qid").select(
-        "user_id", "item_id", "t", "label", "cnt", F.lit(0).alias("kind"), F.lit("").alias("type"),
-        F.lit(0.0).alias("value"), F.col("qid").alias("event_id"))
+        "user_id",
+        "item_id",
+        "t",
+        "label",
+        "cnt",
+        F.lit(0).alias("kind"),
+        F.lit("").alias("type"),
+        F.lit(0.0).alias("value"),
+        F.col("qid").alias("event_id"),
+    )
     e = ev.join(queries.select("user_id").distinct(), "user_id").select(
-        "user_id", "item_id", "t", F.lit(0).alias("label"), F.lit(0).alias("cnt"), F.lit(1).alias("kind"),
-        "type", "value", "event_id")
+        "user_id",
+        "item_id",
+        "t",
+        F.lit(0).alias("label"),
+        F.lit(0).alias("cnt"),
+        F.lit(1).alias("kind"),
+        "type",
+        "value",
+        "event_id",
+    )
     b_side = spark.sparkContext.broadcast(side)
     rows = q.unionByName(e).groupBy("user_id").applyInPandas(lambda p: _answer(p, b_side.value), TRAIN_SCHEMA)
     out = rows.toPandas()

@@ -22,8 +22,12 @@ def combine(content: np.ndarray, collaborative: np.ndarray, has_collab: np.ndarr
     return normalize_rows(out)
 
 
-def top_n(queries: np.ndarray, items: np.ndarray, n: int, exclude: list[np.ndarray] | None = None,
-          ) -> tuple[np.ndarray, np.ndarray]:
+def top_n(
+    queries: np.ndarray,
+    items: np.ndarray,
+    n: int,
+    exclude: list[np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Indices and scores of the n highest dot products per query row, best first; `exclude[r]`
     holds item indices barred for row r. Ties break by lower item index."""
     scores = queries @ items.T

@@ -74,8 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     pred.add_argument("--version", help="published version (default: the current one)")
     pred.add_argument("--master", help="Spark master URL (default: batch.spark_master)")
     pred.set_defaults(func=commands.batch_predict)
-    bs.add_parser("crontab", help="print the crontab line of the nightly schedule (batch.schedule)").set_defaults(
-        func=commands.batch_crontab)
+    bs.add_parser(
+        "crontab", help="print the crontab line of the nightly schedule (batch.schedule)"
+    ).set_defaults(func=commands.batch_crontab)
 
     speed = sub.add_parser("speed", help="the speed layer (PyFlink over Kafka)")
     sp = speed.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -88,6 +89,15 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.add_argument("--workers", type=int, default=1)
     serve.set_defaults(func=commands.serve)
+
+    bench = sub.add_parser("bench", help="benchmarks that write JSON")
+    bn = bench.add_subparsers(dest="layer", required=True, metavar="LAYER")
+    bb = bn.add_parser("batch", help="the batch job end to end on synthetic data and MovieLens")
+    bb.add_argument("--events", type=int, nargs="+", default=[100_000, 1_000_000], help="synthetic sizes")
+    bb.add_argument("--movielens", help="MovieLens folder (default: data.movielens_dir if present)")
+    bb.add_argument("--no-movielens", action="store_true", help="skip the MovieLens run")
+    bb.add_argument("--json", required=True, help="where to write the results")
+    bb.set_defaults(func=commands.bench_batch)
 
     reg = sub.add_parser("registry", help="published batch versions")
     rs = reg.add_subparsers(dest="action", required=True, metavar="ACTION")

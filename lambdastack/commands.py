@@ -155,6 +155,29 @@ def batch_crontab(args: argparse.Namespace) -> int:
     return 0
 
 
+def bench_batch(args: argparse.Namespace) -> int:
+    from batch import bench
+
+    s = _settings(args)
+    movielens = (
+        None
+        if args.no_movielens
+        else Path(args.movielens)
+        if args.movielens
+        else s.path(s.data.movielens_dir)
+    )
+    if movielens is not None and not movielens.is_dir():
+        if args.movielens:
+            raise DataError(f"--movielens: {movielens} is not a folder")
+        movielens = None
+    result = bench.run(s, args.events, movielens)
+    bench.write(result, Path(args.json))
+    for r in result["runs"]:
+        print(f"{r['name']}: {r['wall_s']} s, peak {r['peak_rss_mb']} MB")
+    print(f"results in {args.json}")
+    return 0
+
+
 def speed_run(args: argparse.Namespace) -> int:
     from speed.job import run
 

@@ -20,12 +20,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-FEATURE_NAMES: tuple[str, ...] = ("item_pop", "user_activity", "affinity", "genre_affinity", "last_sim", "recency")
+FEATURE_NAMES: tuple[str, ...] = (
+    "item_pop",
+    "user_activity",
+    "affinity",
+    "genre_affinity",
+    "last_sim",
+    "recency",
+)
 HALF_LIFE_MS = 14 * 86_400_000
 _DECAY = math.log(2) / HALF_LIFE_MS
 _TYPE_WEIGHT = {"view": 1.0, "click": 1.0, "like": 2.0, "share": 3.0, "skip": -0.5}
@@ -65,7 +72,9 @@ class UserState:
     last_item: str | None = None
     last_t: int | None = None
 
-    def apply(self, item_id: str, t: int, weight: float, vector: np.ndarray | None, genres: Sequence[str]) -> None:
+    def apply(
+        self, item_id: str, t: int, weight: float, vector: np.ndarray | None, genres: Sequence[str]
+    ) -> None:
         """Fold one event (at or after every event applied so far) into the state."""
         if vector is not None:
             if self.interest is None:
@@ -80,17 +89,30 @@ class UserState:
         self.last_item, self.last_t = item_id, t
 
     def copy(self) -> UserState:
-        return UserState(self.n, None if self.interest is None else self.interest.copy(), self.t_ref,
-                         dict(self.genres), self.last_item, self.last_t)
+        return UserState(
+            self.n,
+            None if self.interest is None else self.interest.copy(),
+            self.t_ref,
+            dict(self.genres),
+            self.last_item,
+            self.last_t,
+        )
 
 
 def features(
-    state: UserState, item_vector: np.ndarray | None, item_genres: Sequence[str], item_count: int, t: int,
+    state: UserState,
+    item_vector: np.ndarray | None,
+    item_genres: Sequence[str],
+    item_count: int,
+    t: int,
     last_vector: np.ndarray | None,
 ) -> list[float]:
     """The feature row of (user with `state`, item, t), in FEATURE_NAMES order."""
-    genre_aff = (sum(state.genres.get(g, 0) for g in item_genres) / (len(item_genres) * state.n)
-                 if item_genres and state.n else 0.0)
+    genre_aff = (
+        sum(state.genres.get(g, 0) for g in item_genres) / (len(item_genres) * state.n)
+        if item_genres and state.n
+        else 0.0
+    )
     hours = (t - state.last_t) / 3_600_000 if state.last_t is not None and t > state.last_t else 0.0
     return [
         math.log1p(max(item_count, 0)),
@@ -113,11 +135,19 @@ class ItemSide:
         return None if item_id is None else self.vectors.get(item_id)
 
     def apply(self, state: UserState, item_id: str, t: int, etype: str, value: float) -> None:
-        state.apply(item_id, t, event_weight(etype, value), self.vectors.get(item_id), self.genres.get(item_id, ()))
+        state.apply(
+            item_id, t, event_weight(etype, value), self.vectors.get(item_id), self.genres.get(item_id, ())
+        )
 
     def row(self, state: UserState, item_id: str, item_count: int, t: int) -> list[float]:
-        return features(state, self.vectors.get(item_id), self.genres.get(item_id, ()), item_count, t,
-                        self.vector(state.last_item))
+        return features(
+            state,
+            self.vectors.get(item_id),
+            self.genres.get(item_id, ()),
+            item_count,
+            t,
+            self.vector(state.last_item),
+        )
 
 
 def state_from_row(row: Mapping[str, Any]) -> UserState:

@@ -73,9 +73,13 @@ def load(layout: VersionLayout, version: str) -> BatchView:
     ids = np.asarray(stats["item_id"].to_numpy(zero_copy_only=False), dtype=object)[order]
     events = stats["events"].to_numpy()[order].astype(np.int64)
     items = pq.read_table(layout.view_dir(version, "items"), columns=["item_id", "title"])
-    titles = {i: t for i, t in zip(items["item_id"].to_pylist(), items["title"].to_pylist(), strict=True) if t}
+    titles = {
+        i: t for i, t in zip(items["item_id"].to_pylist(), items["title"].to_pylist(), strict=True) if t
+    }
     hist = pq.read_table(layout.view_dir(version, "user_history"), columns=["user_id", "items"])
-    history = {u: frozenset(v) for u, v in zip(hist["user_id"].to_pylist(), hist["items"].to_pylist(), strict=True)}
+    history = {
+        u: frozenset(v) for u, v in zip(hist["user_id"].to_pylist(), hist["items"].to_pylist(), strict=True)
+    }
     model_file = layout.version_dir(version) / "model" / "ranker.onnx"
     return BatchView(
         version=version,

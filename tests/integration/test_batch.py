@@ -86,7 +86,9 @@ def test_embeddings_neighbours_profiles_and_candidates(published):
     assert first["neighbours"] == [others[i] for i in best]
     assert first["scores"] == sorted(first["scores"], reverse=True)
     prof = {r["user_id"]: r for r in pq.read_table(layout.view_dir(vid, "user_profiles")).to_pylist()}
-    seen = {r["user_id"]: set(r["items"]) for r in pq.read_table(layout.view_dir(vid, "user_history")).to_pylist()}
+    seen = {
+        r["user_id"]: set(r["items"]) for r in pq.read_table(layout.view_dir(vid, "user_history")).to_pylist()
+    }
     assert set(prof) == set(seen)
     some = next(iter(prof.values()))
     assert some["cluster"] is not None and len(some["top_genres"]) >= 1 and some["n"] >= 1
@@ -120,8 +122,17 @@ def test_offline_training_features_equal_online_features(published):
     all_before = _read_events(spark, s.path(s.data.master_dir), later)
     offline = training.training_set(spark, all_before, sorted(view.side.vectors), view.side, AS_OF, 150, 2)
     assert len(offline) >= 150
-    stream = [Event(r["event_id"], r["user_id"], r["item_id"], r["type"], r["value"],
-                    int(r["event_time"].timestamp() * 1000)) for r in events.to_pylist()]
+    stream = [
+        Event(
+            r["event_id"],
+            r["user_id"],
+            r["item_id"],
+            r["type"],
+            r["value"],
+            int(r["event_time"].timestamp() * 1000),
+        )
+        for r in events.to_pylist()
+    ]
     for q in offline.sample(n=100, random_state=1).itertuples():
         since = [e for e in stream if AS_OF <= e.event_time_ms < q.t]
         state = online_state(view, q.user_id, [e for e in since if e.user_id == q.user_id])
@@ -134,8 +145,12 @@ def test_offline_training_features_equal_online_features(published):
 def test_batch_predict_scores_every_line_or_reports_its_error(published, tmp_path):
     iso, _, vid = published
     good = {f: 0.5 for f in FEATURE_NAMES}
-    lines = [json.dumps({**good, "id": "a"}), "not json", json.dumps({**good, "item_pop": "x", "id": "c"}),
-             json.dumps({**good, "id": "d", "item_pop": 3.0})]
+    lines = [
+        json.dumps({**good, "id": "a"}),
+        "not json",
+        json.dumps({**good, "item_pop": "x", "id": "c"}),
+        json.dumps({**good, "id": "d", "item_pop": 3.0}),
+    ]
     src = tmp_path / "in.jsonl"
     src.write_text("\n".join(lines) + "\n")
     summary = predict(iso.settings, src, tmp_path / "out", echo=lambda _m: None)

@@ -258,7 +258,7 @@ def run_and_kill(store: Store, kill: Kill, log: Path) -> list[str]:
     return seen
 
 
-@pytest.mark.parametrize("point", ["read", "views", "random", "before_publish"])  # last: it leaves staging
+@pytest.mark.parametrize("point", ["read", "random", "before_publish"])  # last: it leaves staging
 def test_a_killed_run_leaves_the_previous_version_current(store: Store, point: str, tmp_path: Path):
     kill = kill_point(point, store.stages)
     layout = store.layout

@@ -59,7 +59,7 @@ def test_the_whole_job_runs_on_a_standalone_cluster_like_in_local_mode(
     append(events, s.path(s.data.master_dir))
     write_catalogue(items, s.path(s.data.catalogue_dir))
     url, ui_port, state = cluster
-    # Separate views directories: a run removes every staging directory it finds on start.
+    # The reference run in local mode goes alongside, into its own views directory.
     env = {**isolated.env, "PYSPARK_PYTHON": sys.executable}
     local_env = {**env, "LAMBDASTACK_DATA__VIEWS_DIR": str(tmp_path / "views-local")}
     local = subprocess.Popen(

@@ -17,7 +17,10 @@ def _events(n=60, seed=1):
     rng = np.random.default_rng(seed)
     t = np.sort(rng.integers(0, 30 * 86_400_000, size=n))
     types = rng.choice(["view", "like", "share", "skip", "watch", "rating"], size=n)
-    return [(f"i{rng.integers(0, 20)}", int(t[k]), str(types[k]), float(rng.integers(1, 11) / 2)) for k in range(n)]
+    return [
+        (f"i{rng.integers(0, 20)}", int(t[k]), str(types[k]), float(rng.integers(1, 11) / 2))
+        for k in range(n)
+    ]
 
 
 def test_weights_and_labels():
@@ -55,10 +58,16 @@ def test_feature_values_by_hand():
     row = features(s, np.array([0.0, 1.0]), ["b", "c"], 9, 3 * 3_600_000, np.array([0.0, 1.0]))
     decay = math.exp(-math.log(2) / (14 * 86_400_000) * 3_600_000)
     interest = np.array([2.0 * decay, 1.0])
-    assert dict(zip(FEATURE_NAMES, row, strict=True)) == pytest.approx({
-        "item_pop": math.log1p(9), "user_activity": math.log1p(2),
-        "affinity": interest[1] / np.linalg.norm(interest), "genre_affinity": (1 + 0) / (2 * 2),
-        "last_sim": 1.0, "recency": math.log1p(2.0)})
+    assert dict(zip(FEATURE_NAMES, row, strict=True)) == pytest.approx(
+        {
+            "item_pop": math.log1p(9),
+            "user_activity": math.log1p(2),
+            "affinity": interest[1] / np.linalg.norm(interest),
+            "genre_affinity": (1 + 0) / (2 * 2),
+            "last_sim": 1.0,
+            "recency": math.log1p(2.0),
+        }
+    )
 
 
 def test_a_user_without_history_has_neutral_features():

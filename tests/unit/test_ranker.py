@@ -23,7 +23,11 @@ def test_trained_ranker_beats_its_baselines_and_onnx_matches():
     data = _data()
     model = train(data, validate_from=2400)
     m = model.metrics
-    assert m["rows"] == {"train": 2400, "validation": 600, "positive_rate": pytest.approx(data["label"].mean(), abs=1e-6)}
+    assert m["rows"] == {
+        "train": 2400,
+        "validation": 600,
+        "positive_rate": pytest.approx(data["label"].mean(), abs=1e-6),
+    }
     assert m["auc"] > m["baseline"]["auc_item_pop"] and m["auc"] > 0.8
     assert m["log_loss"] < m["baseline"]["log_loss_base_rate"]
     assert m["onnx_max_abs_diff"] <= PARITY_TOLERANCE
