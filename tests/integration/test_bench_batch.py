@@ -13,7 +13,9 @@ pytestmark = pytest.mark.integration
 
 def test_bench_batch_writes_json(base_env, tmp_path):
     out = tmp_path / "batch.json"
-    done = run_cli(["bench", "batch", "--events", "2000", "--no-movielens", "--json", str(out)], base_env, 600)
+    done = run_cli(
+        ["bench", "batch", "--events", "2000", "--no-movielens", "--json", str(out)], base_env, 600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
     (run,) = result["runs"]
