@@ -21,6 +21,7 @@ def test_bench_batch_writes_json(base_env, tmp_path):
     (run,) = result["runs"]
     assert run["name"] == "synthetic-2000" and run["events"] <= 2000
     assert run["wall_s"] > 0 and run["peak_rss_mb"] > 100  # a JVM is in the tree
-    assert {"read", "content", "als", "profiles", "candidates", "training_set", "model"} <= set(run["stage_s"])
+    stages = {"read", "content", "als", "profiles", "candidates", "training_set", "model"}
+    assert stages <= set(run["stage_s"])
     assert run["rows"]["user_profiles"] > 0 and 0.5 < run["model"]["auc"] <= 1
     assert result["growth"] == []
