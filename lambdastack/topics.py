@@ -1,9 +1,10 @@
 """Kafka topics of the platform and how records on them are keyed.
 
 - events (`topics.events`): wire events (lambdastack.events), key = user_id.
-- dead letter (`topics.dead_letter`): {"reason", "payload", "source_topic", "partition", "offset"}.
-- signals (`topics.signals`): speed-layer upserts, key = lambdastack.keys.SignalKey as JSON,
-  value = {"count": n} (absolute, never a delta) or a tombstone.
+- dead letter (`topics.dead_letter`): {"reason", "payload", "source"} where source is
+  "kafka:<topic>" (then with "partition" and "offset" of the source record) or "<file>:<line>".
+- signals (`topics.signals`): speed-layer upserts, key = {"item_id", "bucket_ms", "type"} as JSON
+  (lambdastack.keys.SignalKey), value = {..., "cnt": n} (absolute, never a delta) or a tombstone.
 """
 
 from __future__ import annotations

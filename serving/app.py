@@ -6,11 +6,13 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import redis
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from lambdastack import __version__
 from lambdastack.errors import LambdastackError, NoVersionError, ValidationError
+from lambdastack.keys import ALL_TYPES
 from lambdastack.settings import Settings
 from lambdastack.versions import VersionLayout
 from serving.merge import merge_feed
@@ -69,8 +71,6 @@ def create_app(settings: Settings) -> FastAPI:
         k = k or settings.serving.feed_k_default
         seen = view.seen(user_id)
         pool = view.popular(k + len(seen))
-        import redis
-
         degraded = False
         try:
             speed = await state.speed.counts(view.as_of_ms, int(time.time() * 1000), pool, fresh_n=k * 2)
@@ -101,22 +101,20 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/v1/items/{item_id}")
     async def item(item_id: Annotated[str, Path(pattern=ID_PATTERN)]) -> dict[str, Any]:
         view = state.view
-        import redis
-
         degraded = False
         try:
             speed = await state.speed.item_counts(item_id, view.as_of_ms)
         except (redis.RedisError, OSError):
             degraded, speed = True, {}
         batch_count = view.count(item_id)
-        speed_count = speed.get("*", 0)
+        speed_count = speed.get(ALL_TYPES, 0)
         return {
             "item_id": item_id,
             "title": view.titles.get(item_id),
             "count": batch_count + speed_count,
             "batch_count": batch_count,
             "speed_count": speed_count,
-            "speed_by_type": {t: n for t, n in speed.items() if t != "*"},
+            "speed_by_type": {t: n for t, n in speed.items() if t != ALL_TYPES},
             "view_version": view.version,
             "degraded": degraded,
         }

@@ -66,5 +66,19 @@ def run_cli(args: list[str], env: dict[str, str], timeout_s: float = 300) -> sub
     )
 
 
+def load_synthetic(settings: Settings, *, duplicates: int = 0, **world: Any) -> Any:
+    """Write a synthetic world (lambdastack.datasets.synthetic.generate(**world)) into the test's
+    master dataset and catalogue; `duplicates` first events are loaded twice. Returns the events."""
+    from batch.master import append, write_catalogue
+    from lambdastack.datasets.synthetic import generate
+
+    events, items = generate(**world)
+    append(events, settings.path(settings.data.master_dir))
+    if duplicates:
+        append(events.slice(0, duplicates), settings.path(settings.data.master_dir))
+    write_catalogue(items, settings.path(settings.data.catalogue_dir))
+    return events
+
+
 def jloads(raw: bytes) -> Any:
     return json.loads(raw)

@@ -14,10 +14,8 @@ import pytest
 
 from batch import training
 from batch.job import VIEWS, _read_events, run
-from batch.master import append, write_catalogue
 from batch.predict import predict
 from batch.session import spark_session
-from lambdastack.datasets.synthetic import generate
 from lambdastack.errors import DataError
 from lambdastack.events import EVENT_TYPES, Event
 from lambdastack.features import FEATURE_NAMES
@@ -25,6 +23,7 @@ from lambdastack.versions import VersionLayout
 from serving import batch_view
 from serving.ranking import feature_matrix, online_state
 from tests.conftest import Isolated, make_isolated
+from tests.integration.helpers import load_synthetic
 
 pytestmark = pytest.mark.integration
 DAY = 86_400_000
@@ -36,10 +35,10 @@ AS_OF = START + 3 * DAY
 def published(base_env, tmp_path_factory) -> tuple[Isolated, object, str]:
     iso = make_isolated(base_env, tmp_path_factory.mktemp("batch"))
     s = iso.settings
-    events, items = generate(n_users=40, n_items=60, n_events=3000, seed=11, start_ms=START, days=4)
-    append(events, s.path(s.data.master_dir))
-    append(events.slice(0, 500), s.path(s.data.master_dir))  # a reloaded file: duplicates by event_id
-    write_catalogue(items, s.path(s.data.catalogue_dir))
+    # 500 events loaded twice: duplicates by event_id
+    events = load_synthetic(
+        s, duplicates=500, n_users=40, n_items=60, n_events=3000, seed=11, start_ms=START, days=4
+    )
     vid = run(s, as_of_ms=AS_OF + 1234, echo=lambda _m: None)
     return iso, events, vid
 
@@ -175,7 +174,6 @@ def test_a_rerun_with_the_same_as_of_publishes_identical_views(published):
 
 def test_no_event_before_the_as_of_is_a_sentence(base_env, tmp_path):
     iso = make_isolated(base_env, tmp_path)
-    events, _ = generate(n_users=5, n_items=5, n_events=50, seed=1, start_ms=START, days=1)
-    append(events, iso.settings.path(iso.settings.data.master_dir))
+    load_synthetic(iso.settings, n_users=5, n_items=5, n_events=50, seed=1, start_ms=START, days=1)
     with pytest.raises(DataError, match="has no event before the as-of"):
         run(iso.settings, as_of_ms=START - DAY, echo=lambda _m: None)

@@ -31,13 +31,11 @@ import pyarrow.parquet as pq
 import pytest
 
 import batch.publish
-from batch.master import append, write_catalogue
 from batch.publish import publish, view_checksum
-from lambdastack.datasets.synthetic import generate
 from lambdastack.versions import MANIFEST, VersionLayout
 from serving.batch_view import load
 from tests.conftest import Isolated, make_isolated
-from tests.integration.helpers import eventually, run_cli
+from tests.integration.helpers import eventually, load_synthetic, run_cli
 
 pytestmark = pytest.mark.integration
 START = 1_767_225_600_000  # 2026-01-01
@@ -79,10 +77,8 @@ def store(base_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) ->
     """A small master dataset and a first version published by `lambdastack batch run`."""
     iso = make_isolated(base_env, tmp_path_factory.mktemp("batch-kill"))
     s = iso.settings
-    events, items = generate(n_users=40, n_items=60, n_events=1500, seed=11, start_ms=START, days=4)
-    append(events, s.path(s.data.master_dir))
-    append(events.slice(0, 300), s.path(s.data.master_dir))  # a reloaded file: duplicates by event_id
-    write_catalogue(items, s.path(s.data.catalogue_dir))
+    # 300 events loaded twice: duplicates by event_id
+    load_synthetic(s, duplicates=300, n_users=40, n_items=60, n_events=1500, seed=11, start_ms=START, days=4)
     done = run_cli(["batch", "run", "--as-of", FIRST_AS_OF], iso.env, timeout_s=RUN_TIMEOUT_S)
     assert done.returncode == 0, f"the first run failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
     layout = VersionLayout(s.path(s.data.views_dir))

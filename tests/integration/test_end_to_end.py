@@ -9,14 +9,12 @@ import httpx
 import pytest
 
 from batch.job import run as batch_run
-from batch.master import append, write_catalogue
-from lambdastack.datasets.synthetic import generate
 from lambdastack.events import Event
 from lambdastack.producer import EventProducer
 from lambdastack.simulate import burst
 from tests.conftest import make_isolated
 from tests.integration.conftest import start_api, start_speed_job
-from tests.integration.helpers import eventually
+from tests.integration.helpers import eventually, load_synthetic
 
 pytestmark = pytest.mark.integration
 DAY = 86_400_000
@@ -27,9 +25,7 @@ def test_feed_merges_batch_and_speed_and_reacts_to_a_burst(services, base_env, t
     s = iso.settings
     now = int(time.time() * 1000)
     start = now - 6 * DAY
-    events, items = generate(n_users=30, n_items=40, n_events=2000, seed=5, start_ms=start, days=5)
-    append(events, s.path(s.data.master_dir))
-    write_catalogue(items, s.path(s.data.catalogue_dir))
+    events = load_synthetic(s, n_users=30, n_items=40, n_events=2000, seed=5, start_ms=start, days=5)
     vid = batch_run(s, as_of_ms=now - 2 * 3_600_000, echo=lambda _m: None)
 
     stopper.append(start_speed_job(iso))

@@ -12,12 +12,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from batch.master import append, write_catalogue
-from lambdastack.datasets.synthetic import generate
 from lambdastack.stack import spark
 from lambdastack.versions import VersionLayout
 from tests.conftest import Isolated
-from tests.integration.helpers import eventually, run_cli
+from tests.integration.helpers import eventually, load_synthetic, run_cli
 
 pytestmark = pytest.mark.integration
 START = 1_767_225_600_000  # 2026-01-01
@@ -55,9 +53,7 @@ def test_the_whole_job_runs_on_a_standalone_cluster_like_in_local_mode(
     isolated: Isolated, cluster: tuple[str, int, Path], tmp_path: Path
 ):
     s = isolated.settings
-    events, items = generate(n_users=40, n_items=60, n_events=2000, seed=11, start_ms=START, days=4)
-    append(events, s.path(s.data.master_dir))
-    write_catalogue(items, s.path(s.data.catalogue_dir))
+    load_synthetic(s, n_users=40, n_items=60, n_events=2000, seed=11, start_ms=START, days=4)
     url, ui_port, state = cluster
     # The reference run in local mode goes alongside, into its own views directory.
     env = {**isolated.env, "PYSPARK_PYTHON": sys.executable}
