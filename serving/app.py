@@ -36,7 +36,6 @@ def create_app(settings: Settings) -> FastAPI:
         await state.speed.close()
 
     app = FastAPI(title="lambdastack", version=__version__, lifespan=lifespan)
-    app.state.serving = state
 
     @app.exception_handler(LambdastackError)
     async def _lambdastack_error(request: Request, exc: LambdastackError) -> JSONResponse:

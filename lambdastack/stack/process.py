@@ -34,17 +34,17 @@ class ManagedProcess:
     def pid(self) -> int | None:
         """The pid if the recorded process is still alive (a stale pid file counts as none)."""
         try:
-            pid = int(self.pid_file.read_text().split()[0])
+            fields = self.pid_file.read_text().split()
+            pid, created = int(fields[0]), float(fields[1])
         except (FileNotFoundError, ValueError, IndexError):
             return None
         try:
             proc = psutil.Process(pid)
             if proc.status() == psutil.STATUS_ZOMBIE:
                 return None
-            created = float(self.pid_file.read_text().split()[1])
             if abs(proc.create_time() - created) > 1.0:
                 return None  # the pid was reused by an unrelated process
-        except (psutil.NoSuchProcess, IndexError, ValueError):
+        except psutil.NoSuchProcess:
             return None
         return pid
 
