@@ -3,6 +3,15 @@
 - `{p}:item:{item_id}` HASH, field `{bucket_ms}:{type}` -> count of that type in that
   event-time bucket, and field `{bucket_ms}:*` -> count of all types. Absolute values.
 - `{p}:bucket:{bucket_ms}` ZSET, member item_id, score = count of all types in the bucket.
+- `{p}:item:{item_id}:min` HASH, field `{minute_ms}:{type}` (and `{minute_ms}:*`) -> count in that
+  event-time minute: the sliding windows (1 min, 10 min, 1 h) are sums of the last minutes.
+- `{p}:user:{user_id}` HASH of the user's real-time state (JSON values, see
+  `lambdastack.usersignals`): `recent` (last N interactions, each with its event time),
+  `fresh` (fresh candidates scored by the model, with the view and model versions used).
+- `{p}:trending:{window_end_ms}` ZSET item_id -> trending score of the window ending there;
+  `{p}:trending:latest` STRING -> window_end_ms of the newest complete window.
+- `{p}:drift` HASH feature -> PSI against the batch baseline, plus `alert` (0/1),
+  `window_end_ms` and `view_version`.
 
 Buckets are event-time intervals of `batch.bucket_s` starting at `bucket_ms`. A batch version
 as-of T (aligned to a bucket start) holds every event before T, so the serving layer adds
@@ -34,6 +43,21 @@ class KeyLayout:
 
     def bucket(self, bucket_ms: int) -> str:
         return f"{self.prefix}:bucket:{bucket_ms}"
+
+    def item_minutes(self, item_id: str) -> str:
+        return f"{self.prefix}:item:{item_id}:min"
+
+    def user(self, user_id: str) -> str:
+        return f"{self.prefix}:user:{user_id}"
+
+    def trending(self, window_end_ms: int) -> str:
+        return f"{self.prefix}:trending:{window_end_ms}"
+
+    def trending_latest(self) -> str:
+        return f"{self.prefix}:trending:latest"
+
+    def drift(self) -> str:
+        return f"{self.prefix}:drift"
 
     @staticmethod
     def item_field(bucket_ms: int, etype: str) -> str:

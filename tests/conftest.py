@@ -15,12 +15,16 @@ import pytest
 from lambdastack.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
+# LSTACK_TEST_SLOT=N (0-9) moves the test stack to its own ports and state directory, so two
+# checkouts (or two people) can run the integration tests on one machine at the same time.
+SLOT = int(os.environ.get("LSTACK_TEST_SLOT", "0"))
+PORT_SHIFT = 10 * SLOT
 TEST_ENV = {
-    "LAMBDASTACK_STACK__STATE_DIR": str(ROOT / ".state" / "test"),
-    "LAMBDASTACK_KAFKA__PORT": "19092",
-    "LAMBDASTACK_KAFKA__CONTROLLER_PORT": "19093",
-    "LAMBDASTACK_REDIS__PORT": "16379",
-    "LAMBDASTACK_SERVING__PORT": "18000",
+    "LAMBDASTACK_STACK__STATE_DIR": str(ROOT / ".state" / ("test" if SLOT == 0 else f"test{SLOT}")),
+    "LAMBDASTACK_KAFKA__PORT": str(19092 + PORT_SHIFT),
+    "LAMBDASTACK_KAFKA__CONTROLLER_PORT": str(19093 + PORT_SHIFT),
+    "LAMBDASTACK_REDIS__PORT": str(16379 + PORT_SHIFT),
+    "LAMBDASTACK_SERVING__PORT": str(18000 + PORT_SHIFT),
 }
 
 

@@ -19,8 +19,8 @@ pytestmark = pytest.mark.integration
 
 def test_stack_is_up_and_status_says_where(services):
     rows = {r.name: r for r in status(services)}
-    assert rows["kafka"].running and rows["kafka"].address == "127.0.0.1:19092"
-    assert rows["redis"].running and rows["redis"].address == "127.0.0.1:16379"
+    assert rows["kafka"].running and rows["kafka"].address == f"127.0.0.1:{services.kafka.port}"
+    assert rows["redis"].running and rows["redis"].address == f"127.0.0.1:{services.redis.port}"
     assert kafka.ready(services) and redis.ready(services)
 
 

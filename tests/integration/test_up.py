@@ -12,10 +12,19 @@ import pytest
 
 from lambdastack.stack.manager import MEMBER_ENV
 from lambdastack.stack.process import port_open
+from tests.conftest import PORT_SHIFT
 from tests.integration.helpers import eventually, run_cli
 
 pytestmark = pytest.mark.integration
-PORTS = {"KAFKA__PORT": 19292, "KAFKA__CONTROLLER_PORT": 19293, "REDIS__PORT": 16392, "SERVING__PORT": 18092}
+PORTS = {
+    key: port + PORT_SHIFT
+    for key, port in {
+        "KAFKA__PORT": 19292,
+        "KAFKA__CONTROLLER_PORT": 19293,
+        "REDIS__PORT": 16392,
+        "SERVING__PORT": 18092,
+    }.items()
+}
 
 
 def test_up_prints_a_working_feed_url_and_down_leaves_nothing(base_env, tmp_path):
@@ -30,7 +39,7 @@ def test_up_prints_a_working_feed_url_and_down_leaves_nothing(base_env, tmp_path
     try:
         up = run_cli(["up", "--synthetic"], env, timeout_s=400)
         assert up.returncode == 0, f"up failed:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
-        url = re.search(r"(http://127\.0\.0\.1:18092/v1/users/\S+/feed\?k=10)", up.stdout)
+        url = re.search(rf"(http://127\.0\.0\.1:{PORTS['SERVING__PORT']}/v1/users/\S+/feed\?k=10)", up.stdout)
         assert url, up.stdout
         feed = httpx.get(url.group(1)).json()
         assert len(feed["items"]) == 10 and feed["view_version"] == "v000001"
