@@ -3,78 +3,48 @@ ALS factors, top genres and tags, activity statistics, and a k-means cluster for
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from lambdastack.features import ItemSide, UserState
+from batch import replay
+from batch.replay import SideArrays
+from lambdastack.features import ItemSide
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
 
 PROFILE_SCHEMA = (
     "user_id string, n long, interest array<double>, t_ref long, genre_names array<string>, "
     "genre_counts array<long>, last_item string, last_t long, first_t long, active_days long, "
     "distinct_items long, top_genres array<string>, top_tags array<string>"
 )
-EVENT_ORDER = ["event_time_ms", "event_id"]
+USER_GROUPS = 32  # users are hashed into this many groups; each group is replayed vectorised
 
 
-def replay(events: pd.DataFrame, side: ItemSide) -> UserState:
-    """Fold one user's events (any order) into a UserState, in time order."""
-    state = UserState()
-    ordered = events.sort_values(EVENT_ORDER, kind="stable")
-    for item, t, etype, value in zip(
-        ordered["item_id"], ordered["event_time_ms"], ordered["type"], ordered["value"], strict=True
-    ):
-        side.apply(state, str(item), int(t), str(etype), float(value))
-    return state
+def user_group() -> Column:
+    """A stable hash group of the user id: whole user timelines stay in one pandas frame."""
+    from pyspark.sql import functions as F
 
-
-def profile_row(
-    user_id: str, events: pd.DataFrame, side: ItemSide, tags: Mapping[str, Sequence[str]]
-) -> dict:
-    state = replay(events, side)
-    tag_counts: Counter[str] = Counter()
-    for item in events["item_id"]:
-        tag_counts.update(tags.get(str(item), ()))
-    genres = sorted(state.genres.items())
-    days = pd.to_datetime(events["event_time_ms"], unit="ms").dt.floor("D").nunique()
-    return {
-        "user_id": user_id,
-        "n": state.n,
-        "interest": None if state.interest is None else state.interest.tolist(),
-        "t_ref": state.t_ref,
-        "genre_names": [g for g, _ in genres],
-        "genre_counts": [c for _, c in genres],
-        "last_item": state.last_item,
-        "last_t": state.last_t,
-        "first_t": int(events["event_time_ms"].min()),
-        "active_days": int(days),
-        "distinct_items": int(events["item_id"].nunique()),
-        "top_genres": [g for g, _ in sorted(state.genres.items(), key=lambda x: (-x[1], x[0]))[:3]],
-        "top_tags": [t for t, _ in sorted(tag_counts.items(), key=lambda x: (-x[1], x[0]))[:5]],
-    }
+    return F.pmod(F.xxhash64("user_id"), F.lit(USER_GROUPS)).alias("user_group")
 
 
 def profiles(
     spark: SparkSession, events: DataFrame, side: ItemSide, tags: Mapping[str, Sequence[str]]
 ) -> DataFrame:
-    """One profile row per user, replayed on the executors."""
+    """One profile row per user (batch.replay.profiles), replayed on the executors."""
     from pyspark.sql import functions as F
 
-    b_side = spark.sparkContext.broadcast(side)
-    b_tags = spark.sparkContext.broadcast(dict(tags))
+    b_side = spark.sparkContext.broadcast(SideArrays.build(side, tags))
 
-    def per_user(pdf: pd.DataFrame) -> pd.DataFrame:
-        return pd.DataFrame([profile_row(str(pdf["user_id"].iloc[0]), pdf, b_side.value, b_tags.value)])
+    def per_group(pdf: pd.DataFrame) -> pd.DataFrame:
+        return replay.profiles(pdf, b_side.value)
 
     cols = events.select(
         "user_id", "item_id", "type", "value", "event_id", F.unix_millis("event_time").alias("event_time_ms")
     )
-    return cols.groupBy("user_id").applyInPandas(per_user, PROFILE_SCHEMA)
+    return cols.groupBy(user_group()).applyInPandas(per_group, PROFILE_SCHEMA)
 
 
 def clusters(spark: SparkSession, user_vectors: pd.DataFrame, k: int) -> pd.DataFrame:

@@ -4,8 +4,9 @@ Queries are a deterministic sample of the interactions in [train_from, as_of) (l
 interaction was positive, lambdastack.features.is_positive) plus, for each, `negatives` items drawn
 uniformly from the catalogue at the same instant (label 0). The features of a query at instant t
 use only events strictly before t: item counts by a range window that ends 1 ms before t, user
-state by replaying the user's events in time order and answering each query before any event at
-its own instant. The feature code is lambdastack.features, the same the API runs online.
+state by replaying the user's events in time order (batch.replay, vectorised) and answering each
+query before any event at its own instant. The feature code is lambdastack.features, the same
+the API runs online.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from batch import replay
 from batch.embeddings import weight_col
-from lambdastack.features import FEATURE_NAMES, ItemSide, UserState
+from batch.profiles import user_group
+from batch.replay import SideArrays
+from lambdastack.features import FEATURE_NAMES, ItemSide
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -23,36 +27,6 @@ if TYPE_CHECKING:
 TRAIN_SCHEMA = "user_id string, item_id string, t long, label int, " + ", ".join(
     f"{f} double" for f in FEATURE_NAMES
 )
-
-
-def _answer(pdf: pd.DataFrame, side: ItemSide) -> pd.DataFrame:
-    """Replay one user's timeline: events (kind 1) update the state, queries (kind 0) read it."""
-    rows = pdf.sort_values(["t", "kind", "event_id"], kind="stable")
-    state = UserState()
-    out = []
-    for item, t, kind, etype, value, label, count in zip(
-        rows["item_id"],
-        rows["t"],
-        rows["kind"],
-        rows["type"],
-        rows["value"],
-        rows["label"],
-        rows["cnt"],
-        strict=True,
-    ):
-        if kind == 1:
-            side.apply(state, str(item), int(t), str(etype), float(value))
-        else:
-            out.append(
-                [
-                    str(rows["user_id"].iloc[0]),
-                    str(item),
-                    int(t),
-                    int(label),
-                    *side.row(state, str(item), int(count), int(t)),
-                ]
-            )
-    return pd.DataFrame(out, columns=["user_id", "item_id", "t", "label", *FEATURE_NAMES])
 
 
 def training_set(
@@ -137,7 +111,11 @@ def training_set(
         "value",
         "event_id",
     )
-    b_side = spark.sparkContext.broadcast(side)
-    rows = q.unionByName(e).groupBy("user_id").applyInPandas(lambda p: _answer(p, b_side.value), TRAIN_SCHEMA)
+    b_side = spark.sparkContext.broadcast(SideArrays.build(side))
+    rows = (
+        q.unionByName(e)
+        .groupBy(user_group())
+        .applyInPandas(lambda p: replay.answer_queries(p, b_side.value), TRAIN_SCHEMA)
+    )
     out = rows.toPandas()
     return out.sort_values(["t", "user_id", "item_id", "label"], kind="stable").reset_index(drop=True)

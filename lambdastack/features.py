@@ -34,7 +34,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "recency",
 )
 HALF_LIFE_MS = 14 * 86_400_000
-_DECAY = math.log(2) / HALF_LIFE_MS
+DECAY_PER_MS = math.log(2) / HALF_LIFE_MS
 _TYPE_WEIGHT = {"view": 1.0, "click": 1.0, "like": 2.0, "share": 3.0, "skip": -0.5}
 
 
@@ -45,6 +45,15 @@ def event_weight(etype: str, value: float) -> float:
     if etype == "rating":
         return value / 2.5 - 1.0
     return _TYPE_WEIGHT.get(etype, 1.0)
+
+
+def event_weights(types: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """event_weight over arrays (the vectorised replays use it)."""
+    out = np.ones(len(types))
+    for etype, weight in _TYPE_WEIGHT.items():
+        out[types == etype] = weight
+    out = np.where(types == "watch", 1.0 + np.clip(values, 0.0, 120.0) / 60.0, out)
+    return np.where(types == "rating", values / 2.5 - 1.0, out)
 
 
 def is_positive(etype: str, value: float) -> bool:
@@ -80,7 +89,7 @@ class UserState:
             if self.interest is None:
                 self.interest = np.zeros_like(vector, dtype=np.float64)
             elif t > self.t_ref:
-                self.interest = self.interest * math.exp(-_DECAY * (t - self.t_ref))
+                self.interest = self.interest * math.exp(-DECAY_PER_MS * (t - self.t_ref))
             self.interest = self.interest + weight * vector.astype(np.float64)
             self.t_ref = max(self.t_ref, t)
         self.n += 1
