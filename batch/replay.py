@@ -199,8 +199,9 @@ def answer_queries(timeline: pd.DataFrame, side: SideArrays) -> pd.DataFrame:
 
     n_genres = max(len(side.genre_names), 1)
     owner, genre = _gather(side.genre_ptr, side.genre_ids, rows)
-    per_genre = np.zeros((len(users), n_genres), dtype=np.int64)
-    np.add.at(per_genre, (owner[is_event[owner]], genre[is_event[owner]]), 1)
+    of_event = is_event[owner]
+    flat = owner[of_event] * n_genres + genre[of_event]
+    per_genre = np.bincount(flat, minlength=len(users) * n_genres).reshape(len(users), n_genres)
     per_genre = np.cumsum(per_genre, axis=0)
     per_genre -= np.where((first > 0)[:, None], per_genre[np.maximum(first - 1, 0)], 0)
 

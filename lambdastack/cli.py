@@ -82,7 +82,21 @@ def _parser() -> argparse.ArgumentParser:
     sp = speed.add_subparsers(dest="action", required=True, metavar="ACTION")
     srun = sp.add_parser("run", help="run the streaming job and the Redis loader until stopped")
     srun.add_argument("--parallelism", type=int, help="default: speed.parallelism")
+    srun.add_argument(
+        "--cluster", metavar="HOST:PORT", help="submit to this Flink cluster's REST API (default: local)"
+    )
+    srun.add_argument("--from-savepoint", metavar="PATH", help="resume from a savepoint (or `latest`)")
     srun.set_defaults(func=commands.speed_run)
+    sstop = sp.add_parser("stop", help="stop the running `speed run` (as speed.savepoint_on_stop says)")
+    sstop.add_argument("--savepoint", action="store_true", help="stop the job with a savepoint in any case")
+    sstop.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the stop")
+    sstop.set_defaults(func=commands.speed_stop)
+    sp.add_parser("archive", help="only archive validated events into the master dataset").set_defaults(
+        func=commands.speed_archive
+    )
+    scl = sp.add_parser("cluster", help="a standalone Flink cluster (JobManager + TaskManager)")
+    scl.add_argument("state", choices=["up", "down"])
+    scl.set_defaults(func=commands.speed_cluster)
 
     serve = sub.add_parser("serve", help="the serving layer (FastAPI on uvicorn)")
     serve.add_argument("--host")
@@ -98,6 +112,12 @@ def _parser() -> argparse.ArgumentParser:
     bb.add_argument("--no-movielens", action="store_true", help="skip the MovieLens run")
     bb.add_argument("--json", required=True, help="where to write the results")
     bb.set_defaults(func=commands.bench_batch)
+    bsp = bn.add_parser("speed", help="the speed layer end to end: producer, Kafka, Flink, Redis")
+    bsp.add_argument("--rate", type=float, nargs="+", default=[1000.0, 10000.0], help="events per second")
+    bsp.add_argument("--seconds", type=float, default=30.0, help="how long each rate is sustained")
+    bsp.add_argument("--repeat", type=int, default=1, help="runs per rate (the JSON reports medians)")
+    bsp.add_argument("--json", required=True, help="where to write the results")
+    bsp.set_defaults(func=commands.bench_speed)
 
     reg = sub.add_parser("registry", help="published batch versions")
     rs = reg.add_subparsers(dest="action", required=True, metavar="ACTION")

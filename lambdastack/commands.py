@@ -179,9 +179,63 @@ def bench_batch(args: argparse.Namespace) -> int:
 
 
 def speed_run(args: argparse.Namespace) -> int:
+    from speed.control import resolve_savepoint
     from speed.job import run
+    from speed.options import RunOptions
 
-    run(_settings(args), parallelism=args.parallelism)
+    s = _settings(args)
+    savepoint = resolve_savepoint(s, args.from_savepoint)
+    run(s, RunOptions(parallelism=args.parallelism, cluster=args.cluster, from_savepoint=savepoint))
+    return 0
+
+
+def speed_stop(args: argparse.Namespace) -> int:
+    from speed.control import stop_run
+
+    path = stop_run(_settings(args), savepoint=args.savepoint, timeout_s=args.timeout)
+    print(f"stopped; savepoint {path}" if path else "stopped (no savepoint)")
+    return 0
+
+
+def speed_archive(args: argparse.Namespace) -> int:
+    import signal
+
+    from speed.archive import Archiver
+
+    s = _settings(args)
+    archiver = Archiver(s)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _n, _f: archiver.stop())
+    print(f"[archive] {s.topics.events} -> {s.path(s.data.master_dir)}", flush=True)
+    archiver.run()
+    print(f"[archive] stopped ({archiver.archived} events archived)", flush=True)
+    return 0
+
+
+def speed_cluster(args: argparse.Namespace) -> int:
+    from lambdastack.stack import flink
+
+    s = _settings(args)
+    if args.state == "up":
+        address = flink.start_cluster(s, s.state_dir)
+        print(f"Flink cluster up; submit with `lambdastack speed run --cluster {address}`")
+    else:
+        print("Flink cluster stopped" if flink.stop_cluster(s.state_dir) else "no Flink cluster was running")
+    return 0
+
+
+def bench_speed(args: argparse.Namespace) -> int:
+    from speed import bench
+
+    s = _settings(args)
+    result = bench.run(s, args.rate, args.seconds, args.repeat)
+    bench.write(result, Path(args.json))
+    for r in result["summary"]:
+        print(
+            f"rate {r['rate']}: {r['throughput_eps']} events/s, freshness p50/p95/p99 "
+            f"{r['freshness_ms']['p50']}/{r['freshness_ms']['p95']}/{r['freshness_ms']['p99']} ms"
+        )
+    print(f"results in {args.json}")
     return 0
 
 

@@ -40,7 +40,14 @@ class EventProducer:
         self.close()
 
     def send(self, event: Event) -> Any:
-        return self._producer.send(self.topic, key=event.user_id.encode(), value=event.to_json())
+        """The record's timestamp is the event time (never ahead of this clock): the speed job's
+        event-time watermarks come from it."""
+        return self._producer.send(
+            self.topic,
+            key=event.user_id.encode(),
+            value=event.to_json(),
+            timestamp_ms=record_timestamp(event.event_time_ms, int(time.time() * 1000)),
+        )
 
     def send_raw(self, key: bytes | None, payload: bytes) -> Any:
         """Send bytes as they are (for tests of the dead-letter path)."""
@@ -58,6 +65,12 @@ class EventProducer:
             self._producer.flush()
             self._producer.close()
             self._producer = None
+
+
+def record_timestamp(event_time_ms: int, now_ms: int) -> int:
+    """The Kafka timestamp of an event: its event time, clamped to now, so that one event from a
+    clock running ahead cannot push the watermark past every other event."""
+    return min(event_time_ms, now_ms)
 
 
 def paced(items: Iterable[Any], rate: float) -> Iterator[Any]:

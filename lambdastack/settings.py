@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from lambdastack.errors import ConfigError
 
@@ -56,6 +56,7 @@ class TopicSettings(_Section):
     events: str
     dead_letter: str
     signals: str
+    users: str = "lambdastack.users"
 
 
 class DataSettings(_Section):
@@ -92,14 +93,114 @@ class SpeedSettings(_Section):
     state_ttl_s: int = Field(172800, gt=0)
     consumer_group: str = "lambdastack-speed"
     loader_group: str = "lambdastack-redis-loader"
+    # fault tolerance (speed/job.py): empty dirs mean {state_dir}/flink/checkpoints|savepoints
+    checkpoint_interval_ms: int = Field(5000, ge=100)
+    checkpoint_dir: Path | None = None
+    savepoint_dir: Path | None = None
+    savepoint_on_stop: bool = True
+    restart_strategy: Literal["fixed-delay", "exponential-delay"] = "exponential-delay"
+    restart_attempts: int = Field(20, ge=1)
+    restart_delay_ms: int = Field(1000, ge=0)
+    restart_max_delay_ms: int = Field(30000, ge=0)
+    mini_batch_latency_ms: int = Field(0, ge=0)
+    mini_batch_size: int = Field(5000, gt=0)
+    # the standalone Flink cluster (lambdastack/stack/flink.py)
+    cluster_host: str = "127.0.0.1"
+    cluster_rpc_port: int = Field(6123, ge=1, le=65535)
+    cluster_rest_port: int = Field(8081, ge=1, le=65535)
+    cluster_slots: int = Field(2, ge=1)
+    jobmanager_memory: str = "1024m"
+    taskmanager_memory: str = "1536m"
+    heartbeat_timeout_ms: int = Field(10000, ge=1000)
+    # the archiver (speed/archive.py): validated events -> the master dataset, exactly once
+    archive_enabled: bool = True
+    archive_roll_rows: int = Field(200_000, gt=0)
+    archive_roll_s: float = Field(60.0, gt=0)
+    # freshness histogram (speed/metrics.py) on this port; 0 turns the exporter off
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(9249, ge=0, le=65535)
+    # event time, windows, trending and drift (speed/sql.py, speed/trending.py, speed/drift.py)
+    watermark_delay_ms: int = Field(2000, ge=0)
+    source_idle_timeout_ms: int = Field(5000, gt=0)
+    watermark_interval_ms: int = Field(200, gt=0)
+    minute_retention_s: int = Field(4200, ge=3600)
+    minute_state_ttl_s: int = Field(7200, gt=0)
+    baseline_check_s: float = Field(5.0, gt=0)
+    trending_window_s: int = Field(600, gt=0)
+    trending_slide_s: int = Field(60, gt=0)
+    trending_min_users: int = Field(5, ge=1)
+    trending_min_z: float = Field(3.0, ge=0)
+    trending_min_expected: float = Field(1.0, gt=0)
+    trending_top_n: int = Field(100, ge=1)
+    trending_ttl_s: int = Field(7200, gt=0)
+    # user state and per-event scoring (speed/users.py): its own source and consumer group
+    users_group: str = "lambdastack-speed-users"
+    user_recent_n: int = Field(20, ge=1)  # interactions in {p}:user:{id} `recent`
+    user_window_n: int = Field(100, ge=1)  # interactions merged with the batch profile to score
+    fresh_n: int = Field(20, ge=1)  # candidates in `fresh`
+    fresh_seeds: int = Field(3, ge=1)  # newest engaged items whose neighbours are candidates
+    version_check_s: float = Field(1.0, gt=0)  # how often the scoring UDF looks at CURRENT
+    users_flush_ms: int = Field(100, ge=1)  # the users sink keeps the newest record per key this long
+
+
+PLACEHOLDER_MARKERS = ("change-me", "changeme", "placeholder", "example", "secret")
+API_KEY_MIN_LEN = 24
+
+
+class ApiKeySettings(_Section):
+    """One API key: who holds it (`name`), the key itself, and what it may do (`scopes`)."""
+
+    name: str = Field(min_length=1)
+    key: SecretStr
+    scopes: tuple[str, ...] = ()
+
+    def placeholder(self) -> bool:
+        value = self.key.get_secret_value()
+        return len(value) < API_KEY_MIN_LEN or any(m in value.lower() for m in PLACEHOLDER_MARKERS)
+
+
+class ABSettings(_Section):
+    """Split feed traffic between the current version's model and a challenger version's."""
+
+    enabled: bool = False
+    challenger_version: str | None = Field(default=None, pattern=r"^v\d{6}$")
+    share: float = Field(default=0.1, ge=0, le=1)  # users (by a hash of their id) ranked by the challenger
+    salt: str = "ab1"  # change to reshuffle who falls into which variant
 
 
 class ServingSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    environment: Literal["development", "production"] = "development"
     feed_k_default: int = Field(20, ge=1)
     feed_k_max: int = Field(200, ge=1)
     speed_buckets_max: int = Field(48, ge=1)
+    candidates_max: int = Field(150, ge=1)
+    speed_movers_n: int = Field(20, ge=1)
+    trending_n: int = Field(20, ge=1)
+    recent_neighbours_n: int = Field(5, ge=0)
+    cold_start_events: int = Field(3, ge=0)
+    genre_cap: float = Field(0.4, gt=0, le=1)
+    predict_instances_max: int = Field(1000, ge=1)
+    max_body_bytes: int = Field(65536, ge=1024)
+    cors_origins: tuple[str, ...] = ()
+    api_keys: tuple[ApiKeySettings, ...] = ()
+    access_log: bool = True
+    reload_interval_s: float = Field(1.0, gt=0)
+    ab: ABSettings = Field(default_factory=ABSettings)
+
+    @model_validator(mode="after")
+    def _no_placeholder_keys_outside_development(self) -> ServingSettings:
+        if self.environment != "development":
+            weak = [k.name for k in self.api_keys if k.placeholder()]
+            if weak:
+                raise ValueError(
+                    f"api_keys {weak} are placeholders or shorter than {API_KEY_MIN_LEN} characters; "
+                    f"set real keys when environment is {self.environment}"
+                )
+        if self.feed_k_default > self.feed_k_max:
+            raise ValueError("feed_k_default must not exceed feed_k_max")
+        return self
 
 
 class Settings(_Section):

@@ -5,6 +5,9 @@
   "kafka:<topic>" (then with "partition" and "offset" of the source record) or "<file>:<line>".
 - signals (`topics.signals`): speed-layer upserts, key = {"item_id", "bucket_ms", "type"} as JSON
   (lambdastack.keys.SignalKey), value = {..., "cnt": n} (absolute, never a delta) or a tombstone.
+- users (`topics.users`): user state upserts of speed/users.py, key = {"user_id", "field"} as JSON
+  (field `recent` or `fresh`, the fields of `{p}:user:{user_id}`), value = {..., "payload": str}
+  (absolute: the user's last interactions, or the encoded FreshCandidates) or a tombstone.
 """
 
 from __future__ import annotations
@@ -28,4 +31,5 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.events, settings.kafka.partitions, {"retention.ms": str(7 * 24 * 3600 * 1000)}),
         TopicSpec(t.dead_letter, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
         TopicSpec(t.signals, settings.kafka.partitions, {"cleanup.policy": "compact"}),
+        TopicSpec(t.users, settings.kafka.partitions, {"cleanup.policy": "compact"}),
     ]

@@ -2,120 +2,182 @@
 
 import asyncio
 import contextlib
-import time
+import logging
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Any
 
-import redis
-from fastapi import FastAPI, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lambdastack import __version__
-from lambdastack.errors import LambdastackError, NoVersionError, ValidationError
-from lambdastack.keys import ALL_TYPES
+from lambdastack.errors import (
+    DataError,
+    LambdastackError,
+    NoVersionError,
+    ServiceError,
+    ValidationError,
+)
 from lambdastack.settings import Settings
 from lambdastack.versions import VersionLayout
-from serving.merge import merge_feed
+from serving import schemas
+from serving.endpoints import Context, json_response, router
+from serving.feed import FeedConfig
+from serving.ingest import EventSink
+from serving.logs import RequestContext, configure_logging, request_id
+from serving.metrics import Metrics
+from serving.security import BodyLimit, KeyStore
+from serving.snapshot import Snapshot
 from serving.speed_view import SpeedView
 from serving.state import ServingState
 
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
-_STATUS = {ValidationError: 422, NoVersionError: 503}
+log = logging.getLogger("lambdastack.serving")
+_STATUS: dict[type[LambdastackError], int] = {
+    ValidationError: 422,
+    DataError: 422,
+    NoVersionError: 503,
+    ServiceError: 503,
+}
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """Error bodies are {"detail", "request_id"}: sentences, never stack traces or paths."""
+
+    def body(request: Request, detail: Any) -> dict[str, Any]:
+        return {"detail": detail, "request_id": request_id(request.scope) or None}
+
+    @app.exception_handler(LambdastackError)
+    async def _ours(request: Request, exc: LambdastackError) -> JSONResponse:
+        status = next((code for t, code in _STATUS.items() if isinstance(exc, t)), 500)
+        detail: Any = str(exc)
+        if isinstance(exc, ValidationError):
+            detail = [{"loc": f, "msg": reason} for f, reason in exc.errors]
+        return JSONResponse(body(request, detail), status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = [{"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+        return JSONResponse(body(request, detail), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(body(request, exc.detail), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error(
+            "unhandled error", exc_info=exc, extra={"fields": {"request_id": request_id(request.scope)}}
+        )
+        return JSONResponse(body(request, "internal error; the server log has the details"), status_code=500)
+
+
+def _ops_routes(app: FastAPI, ctx: Context) -> None:
+    @app.get("/health", tags=["ops"])
+    async def health() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get(
+        "/ready",
+        response_model=schemas.ReadyOut,
+        tags=["ops"],
+        responses={503: {"model": schemas.ReadyOut, "description": "not ready"}},
+    )
+    async def ready() -> JSONResponse:
+        """A version and its model are loaded and Redis answers."""
+        snap = ctx.state.snapshot
+        checks = {
+            "batch_version": snap.version is not None,
+            "model": snap.ranker is not None,
+            "redis": await ctx.state.speed.ping(),
+        }
+        ok = all(checks.values())
+        return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+
+    @app.get("/version", response_model=schemas.VersionOut, tags=["ops"])
+    async def version() -> Response:
+        """The code version and the versions loaded."""
+        snap = ctx.state.snapshot
+        return json_response(
+            {
+                "code_version": __version__,
+                "view_version": snap.version,
+                "model_version": snap.ranker.version if snap.ranker else None,
+                "challenger_version": snap.challenger.version if snap.challenger else None,
+                "as_of_ms": snap.view.as_of_ms,
+            }
+        )
+
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+    )
+    async def metrics() -> Response:
+        """Prometheus metrics."""
+        return Response(ctx.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/ping", tags=["ops"], include_in_schema=False)
+    async def ping() -> Response:
+        """The trivial endpoint the benchmark compares the feed with (same app, same middleware)."""
+        return json_response({"ok": True})
 
 
 def create_app(settings: Settings) -> FastAPI:
-    state = ServingState(settings, VersionLayout(settings.path(settings.data.views_dir)), SpeedView(settings))
+    configure_logging()
+    metrics = Metrics()
+
+    def swapped(snap: Snapshot) -> None:
+        metrics.loaded(
+            snap.version,
+            snap.ranker.version if snap.ranker else None,
+            snap.challenger.version if snap.challenger else None,
+        )
+
+    layout = VersionLayout(settings.path(settings.data.views_dir))
+    state = ServingState(settings, layout, SpeedView(settings), on_swap=swapped)
+    ctx = Context(
+        settings,
+        state,
+        metrics,
+        EventSink(settings),
+        KeyStore(settings.serving.api_keys),
+        FeedConfig.from_settings(settings.serving),
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await state.speed.open()
-        await asyncio.to_thread(state.load_current)
+        try:
+            await asyncio.to_thread(state.load_current)
+        except Exception:  # noqa: BLE001 - serve from the speed view until a version loads
+            log.exception("loading the current batch version failed; serving without one")
         follower = asyncio.create_task(state.follow())
         yield
         follower.cancel()
         await state.speed.close()
+        await asyncio.to_thread(ctx.sink.close)
 
-    app = FastAPI(title="lambdastack", version=__version__, lifespan=lifespan)
-
-    @app.exception_handler(LambdastackError)
-    async def _lambdastack_error(request: Request, exc: LambdastackError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=_STATUS.get(type(exc), 500))
-
-    @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/ready")
-    async def ready() -> JSONResponse:
-        checks = {"batch_version": state.view.version is not None, "redis": await state.speed.ping()}
-        return JSONResponse(
-            {"ready": all(checks.values()), "checks": checks},
-            status_code=200 if all(checks.values()) else 503,
+    app = FastAPI(
+        title="lambdastack",
+        version=__version__,
+        lifespan=lifespan,
+        description="Personalized feeds merged from a batch view and a speed view.",
+    )
+    app.state.context = ctx
+    _install_error_handlers(app)
+    _ops_routes(app, ctx)
+    app.include_router(router(ctx))
+    if settings.serving.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.serving.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["X-API-Key", "X-Request-ID", "Content-Type"],
         )
-
-    @app.get("/version")
-    async def version() -> dict[str, Any]:
-        return {
-            "code_version": __version__,
-            "view_version": state.view.version,
-            "as_of_ms": state.view.as_of_ms,
-        }
-
-    @app.get("/v1/users/{user_id}/feed")
-    async def feed(
-        user_id: Annotated[str, Path(pattern=ID_PATTERN)],
-        k: Annotated[int | None, Query(ge=1, le=settings.serving.feed_k_max)] = None,
-    ) -> dict[str, Any]:
-        view = state.view  # one version for the whole request
-        k = k or settings.serving.feed_k_default
-        seen = view.seen(user_id)
-        pool = view.popular(k + len(seen))
-        degraded = False
-        try:
-            speed = await state.speed.counts(view.as_of_ms, int(time.time() * 1000), pool, fresh_n=k * 2)
-            speed_counts = speed.counts
-        except (redis.RedisError, OSError):
-            degraded, speed_counts = True, {}
-        batch_counts = {i: view.count(i) for i in set(pool) | set(speed_counts)}
-        items = merge_feed(pool, batch_counts, speed_counts, seen, k)
-        return {
-            "user_id": user_id,
-            "items": [
-                {
-                    "item_id": f.item_id,
-                    "title": view.titles.get(f.item_id),
-                    "score": f.score,
-                    "count": f.batch_count + f.speed_count,
-                    "batch_count": f.batch_count,
-                    "speed_count": f.speed_count,
-                    "sources": list(f.sources),
-                }
-                for f in items
-            ],
-            "view_version": view.version,
-            "as_of_ms": view.as_of_ms,
-            "degraded": degraded,
-        }
-
-    @app.get("/v1/items/{item_id}")
-    async def item(item_id: Annotated[str, Path(pattern=ID_PATTERN)]) -> dict[str, Any]:
-        view = state.view
-        degraded = False
-        try:
-            speed = await state.speed.item_counts(item_id, view.as_of_ms)
-        except (redis.RedisError, OSError):
-            degraded, speed = True, {}
-        batch_count = view.count(item_id)
-        speed_count = speed.get(ALL_TYPES, 0)
-        return {
-            "item_id": item_id,
-            "title": view.titles.get(item_id),
-            "count": batch_count + speed_count,
-            "batch_count": batch_count,
-            "speed_count": speed_count,
-            "speed_by_type": {t: n for t, n in speed.items() if t != ALL_TYPES},
-            "view_version": view.version,
-            "degraded": degraded,
-        }
-
+    app.add_middleware(BodyLimit, limit=settings.serving.max_body_bytes)
+    app.add_middleware(RequestContext, metrics=metrics, access_log=settings.serving.access_log)
     return app

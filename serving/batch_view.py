@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +11,11 @@ import pyarrow.parquet as pq
 
 from lambdastack.features import ItemSide, UserState, state_from_row
 from lambdastack.versions import VersionLayout
+from serving.ranking import ItemMatrix
+
+GLOBAL_SCOPE = "global"
+PROFILE_COLUMNS = ["user_id", "n", "interest", "t_ref", "genre_names", "genre_counts", "last_item", "last_t"]
+PROFILE_EXTRA = ["cluster", "top_genres", "top_tags", "first_t", "active_days", "distinct_items"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +30,12 @@ class BatchView:
     side: ItemSide = field(default_factory=lambda: ItemSide({}, {}), repr=False)
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     model: bytes | None = field(default=None, repr=False)
+    candidates: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
+    popular_lists: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
+    neighbours: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
+    centroids: Mapping[int, np.ndarray] = field(default_factory=dict, repr=False)  # unit interest
+    matrix: ItemMatrix = field(default_factory=lambda: ItemMatrix.build(ItemSide({}, {}), {}), repr=False)
+    manifest: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @staticmethod
     def empty() -> BatchView:
@@ -33,8 +45,12 @@ class BatchView:
         i = self.index.get(item_id)
         return int(self.item_events[i]) if i is not None else 0
 
-    def popular(self, n: int) -> list[str]:
-        return list(self.item_ids[:n])
+    def counts(self, item_ids: list[str]) -> np.ndarray:
+        return np.fromiter((self.count(i) for i in item_ids), dtype=np.int64, count=len(item_ids))
+
+    def popular(self, scope: str = GLOBAL_SCOPE) -> tuple[str, ...]:
+        """The scope's items by decayed engagement ('global' or 'cluster:K'; none if unknown)."""
+        return self.popular_lists.get(scope, ())
 
     def seen(self, user_id: str) -> frozenset[str]:
         return self.history.get(user_id, frozenset())
@@ -44,25 +60,65 @@ class BatchView:
         row = self.profiles.get(user_id)
         return UserState() if row is None else state_from_row(row)
 
+    def cluster_of(self, user_id: str, state: UserState) -> int | None:
+        """The user's batch cluster, else the one whose mean interest is nearest to the state's."""
+        row = self.profiles.get(user_id)
+        if row is not None and row.get("cluster") is not None:
+            return int(row["cluster"])
+        if state.interest is None or not self.centroids:
+            return None
+        norm = float(np.linalg.norm(state.interest))
+        if norm == 0.0:
+            return None
+        sims = {c: float(v @ state.interest) / norm for c, v in self.centroids.items()}
+        return max(sorted(sims), key=lambda c: sims[c])
+
+
+def _read(layout: VersionLayout, version: str, view: str, columns: list[str]) -> list[dict[str, Any]]:
+    """The columns of a view that it has (older versions lack some), as rows; none if absent."""
+    path = layout.view_dir(version, view)
+    if not path.exists():
+        return []
+    present = set(pq.ParquetDataset(path).schema.names)
+    return pq.read_table(path, columns=[c for c in columns if c in present]).to_pylist()
+
 
 def _profiles(layout: VersionLayout, version: str) -> dict[str, dict[str, Any]]:
-    path = layout.view_dir(version, "user_profiles")
-    if not path.exists():
-        return {}
-    cols = ["user_id", "n", "interest", "t_ref", "genre_names", "genre_counts", "last_item", "last_t"]
-    return {r["user_id"]: r for r in pq.read_table(path, columns=cols).to_pylist()}
+    rows = _read(layout, version, "user_profiles", PROFILE_COLUMNS + PROFILE_EXTRA)
+    return {r["user_id"]: r for r in rows}
+
+
+def _centroids(profiles: Mapping[str, Mapping[str, Any]]) -> dict[int, np.ndarray]:
+    sums: dict[int, np.ndarray] = {}
+    for r in profiles.values():
+        if r.get("cluster") is None or r.get("interest") is None:
+            continue
+        v = np.asarray(r["interest"], dtype=np.float64)
+        n = float(np.linalg.norm(v))
+        if n > 0:
+            c = int(r["cluster"])
+            sums[c] = sums.get(c, np.zeros_like(v)) + v / n
+    return {c: v / (float(np.linalg.norm(v)) or 1.0) for c, v in sums.items()}
 
 
 def _side(layout: VersionLayout, version: str) -> ItemSide:
-    emb = layout.view_dir(version, "item_embeddings")
-    if not emb.exists():
-        return ItemSide({}, {})
-    t = pq.read_table(emb, columns=["item_id", "content"])
-    ids = t["item_id"].to_pylist()
-    content = np.asarray(t["content"].to_pylist(), dtype=np.float64) if ids else np.zeros((0, 0))
-    meta = pq.read_table(layout.view_dir(version, "items"), columns=["item_id", "genres"]).to_pylist()
-    genres = {r["item_id"]: list(r["genres"] or []) for r in meta}
-    return ItemSide({i: content[n] for n, i in enumerate(ids)}, genres)
+    emb = _read(layout, version, "item_embeddings", ["item_id", "content"])
+    vectors = {r["item_id"]: np.asarray(r["content"], dtype=np.float64) for r in emb}
+    meta = _read(layout, version, "items", ["item_id", "genres"])
+    return ItemSide(vectors, {r["item_id"]: list(r["genres"] or []) for r in meta})
+
+
+def _lists(
+    layout: VersionLayout, version: str, view: str, key: str, items: str
+) -> dict[Any, tuple[str, ...]]:
+    return {r[key]: tuple(r[items] or ()) for r in _read(layout, version, view, [key, items])}
+
+
+def _popular(layout: VersionLayout, version: str, by_events: np.ndarray) -> dict[str, tuple[str, ...]]:
+    """The popular lists; a version without a global one ranks all items by their event count."""
+    lists = _lists(layout, version, "popular", "scope", "items")
+    lists.setdefault(GLOBAL_SCOPE, tuple(str(i) for i in by_events))
+    return lists
 
 
 def load(layout: VersionLayout, version: str) -> BatchView:
@@ -72,15 +128,14 @@ def load(layout: VersionLayout, version: str) -> BatchView:
     order = np.argsort(-stats["events"].to_numpy(), kind="stable")
     ids = np.asarray(stats["item_id"].to_numpy(zero_copy_only=False), dtype=object)[order]
     events = stats["events"].to_numpy()[order].astype(np.int64)
-    items = pq.read_table(layout.view_dir(version, "items"), columns=["item_id", "title"])
-    titles = {
-        i: t for i, t in zip(items["item_id"].to_pylist(), items["title"].to_pylist(), strict=True) if t
-    }
-    hist = pq.read_table(layout.view_dir(version, "user_history"), columns=["user_id", "items"])
+    items = _read(layout, version, "items", ["item_id", "title"])
+    titles = {r["item_id"]: r["title"] for r in items if r.get("title")}
     history = {
-        u: frozenset(v) for u, v in zip(hist["user_id"].to_pylist(), hist["items"].to_pylist(), strict=True)
+        u: frozenset(v) for u, v in _lists(layout, version, "user_history", "user_id", "items").items()
     }
     model_file = layout.version_dir(version) / "model" / "ranker.onnx"
+    side = _side(layout, version)
+    profiles = _profiles(layout, version)
     return BatchView(
         version=version,
         as_of_ms=int(manifest["as_of_ms"]),
@@ -89,7 +144,13 @@ def load(layout: VersionLayout, version: str) -> BatchView:
         titles=titles,
         history=history,
         index={str(i): n for n, i in enumerate(ids)},
-        side=_side(layout, version),
-        profiles=_profiles(layout, version),
+        side=side,
+        profiles=profiles,
         model=model_file.read_bytes() if model_file.exists() else None,
+        candidates=_lists(layout, version, "candidates", "user_id", "items"),
+        popular_lists=_popular(layout, version, ids),
+        neighbours=_lists(layout, version, "item_neighbours", "item_id", "neighbours"),
+        centroids=_centroids(profiles),
+        matrix=ItemMatrix.build(side, {str(i): int(n) for i, n in zip(ids, events, strict=True)}),
+        manifest=manifest,
     )

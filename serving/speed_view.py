@@ -1,19 +1,59 @@
-"""Reads of the speed view in Redis: one pipelined round trip per request, with a time budget."""
+"""Reads of the speed view in Redis: one pipelined round trip per feed, within a time budget.
+
+Every read degrades instead of failing: when Redis is down, slower than `redis.socket_timeout_ms`
+or answers with something unreadable, the reader returns `SpeedSnapshot.unavailable()` and for
+`retry_after_s` does not try again, so a dead Redis costs requests nothing.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from lambdastack.keys import ALL_TYPES, KeyLayout, bucket_start
 from lambdastack.settings import Settings
+from lambdastack.usersignals import (
+    FRESH_FIELD,
+    RECENT_FIELD,
+    FreshCandidates,
+    Interaction,
+    decode_fresh,
+    decode_recent,
+)
+
+log = logging.getLogger("lambdastack.serving")
+MINUTE_MS = 60_000
+WINDOWS_MIN = {"1m": 1, "10m": 10, "1h": 60}
 
 
 @dataclass(frozen=True)
-class SpeedCounts:
-    counts: dict[str, int]  # item -> events in buckets at or after the batch as-of
-    fresh: list[str]  # items engaged since the as-of, most engaged first
+class SpeedSnapshot:
+    """What the speed view says for one request (plain data: the feed ranks from it)."""
+
+    ok: bool  # False: Redis was unreachable or over budget, and everything below is empty
+    counts: Mapping[str, int]  # item -> events in buckets at or after the batch as-of
+    movers: tuple[tuple[str, int], ...] = ()  # most engaged items since the as-of
+    recent: tuple[Interaction, ...] = ()  # the user's last interactions, oldest first
+    fresh: FreshCandidates | None = None
+    trending: tuple[tuple[str, float], ...] = ()
+    trending_end_ms: int | None = None
+
+    @staticmethod
+    def unavailable() -> SpeedSnapshot:
+        return SpeedSnapshot(False, {})
+
+    def newest_signal_ms(self) -> int | None:
+        """Event time of the freshest signal in this snapshot (None: there is none)."""
+        times = [i.event_time_ms for i in self.recent]
+        if self.fresh is not None:
+            times.append(self.fresh.event_time_ms)
+        if self.trending_end_ms is not None and self.trending:
+            times.append(self.trending_end_ms)
+        return max(times) if times else None
 
 
 def buckets_since(as_of_ms: int, now_ms: int, bucket_s: int, max_buckets: int) -> list[int]:
@@ -24,13 +64,68 @@ def buckets_since(as_of_ms: int, now_ms: int, bucket_s: int, max_buckets: int) -
     return list(range(first, last + 1, size))
 
 
+def _text(raw: Any) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def parse_user(raw_recent: Any, raw_fresh: Any) -> tuple[tuple[Interaction, ...], FreshCandidates | None]:
+    """The user hash's fields; a field that does not decode is logged and ignored."""
+    recent: tuple[Interaction, ...] = ()
+    fresh = None
+    try:
+        recent = tuple(decode_recent(raw_recent))
+    except (ValueError, TypeError, KeyError):
+        log.warning("ignoring an unreadable %s field of a user", RECENT_FIELD)
+    try:
+        fresh = decode_fresh(raw_fresh)
+    except (ValueError, TypeError, KeyError):
+        log.warning("ignoring an unreadable %s field of a user", FRESH_FIELD)
+    return recent, fresh
+
+
+def merge_bucket_replies(
+    candidates: Sequence[str], replies: Sequence[Any], n_buckets: int, movers_n: int
+) -> tuple[dict[str, int], tuple[tuple[str, int], ...]]:
+    """Sum per-bucket ZMSCORE (candidates) and ZREVRANGE (movers) replies over the buckets."""
+    counts: dict[str, int] = defaultdict(int)
+    movers: dict[str, int] = defaultdict(int)
+    step = 2 if candidates else 1
+    for n in range(n_buckets):
+        for member, score in replies[n * step]:
+            movers[_text(member)] += int(score)
+        if candidates:
+            for item, score in zip(candidates, replies[n * step + 1], strict=True):
+                if score is not None:
+                    counts[item] += int(score)
+    for item, total in movers.items():
+        counts.setdefault(item, total)
+    top = sorted(movers, key=lambda i: (-movers[i], i))[:movers_n]
+    return dict(counts), tuple((i, movers[i]) for i in top)
+
+
+def minute_windows(raw: Mapping[Any, Any], now_ms: int) -> dict[str, dict[str, int]]:
+    """Per-type counts of the last 1, 10 and 60 minutes (the current minute included)."""
+    current = now_ms - now_ms % MINUTE_MS
+    out: dict[str, dict[str, int]] = {w: defaultdict(int) for w in WINDOWS_MIN}
+    for f, v in raw.items():
+        minute, etype = KeyLayout.parse_item_field(_text(f))
+        age = (current - minute) // MINUTE_MS
+        for w, span in WINDOWS_MIN.items():
+            if 0 <= age < span or minute > current:
+                out[w][etype] += int(v)
+    return {w: {ALL_TYPES: 0, **c} for w, c in out.items()}
+
+
 class SpeedView:
     """Async Redis reader of the speed signals; connects in `open()`."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, retry_after_s: float = 0.5):
         self._settings = settings
         self._layout = KeyLayout(settings.redis.key_prefix)
         self._client: Any = None
+        self._retry_after_s = retry_after_s
+        self._down_until = 0.0
+        self._trending_end: int | None = None
 
     async def open(self) -> None:
         import redis.asyncio as aioredis
@@ -45,52 +140,118 @@ class SpeedView:
             socket_connect_timeout=budget,
             retry_on_timeout=False,
         )
+        await self.trending(1)  # learns the newest trending window, if Redis is there
 
     async def close(self) -> None:
         if self._client is not None:
             await self._client.aclose()
 
-    async def ping(self) -> bool:
+    def _errors(self) -> tuple[type[BaseException], ...]:
         import redis
 
+        return (redis.RedisError, OSError, TimeoutError, ValueError)
+
+    async def _run(self, pipe: Any) -> list[Any] | None:
+        """Execute a pipeline; None (and back off) on any failure or timeout."""
+        if time.monotonic() < self._down_until:
+            return None
+        try:
+            return list(await pipe.execute())
+        except self._errors() as e:
+            self._down_until = time.monotonic() + self._retry_after_s
+            log.warning("redis read failed, serving without the speed view: %s", type(e).__name__)
+            return None
+
+    async def ping(self) -> bool:
         try:
             return bool(await self._client.ping())
-        except (redis.RedisError, OSError):
+        except self._errors():
             return False
 
-    async def counts(self, as_of_ms: int, now_ms: int, candidates: list[str], fresh_n: int) -> SpeedCounts:
-        """Speed totals of the candidates and the freshest items; raises redis errors."""
+    async def snapshot(
+        self, user_id: str, as_of_ms: int, now_ms: int, candidates: list[str]
+    ) -> SpeedSnapshot:
+        """The user's signals, trending items and the speed counts of candidates and movers."""
+        s = self._settings.serving
+        buckets = buckets_since(as_of_ms, now_ms, self._settings.batch.bucket_s, s.speed_buckets_max)
+        known_end = self._trending_end
+        pipe = self._client.pipeline(transaction=False)
+        pipe.hmget(self._layout.user(user_id), [RECENT_FIELD, FRESH_FIELD])
+        pipe.get(self._layout.trending_latest())
+        if known_end is not None:
+            pipe.zrevrange(self._layout.trending(known_end), 0, s.trending_n - 1, withscores=True)
+        for b in buckets:
+            pipe.zrevrange(self._layout.bucket(b), 0, s.speed_movers_n - 1, withscores=True)
+            if candidates:
+                pipe.zmscore(self._layout.bucket(b), candidates)
+        replies = await self._run(pipe)
+        if replies is None:
+            return SpeedSnapshot.unavailable()
+        recent, fresh = parse_user(*replies[0])
+        latest = int(replies[1]) if replies[1] is not None else None
+        self._trending_end = latest  # a new window is used from the next request on
+        head = 3 if known_end is not None else 2
+        trending = tuple((_text(m), float(sc)) for m, sc in replies[2]) if known_end is not None else ()
+        counts, movers = merge_bucket_replies(candidates, replies[head:], len(buckets), s.speed_movers_n)
+        return SpeedSnapshot(True, counts, movers, recent, fresh, trending, known_end if trending else None)
+
+    async def trending(self, k: int) -> tuple[int | None, list[tuple[str, float]]] | None:
+        """(window end, top k) of the newest trending window; None when Redis failed."""
+        latest = await self._run(self._client.pipeline(transaction=False).get(self._layout.trending_latest()))
+        if latest is None:
+            return None
+        if latest[0] is None:
+            return None, []
+        end = int(latest[0])
+        self._trending_end = end
+        pipe = self._client.pipeline(transaction=False).zrevrange(self._layout.trending(end), 0, k - 1, True)
+        got = await self._run(pipe)
+        if got is None:
+            return None
+        return end, [(_text(m), float(sc)) for m, sc in got[0]]
+
+    async def item(self, item_id: str, as_of_ms: int, now_ms: int) -> tuple[dict[str, int], dict] | None:
+        """(per-type counts since the as-of, per-window per-type minute counts); None on failure."""
+        pipe = self._client.pipeline(transaction=False)
+        pipe.hgetall(self._layout.item(item_id))
+        pipe.hgetall(self._layout.item_minutes(item_id))
+        replies = await self._run(pipe)
+        if replies is None:
+            return None
+        since: dict[str, int] = defaultdict(int)
+        for f, v in replies[0].items():
+            bucket, etype = KeyLayout.parse_item_field(_text(f))
+            if bucket >= as_of_ms:
+                since[etype] += int(v)
+        return {ALL_TYPES: 0, **since}, minute_windows(replies[1], now_ms)
+
+    async def signals_for(
+        self, users: list[str], items: list[str], as_of_ms: int, now_ms: int
+    ) -> tuple[dict[str, tuple[Interaction, ...]], dict[str, int]] | None:
+        """Recent interactions of several users and speed counts of several items, one round trip."""
         s = self._settings
         buckets = buckets_since(as_of_ms, now_ms, s.batch.bucket_s, s.serving.speed_buckets_max)
         pipe = self._client.pipeline(transaction=False)
+        for u in users:
+            pipe.hget(self._layout.user(u), RECENT_FIELD)
         for b in buckets:
-            pipe.zrevrange(self._layout.bucket(b), 0, fresh_n - 1, withscores=True)
-            if candidates:
-                pipe.zmscore(self._layout.bucket(b), candidates)
-        replies = await pipe.execute()
+            if items:
+                pipe.zmscore(self._layout.bucket(b), items)
+        replies = await self._run(pipe)
+        if replies is None:
+            return None
+        recent = {u: parse_user(raw, None)[0] for u, raw in zip(users, replies[: len(users)], strict=True)}
         counts: dict[str, int] = defaultdict(int)
-        fresh_totals: dict[str, int] = defaultdict(int)
-        step = 2 if candidates else 1
-        for n in range(len(buckets)):
-            for member, score in replies[n * step]:
-                item = member.decode() if isinstance(member, bytes) else str(member)
-                fresh_totals[item] += int(score)
-            if candidates:
-                for item, score in zip(candidates, replies[n * step + 1], strict=True):
-                    if score is not None:
-                        counts[item] += int(score)
-        for item, total in fresh_totals.items():
-            counts.setdefault(item, total)
-        fresh = sorted(fresh_totals, key=lambda i: (-fresh_totals[i], i))[:fresh_n]
-        return SpeedCounts(dict(counts), fresh)
+        for reply in replies[len(users) :]:
+            for item, score in zip(items, reply, strict=True):
+                if score is not None:
+                    counts[item] += int(score)
+        return recent, dict(counts)
 
-    async def item_counts(self, item_id: str, as_of_ms: int) -> dict[str, int]:
-        """Per-type counts of one item since the as-of (ALL_TYPES under "*")."""
-        raw = await self._client.hgetall(self._layout.item(item_id))
-        out: dict[str, int] = defaultdict(int)
-        for f, v in raw.items():
-            bucket, etype = KeyLayout.parse_item_field(f.decode() if isinstance(f, bytes) else f)
-            if bucket >= as_of_ms:
-                out[etype] += int(v)
-        out.setdefault(ALL_TYPES, 0)
-        return dict(out)
+    async def user(self, user_id: str) -> tuple[tuple[Interaction, ...], FreshCandidates | None] | None:
+        """The user's recent interactions and fresh candidates; None when Redis failed."""
+        pipe = self._client.pipeline(transaction=False).hmget(
+            self._layout.user(user_id), [RECENT_FIELD, FRESH_FIELD]
+        )
+        replies = await self._run(pipe)
+        return None if replies is None else parse_user(*replies[0])

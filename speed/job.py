@@ -1,42 +1,41 @@
-"""`lambdastack speed run`: the PyFlink job (local mini-cluster) plus the Redis loader."""
+"""`lambdastack speed run`: the PyFlink job (local mini-cluster or a cluster), the Redis loader,
+the archiver and the freshness metrics, in one process until SIGTERM."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from lambdastack.errors import ServiceError
 from lambdastack.settings import Settings
 from lambdastack.stack import jvm
-from speed import sql
+from speed import sql, users
+from speed.archive import Archiver
+from speed.control import forget_run, record_run, record_savepoint
+from speed.metrics import FreshnessMetrics
+from speed.options import RunOptions, flink_config, savepoint_dir
+
+TERMINAL = ("FAILED", "CANCELED", "FINISHED")
 
 
-def _table_env(settings: Settings, parallelism: int | None) -> Any:
+def _table_env(settings: Settings, parallelism: int | None, options: RunOptions | None = None) -> Any:
+    from pyflink.common import Configuration
     from pyflink.table import EnvironmentSettings, TableEnvironment
 
     connector = jvm.flink_kafka_connector(settings)
     if not connector.is_file():
         raise ServiceError(f"the Flink Kafka connector {connector} is missing; run `lambdastack stack fetch`")
-    s = settings.speed
-    t_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
-    conf = t_env.get_config()
-    for key, value in {
-        "pipeline.jars": connector.as_uri(),
-        "pipeline.name": "lambdastack-speed",
-        "python.executable": sys.executable,
-        "python.client.executable": sys.executable,
-        "python.fn-execution.bundle.time": str(s.bundle_time_ms),
-        "python.fn-execution.bundle.size": str(s.bundle_size),
-        "execution.buffer-timeout": f"{s.buffer_timeout_ms} ms",
-        "parallelism.default": str(parallelism or s.parallelism),
-        "table.exec.state.ttl": f"{s.state_ttl_s} s",
-        "execution.checkpointing.interval": "10 s",
-        "taskmanager.memory.process.size": "1536m",
-    }.items():
-        conf.set(key, value)
-    return t_env
+    options = options or RunOptions(parallelism=parallelism)
+    config = Configuration()
+    for key, value in flink_config(settings, options, connector.as_uri()).items():
+        config.set_string(key, value)
+    env_settings = EnvironmentSettings.new_instance().in_streaming_mode().with_configuration(config).build()
+    return TableEnvironment.create(env_settings)
 
 
 def _register_udf(t_env: Any) -> None:
@@ -59,21 +58,29 @@ def _register_udf(t_env: Any) -> None:
     t_env.create_temporary_function("parse_event", udf(parse_event, result_type=row_type))
 
 
-def submit(settings: Settings, parallelism: int | None = None) -> Any:
+def submit(settings: Settings, parallelism: int | None = None, options: RunOptions | None = None) -> Any:
     """Build and submit the job; returns the Flink TableResult (the job runs asynchronously)."""
-    t_env = _table_env(settings, parallelism)
+    t_env = _table_env(settings, parallelism, options)
+    for key, value in sql.table_options(settings).items():
+        t_env.get_config().set(key, value)
     _register_udf(t_env)
-    for ddl in (
-        sql.source_ddl(settings),
-        sql.dead_letter_ddl(settings),
-        sql.signals_ddl(settings),
-        sql.parsed_view(),
-        sql.valid_view(settings.batch.bucket_s),
-    ):
+    # shared views first: the source, the parsed records, the valid events (event time `ts`)
+    for ddl in (sql.source_ddl(settings), sql.parsed_view(), sql.valid_view(settings.batch.bucket_s)):
         t_env.execute_sql(ddl)
     statements = t_env.create_statement_set()
+    # then one block per pipeline: its sink tables and its INSERTs
+    t_env.execute_sql(sql.dead_letter_ddl(settings))
     statements.add_insert_sql(sql.insert_dead_letters(settings))
-    statements.add_insert_sql(sql.INSERT_SIGNALS)
+    t_env.execute_sql(sql.signals_ddl(settings))
+    for insert in sql.INSERT_SIGNALS:
+        statements.add_insert_sql(insert)
+    t_env.execute_sql(sql.minute_signals_ddl(settings))
+    for insert in sql.insert_minute_signals(settings):
+        statements.add_insert_sql(insert)
+    for ddl in (sql.trending_ddl(settings), sql.item_windows_view(settings)):
+        t_env.execute_sql(ddl)
+    statements.add_insert_sql(sql.insert_trending(settings))
+    users.add_to(t_env, statements, settings)
     return statements.execute()
 
 
@@ -85,36 +92,122 @@ def _wait_running(client: Any, timeout_s: float) -> None:
         status = str(client.get_job_status().result())
         if status.endswith("RUNNING"):
             return
-        if status.endswith(("FAILED", "CANCELED", "FINISHED")):
+        if status.rsplit(".", 1)[-1] in TERMINAL:
             break
         time.sleep(0.5)
     raise ServiceError(f"the speed job did not start running (status {status})")
 
 
-def run(settings: Settings, parallelism: int | None = None) -> None:
-    """Run the job and the loader until SIGTERM/SIGINT."""
+def _status(client: Any) -> str:
+    return str(client.get_job_status().result()).rsplit(".", 1)[-1]
+
+
+def _watch(client: Any, stop: threading.Event, on_end: Callable[[], None]) -> None:
+    """Stop the process when the job ends by itself (e.g. restarts exhausted)."""
+    while not stop.wait(2.0):
+        try:
+            status = _status(client)
+        except Exception:  # noqa: BLE001 - a cluster briefly unreachable is not the job's end
+            continue
+        if status in TERMINAL:
+            print(f"[speed] the job ended by itself ({status}); stopping", file=sys.stderr, flush=True)
+            on_end()
+            return
+
+
+def _stop_with_savepoint(client: Any, directory: str) -> str:
+    """Stop the job with a canonical savepoint; its path (pyflink's wrapper misses the format arg)."""
+    from pyflink.java_gateway import get_gateway
+
+    canonical = get_gateway().jvm.org.apache.flink.core.execution.SavepointFormatType.CANONICAL
+    return str(client._j_job_client.stopWithSavepoint(False, directory, canonical).get())
+
+
+def _stop_job(settings: Settings, client: Any, savepoint: bool) -> None:
+    """Stop with a savepoint (its path printed and recorded for `--from-savepoint latest`), or cancel."""
+    try:
+        status = _status(client)
+    except Exception as e:  # noqa: BLE001 - the job's JVM or cluster is gone; nothing to stop
+        print(f"[speed] the job cannot be reached to stop it: {e}", file=sys.stderr, flush=True)
+        return
+    if status in TERMINAL:
+        return
+    if savepoint:
+        try:
+            path = _stop_with_savepoint(client, savepoint_dir(settings).as_uri())
+        except Exception as e:  # noqa: BLE001 - fall back to cancel (checkpoints are retained)
+            print(f"[speed] stop with savepoint failed, cancelling: {e}", file=sys.stderr, flush=True)
+        else:
+            record_savepoint(settings, path)
+            print(f"[speed] stopped with savepoint {path}", flush=True)
+            return
+    try:
+        client.cancel().result()
+        print("[speed] job cancelled", flush=True)
+    except Exception as e:  # noqa: BLE001 - the job may already be gone; say so and exit
+        print(f"[speed] cancel: {e}", file=sys.stderr, flush=True)
+
+
+def run(settings: Settings, options: RunOptions | None = None) -> None:
+    """Run the job, the Redis loader, the archiver and the metrics exporter until SIGTERM/SIGINT
+    (stop as `speed.savepoint_on_stop` says) or SIGUSR1 (stop with a savepoint)."""
     from speed.loader import SignalLoader
 
-    loader = SignalLoader(settings)
+    options = options or RunOptions()
+    metrics = (
+        FreshnessMetrics().start(settings.speed.metrics_host, settings.speed.metrics_port)
+        if settings.speed.metrics_port
+        else None
+    )
+    loader = SignalLoader(settings, on_applied=metrics.observe if metrics else None)
+    archiver = (
+        Archiver(settings, metrics.archived.inc if metrics else None)
+        if settings.speed.archive_enabled
+        else None
+    )
+    stop = threading.Event()
+    savepoint = [settings.speed.savepoint_on_stop]
 
     def _stop(signum: int, frame: object) -> None:
+        savepoint[0] = savepoint[0] or signum == signal.SIGUSR1
+        stop.set()
         loader.stop()
+        if archiver is not None:
+            archiver.stop()
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+        signal.signal(sig, _stop)
+    where = f"cluster {options.cluster}" if options.cluster else "a local mini-cluster"
     print(
-        f"[speed] submitting the job (topic {settings.topics.events} -> {settings.topics.signals}) ...",
+        f"[speed] submitting the job to {where} "
+        f"(topic {settings.topics.events} -> {settings.topics.signals}) ...",
         flush=True,
     )
-    result = submit(settings, parallelism)
-    client = result.get_job_client()
-    _wait_running(client, settings.stack.ready_timeout_s * 2)
-    print(f"[speed] job {client.get_job_id()} running; loading signals into Redis", flush=True)
     try:
-        loader.run()
-    finally:
-        print(f"[speed] stopping ({loader.records} signal records loaded)", flush=True)
+        client = submit(settings, options.parallelism, options).get_job_client()
+        _wait_running(client, settings.stack.ready_timeout_s * 2)
+        record_run(settings, os.getpid(), str(client.get_job_id()))
+        threads = [
+            threading.Thread(
+                target=_watch, args=(client, stop, lambda: _stop(signal.SIGTERM, None)), daemon=True
+            )
+        ]
+        if archiver is not None:
+            threads.append(threading.Thread(target=archiver.run, name="archiver"))
+        for t in threads:
+            t.start()
+        print(f"[speed] job {client.get_job_id()} running; loading signals into Redis", flush=True)
         try:
-            client.cancel().result()
-        except Exception as e:  # noqa: BLE001 - the job may already be gone; say so and exit
-            print(f"[speed] cancel: {e}", file=sys.stderr)
+            loader.run()
+        finally:
+            stop.set()
+            if archiver is not None:
+                archiver.stop()
+            for t in threads[1:]:
+                t.join()
+            print(f"[speed] stopping ({loader.records} signal records loaded)", flush=True)
+            _stop_job(settings, client, savepoint[0])
+    finally:
+        forget_run(settings, os.getpid())
+        if metrics is not None:
+            metrics.stop()

@@ -1,17 +1,32 @@
-"""Signals topic -> Redis: pipelined absolute writes, offsets committed only after the write."""
+"""Signals topic -> Redis: pipelined absolute writes, offsets committed only after the write.
+
+The signals topic carries several record shapes, told apart by the key's `kind`: none (hourly
+bucket counts), "min" (minute counters), "trend" (one closed trending window)."""
 
 from __future__ import annotations
 
+import json
+import sys
 import threading
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from lambdastack.keys import KeyLayout
+from lambdastack.events import EVENT_TYPES
+from lambdastack.keys import ALL_TYPES, KeyLayout, SignalKey
 from lambdastack.settings import Settings
-from speed.signals import Write, decode_count, decode_key, writes_for
+from lambdastack.versions import VersionLayout
+from speed import trending
+from speed.baseline import BaselineFollower
+from speed.signals import Write, decode_count, minute_writes, stale_minute_fields, writes_for
+from speed.user_writes import user_writes
+
+PRUNE_EVERY_MS = 10_000
+MINUTE_TYPES = (*EVENT_TYPES, ALL_TYPES)
 
 
 class RedisSignalWriter:
-    """Applies Writes in one pipeline per batch, with a TTL on every key touched."""
+    """Applies Writes in one MULTI/EXEC pipeline per batch, with a TTL on every key touched."""
 
     def __init__(self, settings: Settings):
         self._settings = settings
@@ -26,35 +41,147 @@ class RedisSignalWriter:
         return self
 
     def apply(self, writes: list[Write]) -> None:
-        ttl = self._settings.redis.signal_ttl_s
-        pipe = self._client.pipeline(transaction=False)
-        touched = set()
+        pipe = self._client.pipeline(transaction=True)
+        ttls: dict[str, int] = {}
         for w in writes:
+            value = int(w.value) if isinstance(w.value, float) and w.value.is_integer() else w.value
             if w.op == "hset":
-                pipe.hset(w.key, w.member, int(w.value or 0))
+                pipe.hset(w.key, w.member, value if value is not None else 0)
             elif w.op == "hdel":
                 pipe.hdel(w.key, w.member)
             elif w.op == "zadd":
                 pipe.zadd(w.key, {w.member: float(w.value or 0)})
             elif w.op == "zrem":
                 pipe.zrem(w.key, w.member)
-            touched.add(w.key)
-        for key in touched:
+            elif w.op == "set":
+                pipe.set(w.key, value if value is not None else "")
+            elif w.op == "del":
+                pipe.delete(w.key)
+                continue  # a deleted key needs no TTL unless a later write recreates it
+            ttls[w.key] = max(ttls.get(w.key, 0), w.ttl_s or self._settings.redis.signal_ttl_s)
+        for key, ttl in ttls.items():
             pipe.expire(key, ttl)
         pipe.execute()
+
+    def get(self, key: str) -> bytes | None:
+        return self._client.get(key)  # type: ignore[no-any-return]
+
+    def fields(self, keys: list[str]) -> dict[str, list[str]]:
+        """The field names of each hash, in one round trip."""
+        pipe = self._client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hkeys(key)
+        return {k: [f.decode() for f in fs] for k, fs in zip(keys, pipe.execute(), strict=True)}
 
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
 
 
+class SignalRouter:
+    """Turns signal records into Redis writes; holds what spans records (baseline, newest window)."""
+
+    def __init__(self, settings: Settings, writer: Any, clock: Callable[[], float] = time.time):
+        s = settings.speed
+        self._layout = KeyLayout(settings.redis.key_prefix)
+        self._writer, self._clock = writer, clock
+        self._baseline = BaselineFollower(
+            VersionLayout(settings.path(settings.data.views_dir)), s.baseline_check_s
+        )
+        self._retention_ms = s.minute_retention_s * 1000
+        self._rule = trending.TrendingRule(
+            s.trending_window_s,
+            s.trending_min_users,
+            s.trending_min_z,
+            s.trending_min_expected,
+            s.trending_top_n,
+        )
+        self._trending_ttl_s = s.trending_ttl_s
+        self._latest: int | None = None
+        self._minutes: dict[str, set[int]] = {}  # minutes written per item, for pruning
+        self._scanned: set[str] = set()
+        self._unscanned: set[str] = set()
+        self._pruned_ms = 0
+
+    def start(self) -> None:
+        raw = self._writer.get(self._layout.trending_latest())
+        self._latest = int(raw) if raw else None
+
+    def writes(self, records: Iterable[tuple[bytes, bytes | None]]) -> list[Write]:
+        """The writes of a batch of (key, value) records, in order."""
+        now_ms = int(self._clock() * 1000)
+        out: list[Write] = []
+        for raw_key, raw_value in records:
+            key = json.loads(raw_key)
+            kind = key.get("kind")
+            if kind is None:
+                sk = SignalKey(str(key["item_id"]), int(key["bucket_ms"]), str(key["type"]))
+                out += writes_for(sk, decode_count(raw_value), self._layout)
+            elif kind == "min":
+                out += self._minute(key, decode_count(raw_value), now_ms)
+            elif kind == "trend" and raw_value is not None:
+                out += self._trending(int(key["window_end_ms"]), json.loads(raw_value).get("items"))
+            elif kind != "trend":
+                print(f"[loader] skipping a signal record of unknown kind {kind!r}", file=sys.stderr)
+        return out
+
+    def _minute(self, key: dict[str, Any], count: int | None, now_ms: int) -> list[Write]:
+        item, minute_ms = str(key["item_id"]), int(key["minute_ms"])
+        out = minute_writes(
+            item, minute_ms, str(key["type"]), count, self._layout, self._retention_ms, now_ms
+        )
+        if out and out[0].op == "hset":  # remember what was written, to delete it when it ages out
+            self._minutes.setdefault(item, set()).add(minute_ms)
+            if item not in self._scanned:
+                self._scanned.add(item)
+                self._unscanned.add(item)
+        return out
+
+    def _trending(self, window_end_ms: int, items: str | None) -> list[Write]:
+        baseline = self._baseline.get()
+        ranked = trending.rank(trending.decode_counts(items), baseline.rates_per_hour, self._rule)
+        newest = self._latest is None or window_end_ms > self._latest
+        if newest:
+            self._latest = window_end_ms
+        return trending.trending_writes(window_end_ms, ranked, self._layout, self._trending_ttl_s, newest)
+
+    def prune_writes(self) -> list[Write]:
+        """HDELs of the minute fields past the retention (at most every PRUNE_EVERY_MS). Minutes
+        this process wrote are known; an item's hash is scanned once for older fields."""
+        now_ms = int(self._clock() * 1000)
+        if now_ms - self._pruned_ms < PRUNE_EVERY_MS:
+            return []
+        self._pruned_ms = now_ms
+        cutoff = now_ms - self._retention_ms
+        out = []
+        if self._unscanned:
+            keys = {self._layout.item_minutes(i): i for i in self._unscanned}
+            for key, fields in self._writer.fields(list(keys)).items():
+                out += [
+                    Write("hdel", key, f) for f in stale_minute_fields(fields, self._retention_ms, now_ms)
+                ]
+            self._unscanned.clear()
+        for item, minutes in self._minutes.items():
+            old = [m for m in minutes if m < cutoff]
+            minutes.difference_update(old)
+            key = self._layout.item_minutes(item)
+            out += [Write("hdel", key, KeyLayout.item_field(m, t)) for m in old for t in MINUTE_TYPES]
+        self._minutes = {i: m for i, m in self._minutes.items() if m}
+        return out
+
+
 class SignalLoader:
     """Consumes the signals topic and upserts Redis until `stop()`."""
 
-    def __init__(self, settings: Settings, writer: RedisSignalWriter | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        writer: RedisSignalWriter | None = None,
+        on_applied: Callable[[list[Any]], None] | None = None,
+    ):
         self._settings = settings
         self._writer = writer or RedisSignalWriter(settings)
-        self._layout = KeyLayout(settings.redis.key_prefix)
+        self._on_applied = on_applied  # sees the signal records of a batch once in Redis (metrics)
         self._stop = threading.Event()
         self.records = 0
 
@@ -64,8 +191,11 @@ class SignalLoader:
     def run(self) -> None:
         from kafka import KafkaConsumer
 
+        users_topic = self._settings.topics.users  # user state of speed/users.py
+        user_layout, recent_n = KeyLayout(self._settings.redis.key_prefix), self._settings.speed.user_recent_n
         consumer = KafkaConsumer(
             self._settings.topics.signals,
+            users_topic,
             bootstrap_servers=self._settings.kafka.bootstrap,
             group_id=self._settings.speed.loader_group,
             enable_auto_commit=False,
@@ -74,20 +204,29 @@ class SignalLoader:
             fetch_max_wait_ms=20,
         )
         self._writer.open()
+        router = SignalRouter(self._settings, self._writer)
+        router.start()
         try:
             while not self._stop.is_set():
                 batches = consumer.poll(timeout_ms=50, max_records=5000)
-                writes: list[Write] = []
-                for records in batches.values():
-                    for rec in records:
-                        if rec.key is None:
-                            continue
-                        writes += writes_for(decode_key(rec.key), decode_count(rec.value), self._layout)
-                        self.records += 1
+                records = [
+                    (r.key, r.value)
+                    for tp, rs in batches.items()
+                    if tp.topic != users_topic
+                    for r in rs
+                    if r.key is not None
+                ]
+                user_records = [(r.key, r.value) for tp, rs in batches.items() if tp.topic == users_topic for r in rs]
+                writes = router.writes(records) + user_writes(user_records, user_layout, recent_n)
+                self.records += len(records) + len(user_records)
                 if writes:
                     self._writer.apply(writes)
+                    if self._on_applied is not None:
+                        self._on_applied([r for tp, rs in batches.items() if tp.topic != users_topic for r in rs])
                 if batches:
                     consumer.commit()
+                if pruned := router.prune_writes():
+                    self._writer.apply(pruned)
         finally:
             consumer.close()
             self._writer.close()

@@ -14,12 +14,14 @@ from lambdastack.keys import ALL_TYPES, KeyLayout, SignalKey
 
 @dataclass(frozen=True, slots=True)
 class Write:
-    """One Redis operation: op in {"hset", "hdel", "zadd", "zrem"}; `value` for sets."""
+    """One Redis operation: op in {"hset", "hdel", "zadd", "zrem", "set", "del"}; `value` for
+    sets (an int, float or str); `ttl_s` overrides the default TTL of the key."""
 
     op: str
     key: str
-    member: str
-    value: float | None = None
+    member: str = ""
+    value: float | str | None = None
+    ttl_s: int | None = None
 
 
 def decode_key(raw: bytes) -> SignalKey:
@@ -45,4 +47,33 @@ def writes_for(key: SignalKey, count: int | None, layout: KeyLayout) -> list[Wri
             if count is None
             else Write("zadd", bucket_key, key.item_id, count)
         )
+    return out
+
+
+def minute_writes(
+    item_id: str,
+    minute_ms: int,
+    etype: str,
+    count: int | None,
+    layout: KeyLayout,
+    retention_ms: int,
+    now_ms: int,
+) -> list[Write]:
+    """The absolute write of one minute counter; minutes older than the retention are not written
+    (the loader deletes them anyway, see `stale_minute_fields`)."""
+    key, field = layout.item_minutes(item_id), KeyLayout.item_field(minute_ms, etype)
+    if count is None:
+        return [Write("hdel", key, field)]
+    if minute_ms < now_ms - retention_ms:
+        return []
+    return [Write("hset", key, field, count, ttl_s=retention_ms // 1000)]
+
+
+def stale_minute_fields(fields: list[str], retention_ms: int, now_ms: int) -> list[str]:
+    """Fields of a minute hash whose minute is older than the retention (to HDEL)."""
+    out = []
+    for f in fields:
+        minute_ms, _ = KeyLayout.parse_item_field(f)
+        if minute_ms < now_ms - retention_ms:
+            out.append(f)
     return out

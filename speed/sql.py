@@ -4,9 +4,31 @@ from __future__ import annotations
 
 from lambdastack.settings import Settings
 
+MINUTE_MS = 60_000
+# window ends are computed in seconds since this instant (2020-01-01): TIMESTAMPDIFF is an INT
+EPOCH_BASE_MS = 1_577_836_800_000
+
 
 def _kafka_common(settings: Settings) -> str:
     return f"'properties.bootstrap.servers' = '{settings.kafka.bootstrap}'"
+
+
+def _interval(ms: int) -> str:
+    """A SQL interval literal, exact to the millisecond."""
+    sec, milli = divmod(ms, 1000)
+    minutes, sec = divmod(sec, 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    return f"INTERVAL '{days} {hours:02d}:{minutes:02d}:{sec:02d}.{milli:03d}' DAY TO SECOND(3)"
+
+
+def table_options(settings: Settings) -> dict[str, str]:
+    """Table config the event-time pipelines need (set before the statements are planned)."""
+    s = settings.speed
+    return {
+        "table.exec.source.idle-timeout": f"{s.source_idle_timeout_ms} ms",
+        "pipeline.auto-watermark-interval": f"{s.watermark_interval_ms} ms",
+    }
 
 
 def source_ddl(settings: Settings) -> str:
@@ -15,7 +37,9 @@ def source_ddl(settings: Settings) -> str:
 CREATE TABLE raw_events (
   payload STRING,
   `partition` INT METADATA VIRTUAL,
-  `offset` BIGINT METADATA VIRTUAL
+  `offset` BIGINT METADATA VIRTUAL,
+  ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
+  WATERMARK FOR ts AS ts - {_interval(s.watermark_delay_ms)}
 ) WITH (
   'connector' = 'kafka',
   'topic' = '{settings.topics.events}',
@@ -64,7 +88,7 @@ CREATE TABLE signals (
 def parsed_view() -> str:
     return """
 CREATE TEMPORARY VIEW parsed AS
-SELECT parse_event(payload) AS e, payload, `partition`, `offset` FROM raw_events"""
+SELECT parse_event(payload) AS e, payload, `partition`, `offset`, ts FROM raw_events"""
 
 
 def valid_view(bucket_s: int) -> str:
@@ -73,7 +97,9 @@ def valid_view(bucket_s: int) -> str:
 CREATE TEMPORARY VIEW valid_events AS
 SELECT e.event_id AS event_id, e.user_id AS user_id, e.item_id AS item_id, e.type AS type,
        e.`value` AS `value`, e.event_time_ms AS event_time_ms,
-       e.event_time_ms - MOD(e.event_time_ms, CAST({size} AS BIGINT)) AS bucket_ms
+       e.event_time_ms - MOD(e.event_time_ms, CAST({size} AS BIGINT)) AS bucket_ms,
+       e.event_time_ms - MOD(e.event_time_ms, CAST({MINUTE_MS} AS BIGINT)) AS minute_ms,
+       ts
 FROM parsed WHERE e.ok"""
 
 
@@ -84,8 +110,88 @@ SELECT e.error, payload, 'kafka:{settings.topics.events}', `partition`, `offset`
 FROM parsed WHERE NOT e.ok"""
 
 
-INSERT_SIGNALS = """
+INSERT_SIGNALS = [
+    """
 INSERT INTO signals
-SELECT item_id, bucket_ms, type, COUNT(*) FROM valid_events GROUP BY item_id, bucket_ms, type
-UNION ALL
-SELECT item_id, bucket_ms, '*', COUNT(*) FROM valid_events GROUP BY item_id, bucket_ms"""
+SELECT item_id, bucket_ms, type, COUNT(*) FROM valid_events GROUP BY item_id, bucket_ms, type""",
+    """
+INSERT INTO signals
+SELECT item_id, bucket_ms, '*', COUNT(*) FROM valid_events GROUP BY item_id, bucket_ms""",
+]
+
+
+def _upsert_sink(settings: Settings, name: str, columns: str, key: str) -> str:
+    """An upsert-kafka table on the signals topic; `kind` in the key tells the loader its shape."""
+    return f"""
+CREATE TABLE {name} (
+  {columns},
+  PRIMARY KEY ({key}) NOT ENFORCED
+) WITH (
+  'connector' = 'upsert-kafka',
+  'topic' = '{settings.topics.signals}',
+  {_kafka_common(settings)},
+  'key.format' = 'json',
+  'value.format' = 'json'
+)"""
+
+
+def minute_signals_ddl(settings: Settings) -> str:
+    return _upsert_sink(
+        settings,
+        "minute_signals",
+        "kind STRING, item_id STRING, minute_ms BIGINT, type STRING, cnt BIGINT",
+        "kind, item_id, minute_ms, type",
+    )
+
+
+def insert_minute_signals(settings: Settings) -> list[str]:
+    """Exact counts per item x event-time minute x type (and '*'); state kept a bounded time.
+    Two statements, each grouped by the sink's key: no upsert materializer (and its state)."""
+    hint = f"/*+ STATE_TTL('v' = '{settings.speed.minute_state_ttl_s} s') */"
+    return [
+        f"""
+INSERT INTO minute_signals
+SELECT {hint} 'min', item_id, minute_ms, type, COUNT(*)
+FROM valid_events v GROUP BY item_id, minute_ms, type""",
+        f"""
+INSERT INTO minute_signals
+SELECT {hint} 'min', item_id, minute_ms, '*', COUNT(*)
+FROM valid_events v GROUP BY item_id, minute_ms""",
+    ]
+
+
+def trending_ddl(settings: Settings) -> str:
+    return _upsert_sink(
+        settings,
+        "trending_windows",
+        "kind STRING, window_end_ms BIGINT, items STRING",
+        "kind, window_end_ms",
+    )
+
+
+def item_windows_view(settings: Settings) -> str:
+    """Distinct users and events per item in sliding event-time windows (Java window state),
+    for the items with enough distinct users to trend."""
+    s = settings.speed
+    return f"""
+CREATE TEMPORARY VIEW item_windows AS
+SELECT item_id, users, events, wt FROM (
+  SELECT item_id, window_start, window_end, window_time AS wt,
+         COUNT(DISTINCT user_id) AS users, COUNT(*) AS events
+  FROM TABLE(HOP(TABLE valid_events, DESCRIPTOR(ts),
+                 {_interval(s.trending_slide_s * 1000)}, {_interval(s.trending_window_s * 1000)}))
+  GROUP BY item_id, window_start, window_end, window_time
+) WHERE users >= {s.trending_min_users}"""
+
+
+def insert_trending(settings: Settings) -> str:
+    """One record per closed window: 'item users events' of every item with enough users, ';'-joined."""
+    s = settings.speed
+    return f"""
+INSERT INTO trending_windows
+SELECT 'trend',
+       CAST(TIMESTAMPDIFF(SECOND, TO_TIMESTAMP_LTZ({EPOCH_BASE_MS}, 3), window_time) AS BIGINT) * 1000
+         + {EPOCH_BASE_MS + 1000},
+       LISTAGG(CONCAT_WS(' ', item_id, CAST(users AS STRING), CAST(events AS STRING)), ';')
+FROM TABLE(TUMBLE(TABLE item_windows, DESCRIPTOR(wt), {_interval(s.trending_slide_s * 1000)}))
+GROUP BY window_start, window_end, window_time"""

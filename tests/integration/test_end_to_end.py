@@ -38,7 +38,7 @@ def test_feed_merges_batch_and_speed_and_reacts_to_a_burst(services, base_env, t
     seen = {r["item_id"] for r in events.to_pylist() if r["user_id"] == user}
     assert not seen & {i["item_id"] for i in feed["items"]}
     target = feed["items"][-1]
-    assert target["sources"] == ["batch_popular"] and target["speed_count"] == 0
+    assert target["speed_count"] == 0 and "speed_popular" not in target["sources"]
 
     # one event older than the batch as-of: it is in the batch's time range, so the feed must not add it
     as_of = feed["as_of_ms"]
@@ -49,16 +49,16 @@ def test_feed_merges_batch_and_speed_and_reacts_to_a_burst(services, base_env, t
             producer.send(e)
 
     def burst_seen():
-        got = httpx.get(f"{base}/v1/users/{user}/feed", params={"k": 5}).json()["items"]
+        got = httpx.get(f"{base}/v1/users/{user}/feed", params={"k": 200}).json()["items"]
         return next((i for i in got if i["item_id"] == target["item_id"] and i["speed_count"] >= 150), None)
 
     item = eventually(burst_seen, 60, "the burst reaching the feed")
     assert item["speed_count"] == 150  # the late event is not counted twice
     assert item["count"] == target["batch_count"] + 150
-    assert item["sources"] == ["batch_popular", "speed_fresh"]
+    assert "speed_popular" in item["sources"]
     detail = httpx.get(f"{base}/v1/items/{target['item_id']}").json()
     assert detail["count"] == target["batch_count"] + 150 and detail["speed_by_type"] == {"view": 150}
 
     ready = httpx.get(f"{base}/ready").json()
-    assert ready == {"ready": True, "checks": {"batch_version": True, "redis": True}}
+    assert ready == {"ready": True, "checks": {"batch_version": True, "model": True, "redis": True}}
     assert httpx.get(f"{base}/v1/users/{user}/feed", params={"k": 0}).status_code == 422

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from lambdastack.keys import KeyLayout, SignalKey
-from speed.signals import Write, decode_count, decode_key, writes_for
+from speed.signals import Write, decode_count, decode_key, minute_writes, stale_minute_fields, writes_for
 
 pytestmark = pytest.mark.unit
 LAYOUT = KeyLayout("ls")
@@ -59,3 +59,22 @@ def test_decoding_the_upsert_kafka_records():
     assert decode_key(key) == SignalKey("i9", 7200000, "like")
     assert decode_count(json.dumps({"item_id": "i9", "cnt": 4}).encode()) == 4
     assert decode_count(None) is None
+
+
+def test_minute_writes_are_absolute_with_the_retention_ttl_and_skip_expired_minutes():
+    now, retention = 10_000_000, 4_200_000
+    (w,) = minute_writes("i1", 9_960_000, "view", 4, LAYOUT, retention, now)
+    assert (w.op, w.key, w.member, w.value, w.ttl_s) == ("hset", "ls:item:i1:min", "9960000:view", 4, 4200)
+    assert minute_writes("i1", now - retention - 60_000, "*", 4, LAYOUT, retention, now) == []
+    assert minute_writes("i1", 9_960_000, "*", None, LAYOUT, retention, now) == [
+        Write("hdel", "ls:item:i1:min", "9960000:*")
+    ]
+
+
+def test_stale_minute_fields_are_those_older_than_the_retention():
+    fields = ["0:*", "0:view", "5940000:*", "6000000:like"]
+    assert stale_minute_fields(fields, retention_ms=4_000_000, now_ms=10_000_000) == [
+        "0:*",
+        "0:view",
+        "5940000:*",
+    ]
