@@ -15,8 +15,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lambdastack import __version__
+from lambdastack import __version__, feature_baseline
 from lambdastack.errors import DataError
+from lambdastack.features import FEATURE_NAMES
 from lambdastack.keys import bucket_start
 from lambdastack.settings import Settings
 from lambdastack.versions import VIEW_SCHEMA_VERSION, VersionLayout
@@ -239,6 +240,10 @@ def run(
         },
         "rows": rows,
         "model": {"file": "model/ranker.onnx", "metrics": m},
+        # the positives' feature distribution: live engagement events are compared with it (drift)
+        "feature_baseline": feature_baseline.build(
+            data[data["label"] == 1][list(FEATURE_NAMES)].to_numpy(), FEATURE_NAMES
+        ),
         "schema_version": VIEW_SCHEMA_VERSION,
         "code_version": __version__,
         "stage_seconds": progress.stages,

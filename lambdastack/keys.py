@@ -11,7 +11,7 @@
 - `{p}:trending:{window_end_ms}` ZSET item_id -> trending score of the window ending there;
   `{p}:trending:latest` STRING -> window_end_ms of the newest complete window.
 - `{p}:drift` HASH feature -> PSI against the batch baseline, plus `alert` (0/1),
-  `window_end_ms` and `view_version`.
+  `window_end_ms`, `view_version` and `events` (rows in the window).
 
 Buckets are event-time intervals of `batch.bucket_s` starting at `bucket_ms`. A batch version
 as-of T (aligned to a bucket start) holds every event before T, so the serving layer adds

@@ -5,6 +5,9 @@
   "kafka:<topic>" (then with "partition" and "offset" of the source record) or "<file>:<line>".
 - signals (`topics.signals`): speed-layer upserts, key = {"item_id", "bucket_ms", "type"} as JSON
   (lambdastack.keys.SignalKey), value = {..., "cnt": n} (absolute, never a delta) or a tombstone.
+  Other shapes carry a `kind` in the key: "min" (item × minute × type counts), "trend" (the
+  ranked items of one closed trending window), "drift" (feature-bin counts of one window);
+  speed/loader.py turns each into absolute Redis writes.
 - users (`topics.users`): user state upserts of speed/users.py, key = {"user_id", "field"} as JSON
   (field `recent` or `fresh`, the fields of `{p}:user:{user_id}`), value = {..., "payload": str}
   (absolute: the user's last interactions, or the encoded FreshCandidates) or a tombstone.

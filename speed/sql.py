@@ -1,4 +1,5 @@
-"""Flink SQL of the speed job: Kafka source, validation, counts, dead letters, upsert sink."""
+"""Flink SQL of the speed job: Kafka source with event time, validation, dead letters, counts per
+hour bucket and per minute, trending windows; every result goes to an upsert sink (signals topic)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ def _kafka_common(settings: Settings) -> str:
     return f"'properties.bootstrap.servers' = '{settings.kafka.bootstrap}'"
 
 
-def _interval(ms: int) -> str:
+def interval(ms: int) -> str:
     """A SQL interval literal, exact to the millisecond."""
     sec, milli = divmod(ms, 1000)
     minutes, sec = divmod(sec, 60)
@@ -39,7 +40,7 @@ CREATE TABLE raw_events (
   `partition` INT METADATA VIRTUAL,
   `offset` BIGINT METADATA VIRTUAL,
   ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
-  WATERMARK FOR ts AS ts - {_interval(s.watermark_delay_ms)}
+  WATERMARK FOR ts AS ts - {interval(s.watermark_delay_ms)}
 ) WITH (
   'connector' = 'kafka',
   'topic' = '{settings.topics.events}',
@@ -120,7 +121,13 @@ SELECT item_id, bucket_ms, '*', COUNT(*) FROM valid_events GROUP BY item_id, buc
 ]
 
 
-def _upsert_sink(settings: Settings, name: str, columns: str, key: str) -> str:
+def window_end_ms() -> str:
+    """SQL of the epoch-ms end of the window a window TVF row belongs to (window_time + 1 ms)."""
+    since = f"TIMESTAMPDIFF(SECOND, TO_TIMESTAMP_LTZ({EPOCH_BASE_MS}, 3), window_time)"
+    return f"CAST({since} AS BIGINT) * 1000 + {EPOCH_BASE_MS + 1000}"
+
+
+def upsert_sink(settings: Settings, name: str, columns: str, key: str) -> str:
     """An upsert-kafka table on the signals topic; `kind` in the key tells the loader its shape."""
     return f"""
 CREATE TABLE {name} (
@@ -136,7 +143,7 @@ CREATE TABLE {name} (
 
 
 def minute_signals_ddl(settings: Settings) -> str:
-    return _upsert_sink(
+    return upsert_sink(
         settings,
         "minute_signals",
         "kind STRING, item_id STRING, minute_ms BIGINT, type STRING, cnt BIGINT",
@@ -161,7 +168,7 @@ FROM valid_events v GROUP BY item_id, minute_ms""",
 
 
 def trending_ddl(settings: Settings) -> str:
-    return _upsert_sink(
+    return upsert_sink(
         settings,
         "trending_windows",
         "kind STRING, window_end_ms BIGINT, items STRING",
@@ -179,7 +186,7 @@ SELECT item_id, users, events, wt FROM (
   SELECT item_id, window_start, window_end, window_time AS wt,
          COUNT(DISTINCT user_id) AS users, COUNT(*) AS events
   FROM TABLE(HOP(TABLE valid_events, DESCRIPTOR(ts),
-                 {_interval(s.trending_slide_s * 1000)}, {_interval(s.trending_window_s * 1000)}))
+                 {interval(s.trending_slide_s * 1000)}, {interval(s.trending_window_s * 1000)}))
   GROUP BY item_id, window_start, window_end, window_time
 ) WHERE users >= {s.trending_min_users}"""
 
@@ -190,8 +197,7 @@ def insert_trending(settings: Settings) -> str:
     return f"""
 INSERT INTO trending_windows
 SELECT 'trend',
-       CAST(TIMESTAMPDIFF(SECOND, TO_TIMESTAMP_LTZ({EPOCH_BASE_MS}, 3), window_time) AS BIGINT) * 1000
-         + {EPOCH_BASE_MS + 1000},
+       {window_end_ms()},
        LISTAGG(CONCAT_WS(' ', item_id, CAST(users AS STRING), CAST(events AS STRING)), ';')
-FROM TABLE(TUMBLE(TABLE item_windows, DESCRIPTOR(wt), {_interval(s.trending_slide_s * 1000)}))
+FROM TABLE(TUMBLE(TABLE item_windows, DESCRIPTOR(wt), {interval(s.trending_slide_s * 1000)}))
 GROUP BY window_start, window_end, window_time"""

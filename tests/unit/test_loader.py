@@ -1,0 +1,101 @@
+"""The loader's routing of signal records to Redis writes, replayed against a dict store."""
+
+import json
+
+import pytest
+
+from lambdastack.settings import load_settings
+from speed.loader import SignalRouter
+from speed.signals import Write
+
+pytestmark = pytest.mark.unit
+NOW_S = 10_000.0  # the loader's clock: 10,000,000 ms
+
+
+class DictStore:
+    """A fake of RedisSignalWriter over dicts: the same apply/get/fields interface."""
+
+    def __init__(self):
+        self.data: dict[str, object] = {}
+
+    def apply(self, writes: list[Write]) -> None:
+        for w in writes:
+            if w.op in ("hset", "zadd"):
+                self.data.setdefault(w.key, {})[w.member] = w.value  # type: ignore[index]
+            elif w.op in ("hdel", "zrem"):
+                self.data.get(w.key, {}).pop(w.member, None)  # type: ignore[attr-defined]
+            elif w.op == "set":
+                self.data[w.key] = w.value
+            elif w.op == "del":
+                self.data.pop(w.key, None)
+
+    def get(self, key: str):
+        v = self.data.get(key)
+        return None if v is None else str(v).encode()
+
+    def hget(self, key: str, field: str):
+        v = self.data.get(key, {}).get(field)  # type: ignore[attr-defined]
+        return None if v is None else str(v).encode()
+
+    def fields(self, keys):
+        return {k: list(self.data.get(k, {})) for k in keys}
+
+
+def _settings(tmp_path):
+    return load_settings(
+        environ={
+            "LAMBDASTACK_REDIS__KEY_PREFIX": "t",
+            "LAMBDASTACK_DATA__VIEWS_DIR": str(tmp_path / "views"),
+            "LAMBDASTACK_SPEED__TRENDING_WINDOW_S": "60",
+            "LAMBDASTACK_SPEED__TRENDING_MIN_USERS": "3",
+            "LAMBDASTACK_SPEED__TRENDING_MIN_Z": "2",
+        }
+    )
+
+
+def _rec(key: dict, value: dict | None):
+    return json.dumps(key).encode(), None if value is None else json.dumps(value).encode()
+
+
+RECORDS = [
+    _rec({"item_id": "i1", "bucket_ms": 7_200_000, "type": "*"}, {"cnt": 2}),
+    _rec({"kind": "min", "item_id": "i1", "minute_ms": 9_960_000, "type": "view"}, {"cnt": 1}),
+    _rec({"kind": "min", "item_id": "i1", "minute_ms": 9_960_000, "type": "view"}, {"cnt": 2}),
+    _rec({"kind": "min", "item_id": "i1", "minute_ms": 1_000_000, "type": "view"}, {"cnt": 9}),  # expired
+    _rec({"kind": "trend", "window_end_ms": 9_960_000}, {"items": "i1 3 3;i2 5 9;bot 1 400"}),
+    _rec({"kind": "trend", "window_end_ms": 9_900_000}, {"items": "i3 4 4"}),  # an older window
+    _rec({"kind": "future", "x": 1}, {"y": 2}),  # a kind this loader does not know: skipped
+]
+
+
+def _run(store: DictStore, settings, records) -> None:
+    router = SignalRouter(settings, store, clock=lambda: NOW_S)
+    router.start()
+    store.apply(router.writes(records))
+    store.apply(router.prune_writes())
+
+
+def test_records_become_absolute_minute_bucket_and_trending_state(tmp_path):
+    store = DictStore()
+    _run(store, _settings(tmp_path), RECORDS)
+    assert store.data["t:item:i1"] == {"7200000:*": 2}
+    assert store.data["t:item:i1:min"] == {"9960000:view": 2}
+    assert store.data["t:trending:9960000"] == {"i2": 4.0, "i1": 2.0}  # (users - 1) / sqrt(1)
+    assert store.data["t:trending:9900000"] == {"i3": 3.0}
+    assert store.data["t:trending:latest"] == 9_960_000  # an older window does not move it back
+
+
+def test_a_replay_by_a_fresh_loader_converges_to_the_same_state(tmp_path):
+    settings = _settings(tmp_path)
+    once, twice = DictStore(), DictStore()
+    _run(once, settings, RECORDS)
+    _run(twice, settings, RECORDS[:5])
+    _run(twice, settings, RECORDS)  # a restart replays everything after a crash
+    assert once.data == twice.data
+
+
+def test_minutes_past_the_retention_are_pruned(tmp_path):
+    store = DictStore()
+    store.data["t:item:i1:min"] = {"60000:*": 5}  # written by an earlier loader, long expired
+    _run(store, _settings(tmp_path), RECORDS[1:3])
+    assert store.data["t:item:i1:min"] == {"9960000:view": 2}
