@@ -12,13 +12,13 @@ from tests.conftest import Isolated
 from tests.integration.helpers import eventually, start_cli
 
 
-def start_speed_job(iso: Isolated) -> ManagedProcess:
+def start_speed_job(iso: Isolated, timeout_s: float = 120) -> ManagedProcess:
     """Create the test's topics and start `lambdastack speed run`; wait until the job runs."""
     kafka.create_topics(iso.settings)
     proc = start_cli("speed", ["speed", "run"], iso.env, iso.settings.state_dir / "tests" / iso.tag)
     eventually(
         lambda: "running; loading signals" in proc.log_tail(50) or not proc.running(),
-        120,
+        timeout_s,
         "the speed job start",
     )
     assert proc.running(), f"the speed job exited:\n{proc.log_tail(40)}"

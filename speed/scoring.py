@@ -1,0 +1,148 @@
+"""Per-event scoring of the speed layer: a user's last interactions + a batch version -> fresh
+candidates scored by the version's model. Pure (numpy and the ONNX function of the snapshot).
+
+The merge contract, as in the serving layer: the user's state is the batch profile as of the
+version's as-of, then the window's interactions at or after the as-of applied in time order
+(event time, then event id); interactions before the as-of are already in the profile. The
+state is exact while the user has at most `speed.user_window_n` events since the as-of.
+Candidates are the batch neighbours of the items the user just engaged with (the triggering
+item first), minus every item the user has seen (in the window or in the batch history).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from lambdastack.features import DECAY_PER_MS, UserState, event_weights, is_positive
+from lambdastack.usersignals import FreshCandidates, encode_fresh
+from speed.snapshot import Snapshot
+from speed.user_window import Entry, parse_window
+
+SCORE_DECIMALS = 6  # what lambdastack.usersignals.encode_fresh keeps
+
+
+def merged_state(snap: Snapshot, user_id: str, window: Sequence[Entry]) -> UserState:
+    """The user's state after the newest interaction of the window (the real-time interest vector
+    is its `interest`)."""
+    state = snap.user_state(user_id)
+    newer = sorted(
+        (e for e in window if e.event_time_ms >= snap.as_of_ms), key=lambda e: (e.event_time_ms, e.event_id)
+    )
+    if newer:
+        _fold(state, newer, snap)
+    return state
+
+
+def _fold(state: UserState, newer: Sequence[Entry], snap: Snapshot) -> None:
+    """UserState.apply of each entry (in time order, none before the state's t_ref) in closed form:
+    interest at T = interest x decay(T - t_ref) + sum of w v decay(T - t) over entries with a
+    vector. A unit test keeps it equal to the sequential definition (up to float rounding)."""
+    vectors, _, has = snap.vector_rows([e.item_id for e in newer])
+    if has.any():
+        t = np.fromiter((e.event_time_ms for e in newer), dtype=np.int64, count=len(newer))[has]
+        top = max(state.t_ref, int(t.max()))
+        w = event_weights(
+            np.asarray([e.type for e in newer], dtype=object)[has],
+            np.fromiter((e.value for e in newer), dtype=np.float64, count=len(newer))[has],
+        )
+        added = (w * np.exp(-DECAY_PER_MS * (top - t).astype(np.float64))) @ vectors[has]
+        if state.interest is None:
+            state.interest = added
+        else:
+            state.interest = state.interest * math.exp(-DECAY_PER_MS * (top - state.t_ref)) + added
+        state.t_ref = top
+    state.n += len(newer)
+    for e in newer:
+        for g in snap.side.genres.get(e.item_id, ()):
+            state.genres[g] = state.genres.get(g, 0) + 1
+    state.last_item, state.last_t = newer[-1].item_id, newer[-1].event_time_ms
+
+
+def seed_items(window: Sequence[Entry], n: int) -> list[str]:
+    """The newest `n` distinct items the user engaged with positively, newest first."""
+    out: list[str] = []
+    for e in reversed(window):
+        if len(out) == n:
+            break
+        if e.item_id not in out and is_positive(e.type, e.value):
+            out.append(e.item_id)
+    return out
+
+
+def candidates(snap: Snapshot, user_id: str, window: Sequence[Entry], seeds: Sequence[str]) -> list[str]:
+    """Neighbours of the seeds, in seed order then neighbour rank, without seen items."""
+    seen = snap.history.get(user_id, frozenset()) | {e.item_id for e in window}
+    out: dict[str, None] = {}
+    for seed in seeds:
+        for item in snap.neighbours.get(seed, ()):
+            if item not in seen:
+                out.setdefault(item)
+    return list(out)
+
+
+def _cosines(rows: np.ndarray, row_norms: np.ndarray, q: np.ndarray | None) -> np.ndarray:
+    """cos(q, row) per row, 0 where either norm is 0 (lambdastack.features._cos over many rows)."""
+    nq = 0.0 if q is None else float(np.linalg.norm(q))
+    if q is None or nq == 0.0:
+        return np.zeros(len(rows))
+    ok = row_norms > 0
+    return np.where(ok, (rows @ q) / np.where(ok, row_norms * nq, 1.0), 0.0)
+
+
+def feature_matrix(snap: Snapshot, state: UserState, items: Sequence[str], t: int) -> np.ndarray:
+    """lambdastack.features.features of (state, item, t) for many items at once, in
+    FEATURE_NAMES order; equal to ItemSide.row per item up to float rounding (a unit test keeps
+    them together). The item count is the batch count: the speed counts live in Redis."""
+    side = snap.side
+    rows, norms, _ = snap.vector_rows(items)
+    counts = np.asarray([max(snap.counts.get(i, 0), 0) for i in items], dtype=np.float64)
+    genre_aff = np.zeros(len(items))
+    if state.n:
+        for k, item in enumerate(items):
+            genres = side.genres.get(item, ())
+            if genres:
+                genre_aff[k] = sum(state.genres.get(g, 0) for g in genres) / (len(genres) * state.n)
+    hours = (t - state.last_t) / 3_600_000 if state.last_t is not None and t > state.last_t else 0.0
+    return np.column_stack(
+        [
+            np.log1p(counts),
+            np.full(len(items), math.log1p(state.n)),
+            _cosines(rows, norms, state.interest),
+            genre_aff,
+            _cosines(rows, norms, side.vector(state.last_item)),
+            np.full(len(items), math.log1p(hours)),
+        ]
+    )
+
+
+def score(
+    snap: Snapshot, user_id: str, window: Sequence[Entry], fresh_n: int, seeds_n: int
+) -> FreshCandidates | None:
+    """The fresh candidates after the window's newest event; None unless it is a positive
+    engagement and the version has a model."""
+    if not window or snap.ranker is None:
+        return None
+    trigger = window[-1]
+    if not is_positive(trigger.type, trigger.value):
+        return None
+    items = candidates(snap, user_id, window, seed_items(window, seeds_n))
+    ranked: list[tuple[str, float]] = []
+    if items:
+        state = merged_state(snap, user_id, window)
+        p = snap.ranker(feature_matrix(snap, state, items, trigger.event_time_ms))
+        ranked = sorted(
+            ((i, round(float(s), SCORE_DECIMALS)) for i, s in zip(items, p, strict=True)),
+            key=lambda r: (-r[1], r[0]),
+        )[:fresh_n]
+    return FreshCandidates(snap.version, snap.version, trigger.event_time_ms, tuple(ranked))
+
+
+def fresh_value(snap: Snapshot | None, user_id: str, window: str, fresh_n: int, seeds_n: int) -> str | None:
+    """The `fresh` field value (encoded FreshCandidates) after a window string, or None."""
+    if snap is None:
+        return None
+    fresh = score(snap, user_id, parse_window(window), fresh_n, seeds_n)
+    return None if fresh is None else encode_fresh(fresh)

@@ -1,0 +1,162 @@
+"""The user pipeline of the speed job on real Kafka, Flink and Redis, with a real batch version:
+`recent` is the user's last N interactions, `fresh` the unseen neighbours of what they just
+engaged with scored by the version's ONNX model (equal to the pure scoring function), a promoted
+version is followed without a restart, and a replay from the earliest offset writes the same bytes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+
+import pytest
+import redis as redis_client
+
+from batch.job import run as run_batch
+from lambdastack.events import Event
+from lambdastack.keys import KeyLayout
+from lambdastack.producer import EventProducer
+from lambdastack.registry import promote
+from lambdastack.settings import load_settings
+from lambdastack.usersignals import Interaction, decode_fresh, decode_recent
+from lambdastack.versions import VersionLayout
+from speed.scoring import score
+from speed.snapshot import load_snapshot
+from speed.user_window import Entry
+from tests.conftest import Isolated, make_isolated
+from tests.integration.conftest import start_speed_job
+from tests.integration.helpers import eventually, load_synthetic
+
+pytestmark = pytest.mark.integration
+DAY = 86_400_000
+START = 1_767_225_600_000  # 2026-01-01
+RECENT_N = 5
+JOB_START_S = 300  # two jobs start here; a shared 2-core host can take minutes
+SETTINGS_ENV = {
+    "LAMBDASTACK_SPEED__USER_RECENT_N": str(RECENT_N),
+    "LAMBDASTACK_SPEED__METRICS_PORT": "0",
+    "LAMBDASTACK_SPEED__ARCHIVE_ENABLED": "false",
+}
+
+
+def _copy_as_new_version(layout: VersionLayout, vid: str) -> str:
+    """A second complete version (same views under a new id), appearing by one rename."""
+    new = f"v{layout.next_version_number():06d}"
+    tmp = layout.views_dir / f".copy-{uuid.uuid4().hex[:8]}"
+    shutil.copytree(layout.version_dir(vid), tmp)
+    os.rename(tmp, layout.version_dir(new))
+    return new
+
+
+def _user_hash(r: redis_client.Redis, layout: KeyLayout, user: str) -> dict[bytes, bytes]:
+    return r.hgetall(layout.user(user))  # type: ignore[return-value]
+
+
+def _entries(events: list[Event]) -> list[Entry]:
+    return [Entry(e.item_id, e.type, e.value, e.event_time_ms, e.event_id) for e in events]
+
+
+def test_recent_and_fresh_follow_the_user_and_the_published_version(services, base_env, tmp_path, stopper):
+    iso = make_isolated(base_env, tmp_path, **SETTINGS_ENV)
+    s = iso.settings
+    load_synthetic(s, n_users=30, n_items=40, n_events=1500, seed=3, start_ms=START, days=3)
+    v1 = run_batch(s, as_of_ms=START + 2 * DAY, echo=lambda _m: None)
+    layout = VersionLayout(s.path(s.data.views_dir))
+    snap1 = load_snapshot(layout, v1)
+    stopper.append(start_speed_job(iso, JOB_START_S))
+
+    user = next(u for u in sorted(snap1.profiles) if snap1.history.get(u))  # has a batch profile
+    unseen = [i for i in sorted(snap1.neighbours) if i not in snap1.history[user]]
+    now = int(time.time() * 1000)
+    types = ["view", "skip", "watch", "view", "rating", "click", "like"]
+    values = [1.0, 1.0, 42.5, 1.0, 4.5, 1.0, 1.0]
+    events = [
+        Event(f"e{uuid.uuid4().hex}", user, unseen[k % len(unseen)], t, v, now - 60_000 + k * 1000)
+        for k, (t, v) in enumerate(zip(types, values, strict=True))
+    ]
+    with EventProducer(s) as producer:
+        for e in events:
+            producer.send(e)
+    r = redis_client.Redis(port=s.redis.port)
+    keys = KeyLayout(s.redis.key_prefix)
+
+    def fresh_after(event: Event) -> dict[bytes, bytes] | None:
+        h = _user_hash(r, keys, user)
+        f = decode_fresh(h.get(b"fresh"))
+        return h if f is not None and f.event_time_ms == event.event_time_ms else None
+
+    try:
+        h = eventually(lambda: fresh_after(events[-1]), 90, "fresh candidates after the last event")
+    except AssertionError as err:
+        raise AssertionError(f"{err}\nspeed log:\n{stopper[0].log_tail(60)}") from None
+    assert decode_recent(h[b"recent"]) == [
+        Interaction(e.item_id, e.type, e.value, e.event_time_ms) for e in events[-RECENT_N:]
+    ]
+    fresh = decode_fresh(h[b"fresh"])
+    assert fresh is not None and (fresh.view_version, fresh.model_version) == (v1, v1)
+    expected = score(snap1, user, _entries(events), s.speed.fresh_n, s.speed.fresh_seeds)
+    assert expected is not None and len(expected.items) > 0
+    assert fresh == decode_fresh(h[b"fresh"]) and fresh.items == expected.items
+    seeds = [events[-1].item_id, events[-2].item_id, events[-3].item_id]  # like, click, rating 4.5
+    neighbours = {n for seed in seeds for n in snap1.neighbours[seed]}
+    seen = snap1.history[user] | {e.item_id for e in events}
+    assert all(i in neighbours and i not in seen for i, _ in fresh.items)
+    assert events[-1].item_id in snap1.neighbours and fresh.items[0][0] in neighbours
+    assert 0 < r.ttl(keys.user(user)) <= s.redis.signal_ttl_s
+
+    # a second version is promoted: the running job scores with it, no restart
+    v2 = _copy_as_new_version(layout, v1)
+    promote(layout, v2)
+    later: list[Event] = []
+
+    def scored_by_v2() -> Event | None:
+        e = Event(
+            f"e{uuid.uuid4().hex}",
+            user,
+            unseen[len(later) % len(unseen)],
+            "like",
+            1.0,
+            int(time.time() * 1000),
+        )
+        with EventProducer(s) as producer:
+            producer.send(e)
+        later.append(e)
+        time.sleep(0.5)
+        f = decode_fresh(_user_hash(r, keys, user).get(b"fresh"))
+        return next(
+            (x for x in later if f and f.view_version == v2 and f.event_time_ms == x.event_time_ms), None
+        )
+
+    trigger = eventually(scored_by_v2, 60, "a fresh record scored by the promoted version", interval_s=0.5)
+    assert trigger is not None and stopper[0].running()
+    snap2 = load_snapshot(layout, v2)
+    window = _entries(events + later[: later.index(trigger) + 1])
+    assert (
+        decode_fresh(_user_hash(r, keys, user)[b"fresh"]).items
+        == score(  # type: ignore[union-attr]
+            snap2, user, window, s.speed.fresh_n, s.speed.fresh_seeds
+        ).items
+    )  # type: ignore[union-attr]
+    eventually(lambda: fresh_after(later[-1]), 30, "fresh candidates after the last event")
+    before = _user_hash(r, keys, user)
+    stopper.pop().stop(timeout_s=30)
+
+    # replay: a new job from the earliest offset into a fresh prefix writes the same bytes
+    tag = uuid.uuid4().hex[:8]
+    replay_env = dict(iso.env)
+    replay_env.update(
+        {
+            "LAMBDASTACK_REDIS__KEY_PREFIX": f"r{tag}",
+            "LAMBDASTACK_TOPICS__USERS": f"r{tag}.users",
+            "LAMBDASTACK_TOPICS__SIGNALS": f"r{tag}.signals",
+            "LAMBDASTACK_TOPICS__DEAD_LETTER": f"r{tag}.dlq",
+            "LAMBDASTACK_SPEED__CONSUMER_GROUP": f"r{tag}-speed",
+            "LAMBDASTACK_SPEED__LOADER_GROUP": f"r{tag}-loader",
+            "LAMBDASTACK_SPEED__USERS_GROUP": f"r{tag}-users",
+        }
+    )
+    replay = Isolated(load_settings(environ=replay_env), replay_env, f"r{tag}")
+    stopper.append(start_speed_job(replay, JOB_START_S))
+    again = KeyLayout(f"r{tag}")
+    eventually(lambda: _user_hash(r, again, user) == before, 90, "the replay writing the same bytes")

@@ -1,0 +1,183 @@
+"""Per-event scoring (speed.scoring): the merge contract, candidates, and the ONNX scores."""
+
+import numpy as np
+import pytest
+
+from lambdastack.features import ItemSide, UserState
+from lambdastack.usersignals import decode_fresh
+from speed.scoring import candidates, feature_matrix, fresh_value, merged_state, score, seed_items
+from speed.snapshot import Snapshot, onnx_ranker
+from speed.user_window import ENTRY_SEP, FIELD_SEP, Entry
+
+pytestmark = pytest.mark.unit
+RNG = np.random.default_rng(7)
+ITEMS = [f"i{n}" for n in range(12)]
+SIDE = ItemSide(
+    {i: RNG.normal(size=6) for i in ITEMS},
+    {i: [["a", "b", "c"][n % 3]] for n, i in enumerate(ITEMS)},
+)
+AS_OF = 1_000_000
+NEIGHBOURS = {i: tuple(ITEMS[(n + k) % 12] for k in (1, 2, 3, 4)) for n, i in enumerate(ITEMS)}
+
+
+@pytest.fixture(scope="module")
+def ranker():
+    """A real ONNX model (logistic regression over the 6 features) run by onnxruntime."""
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.linear_model import LogisticRegression
+
+    x = RNG.normal(size=(200, 6))
+    y = (x[:, 2] + 0.5 * x[:, 0] > 0).astype(int)
+    model = convert_sklearn(
+        LogisticRegression().fit(x, y),
+        initial_types=[("features", FloatTensorType([None, 6]))],
+        options={"zipmap": False},
+        target_opset=17,
+    )
+    return onnx_ranker(model.SerializeToString())
+
+
+def _profile(events):
+    state = UserState()
+    for e in events:
+        SIDE.apply(state, e.item_id, e.event_time_ms, e.type, e.value)
+    return {
+        "n": state.n,
+        "interest": None if state.interest is None else state.interest.tolist(),
+        "t_ref": state.t_ref,
+        "genre_names": sorted(state.genres),
+        "genre_counts": [state.genres[g] for g in sorted(state.genres)],
+        "last_item": state.last_item,
+        "last_t": state.last_t,
+    }
+
+
+BEFORE = [Entry("i0", "view", 1.0, AS_OF - 5000, "e1"), Entry("i1", "like", 1.0, AS_OF - 10, "e2")]
+
+
+def _snapshot(ranker=None, version="v000001"):
+    return Snapshot(
+        version=version,
+        as_of_ms=AS_OF,
+        side=SIDE,
+        counts={i: n * 3 for n, i in enumerate(ITEMS)},
+        neighbours=NEIGHBOURS,
+        profiles={"u1": _profile(BEFORE)},
+        history={"u1": frozenset({"i0", "i1"})},
+        ranker=ranker,
+    )
+
+
+def test_merged_state_is_the_profile_plus_the_window_since_the_as_of_in_time_order():
+    # the window overlaps the batch (i1 before the as-of) and arrived out of event-time order
+    window = [
+        BEFORE[1],
+        Entry("i5", "watch", 90.0, AS_OF + 3000, "e4"),
+        Entry("i4", "skip", 1.0, AS_OF + 2000, "e3"),
+        Entry("i6", "rating", 4.5, AS_OF + 3000, "e5"),
+    ]
+    merged = merged_state(_snapshot(), "u1", window)
+    full = UserState()
+    for e in sorted(BEFORE + window[1:], key=lambda e: (e.event_time_ms, e.event_id)):
+        SIDE.apply(full, e.item_id, e.event_time_ms, e.type, e.value)
+    assert merged.n == full.n == 5
+    assert np.allclose(merged.interest, full.interest)
+    assert (merged.genres, merged.last_item, merged.last_t) == (full.genres, "i6", AS_OF + 3000)
+
+
+def test_candidates_are_unseen_neighbours_of_the_newest_engaged_items():
+    window = [
+        Entry("i2", "view", 1.0, AS_OF + 1, "a"),
+        Entry("i7", "skip", 1.0, AS_OF + 2, "b"),
+        Entry("i3", "like", 1.0, AS_OF + 3, "c"),
+    ]
+    assert seed_items(window, 3) == ["i3", "i2"]  # newest first; a skip is no engagement
+    assert seed_items(window, 1) == ["i3"]
+    got = candidates(_snapshot(), "u1", window, ["i3", "i2"])
+    # i3 -> i4 i5 i6 i7, i2 -> i3 i4 i5 i6; seen: i2 i3 i7 (window), i0 i1 (batch history)
+    assert got == ["i4", "i5", "i6"]
+
+
+def test_score_ranks_candidates_by_the_model_on_the_shared_features(ranker):
+    snap = _snapshot(ranker)
+    window = [Entry("i4", "skip", 1.0, AS_OF + 10, "a"), Entry("i8", "share", 1.0, AS_OF + 20, "b")]
+    fresh = score(snap, "u1", window, fresh_n=3, seeds_n=2)
+    assert fresh is not None
+    assert (fresh.view_version, fresh.model_version, fresh.event_time_ms) == (
+        "v000001",
+        "v000001",
+        AS_OF + 20,
+    )
+    items = candidates(snap, "u1", window, ["i8"])
+    assert items == ["i9", "i10", "i11"] and len(fresh.items) == 3
+    state = merged_state(snap, "u1", window)
+    x = np.array([SIDE.row(state, i, snap.counts[i], AS_OF + 20) for i in items])
+    expected = sorted(zip(items, np.round(ranker(x), 6), strict=True), key=lambda r: (-r[1], r[0]))
+    assert [(i, pytest.approx(s, abs=1.1e-6)) for i, s in expected] == list(fresh.items)
+    assert len(score(snap, "u1", window, fresh_n=2, seeds_n=2).items) == 2
+
+
+def test_no_fresh_candidates_without_an_engagement_or_a_model(ranker):
+    positive = [Entry("i8", "like", 1.0, AS_OF + 20, "b")]
+    assert score(_snapshot(None), "u1", positive, 5, 2) is None
+    assert score(_snapshot(ranker), "u1", [Entry("i8", "skip", 1.0, AS_OF, "x")], 5, 2) is None
+    assert score(_snapshot(ranker), "u1", [Entry("i8", "rating", 2.0, AS_OF, "x")], 5, 2) is None
+    assert score(_snapshot(ranker), "u1", [], 5, 2) is None
+    assert fresh_value(None, "u1", "i8|like|1.0|5|b", 5, 2) is None
+
+
+def test_fresh_value_is_the_encoded_score_and_byte_stable(ranker):
+    snap = _snapshot(ranker, version="v000009")
+    window = ENTRY_SEP.join(
+        FIELD_SEP.join(p)
+        for p in (["i1", "view", "1.0", str(AS_OF + 1), "a"], ["i5", "watch", "30.5", str(AS_OF + 2), "b"])
+    )
+    raw = fresh_value(snap, "u2", window, 5, 3)  # u2: no batch profile, no history
+    assert raw == fresh_value(snap, "u2", window, 5, 3)
+    fresh = decode_fresh(raw)
+    assert fresh.view_version == "v000009" and fresh.event_time_ms == AS_OF + 2
+    # seeds i5 then i1: neighbours i6 i7 i8 i9 and i2 i3 i4 (i5 is seen); the best 5 of those 7
+    assert len(fresh.items) == 5 and {i for i, _ in fresh.items} < {"i2", "i3", "i4", "i6", "i7", "i8", "i9"}
+    assert [s for _, s in fresh.items] == sorted((s for _, s in fresh.items), reverse=True)
+
+
+@pytest.mark.parametrize("events", [[], BEFORE, BEFORE + [Entry("i3", "skip", 1.0, AS_OF + 5, "x")]])
+def test_feature_matrix_equals_the_shared_feature_rows(events):
+    side = ItemSide({**SIDE.vectors, "zero": np.zeros(6)}, {**SIDE.genres, "nogenre": []})
+    snap = Snapshot("v1", AS_OF, side, {"i1": 4, "i2": -1}, {}, {}, {})
+    state = UserState()
+    for e in events:
+        side.apply(state, e.item_id, e.event_time_ms, e.type, e.value)
+    items = [*ITEMS, "zero", "nogenre", "unknown"]
+    t = AS_OF + 3_600_000
+    expected = np.array([side.row(state, i, snap.counts.get(i, 0), t) for i in items])
+    got = feature_matrix(snap, state, items, t)
+    assert got.shape == (len(items), 6)
+    assert np.allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("profile", [[], BEFORE])
+def test_the_closed_form_merge_equals_applying_the_events_one_by_one(profile):
+    rng = np.random.default_rng(len(profile))
+    side = ItemSide({i: v for i, v in SIDE.vectors.items() if i != "i3"}, SIDE.genres)  # i3: no vector
+    snap = Snapshot("v1", AS_OF, side, {}, {}, {"u": _profile(profile)} if profile else {}, {})
+    types = ["view", "skip", "watch", "rating", "like", "share"]
+    window = [
+        Entry(
+            f"i{rng.integers(0, 12)}", types[k % 6], float(rng.integers(1, 11) / 2), AS_OF + int(t), f"e{k}"
+        )
+        for k, t in enumerate(rng.integers(0, 30 * 86_400_000, size=80))
+    ]
+    merged = merged_state(snap, "u", window)
+    sequential = snap.user_state("u")
+    for e in sorted(window, key=lambda e: (e.event_time_ms, e.event_id)):
+        side.apply(sequential, e.item_id, e.event_time_ms, e.type, e.value)
+    assert np.allclose(merged.interest, sequential.interest, rtol=1e-9, atol=1e-12)
+    assert (merged.n, merged.t_ref, merged.genres, merged.last_item, merged.last_t) == (
+        sequential.n,
+        sequential.t_ref,
+        sequential.genres,
+        sequential.last_item,
+        sequential.last_t,
+    )

@@ -1,0 +1,86 @@
+"""speed.version_follower: CURRENT is looked at most every check interval; a change swaps in the
+newly loaded version whole; a failed load keeps the old one."""
+
+import json
+import threading
+
+import pytest
+
+from lambdastack.registry import promote, rollback
+from lambdastack.versions import MANIFEST, VersionLayout
+from speed.version_follower import VersionFollower
+
+pytestmark = pytest.mark.unit
+
+
+class Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def _publish(layout, vid):
+    d = layout.version_dir(vid)
+    d.mkdir(parents=True)
+    (d / MANIFEST).write_text(json.dumps({"as_of_ms": 0}))
+    layout.set_current(vid)
+
+
+def test_follows_current_at_most_every_interval(tmp_path):
+    layout, clock, loads = VersionLayout(tmp_path), Clock(), []
+
+    def load(lay, vid):
+        loads.append(vid)
+        return f"snapshot of {vid}"
+
+    follower = VersionFollower(layout, load, check_every_s=1.0, clock=clock, background=False)
+    assert follower.snapshot() is None  # nothing published yet
+    _publish(layout, "v000001")
+    assert follower.snapshot() is None  # not looked at again within the interval
+    clock.t = 1.0
+    assert follower.snapshot() == "snapshot of v000001" and follower.version == "v000001"
+    _publish(layout, "v000002")
+    clock.t = 1.5
+    assert follower.snapshot() == "snapshot of v000001"
+    clock.t = 2.0
+    assert follower.snapshot() == "snapshot of v000002"
+    rollback(layout)
+    clock.t = 3.0
+    assert follower.snapshot() == "snapshot of v000001"
+    clock.t = 9.0
+    follower.snapshot()
+    assert loads == ["v000001", "v000002", "v000001"]  # an unchanged CURRENT is not reloaded
+
+
+def test_background_load_swaps_when_done_and_a_failure_keeps_the_old_version(tmp_path):
+    layout, clock = VersionLayout(tmp_path), Clock()
+    release = threading.Event()
+
+    def load(lay, vid):
+        if vid == "v000002":
+            release.wait(5)
+        if vid == "v000003":
+            raise OSError("disk on fire")
+        return vid
+
+    for vid in ("v000001", "v000002", "v000003"):
+        _publish(layout, vid)
+    promote(layout, "v000001")
+    follower = VersionFollower(layout, load, check_every_s=1.0, clock=clock)
+    assert follower.snapshot() == "v000001"  # the first load is synchronous
+    promote(layout, "v000002")
+    clock.t = 1.0
+    assert follower.snapshot() == "v000001"  # loading in the background; the old one serves
+    release.set()
+    for _ in range(100):
+        if follower.snapshot() == "v000002":
+            break
+        threading.Event().wait(0.02)
+    assert follower.snapshot() == "v000002"
+    promote(layout, "v000003")
+    clock.t = 2.0
+    follower.snapshot()
+    threading.Event().wait(0.2)
+    assert follower.snapshot() == "v000002" and follower.version == "v000002"
