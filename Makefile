@@ -41,6 +41,18 @@ test-unit: venv ## unit tests only (no service)
 test-integration: jars ## integration tests against real Kafka, Redis, Spark and Flink
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
 
+MOVIELENS ?= ../shared/datasets/ml-latest-small
+RESULTS := bench/results
+.PHONY: bench
+bench: jars ## batch, speed and serving benchmarks + the replay evaluation on MovieLens -> bench/results/REPORT.md
+	@rc=0; \
+	$(LS) bench batch --movielens $(MOVIELENS) --json $(RESULTS)/batch.json || rc=1; \
+	$(LS) bench speed --json $(RESULTS)/speed.json || rc=1; \
+	$(LS) bench serving --json $(RESULTS)/serving.json || rc=1; \
+	$(LS) eval replay $(MOVIELENS) --split 0.8 --k 10 --json $(RESULTS)/eval.json || rc=1; \
+	$(LS) report --results $(RESULTS) || rc=1; \
+	exit $$rc
+
 lint: venv ## ruff (lint and format check) and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -1,0 +1,228 @@
+"""`lambdastack report`: the benchmark JSON files of bench/results rendered into REPORT.md with
+PNG plots. Renders whatever files exist and names the ones that are missing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from lambdastack.evaluation import plots
+from lambdastack.evaluation.variants import BATCH_ONLY, MERGED, VARIANTS
+
+LAYERS = ("batch", "speed", "serving", "eval")
+SEGMENTS = ("all", "known", "new")
+TARGET_LIFT = 2.5  # merged NDCG@K over batch_only, overall
+
+
+def write_json(result: Mapping[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+
+
+def _at(cell: Mapping[str, Any], metric: str, k: int) -> float:
+    values = cell.get(metric) or []
+    return float(values[k - 1]) if len(values) >= k else 0.0
+
+
+def eval_table(result: Mapping[str, Any]) -> str:
+    """Markdown table: variant x segment with HR@K, NDCG@K, counts and ms per query."""
+    k = int(result["k"])
+    lines = [
+        f"| variant | segment | queries | HR@{k} | NDCG@{k} | ms/query |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for name in VARIANTS:
+        v = result["variants"].get(name)
+        if v is None:
+            continue
+        for seg in SEGMENTS:
+            cell = v["segments"].get(seg)
+            if cell is None:
+                continue
+            lines.append(
+                f"| {name} | {seg} | {cell['count']} | {_at(cell, 'hr', k):.4f} | "
+                f"{_at(cell, 'ndcg', k):.4f} | {v['ms_per_query']:.2f} |"
+            )
+    return "\n".join(lines)
+
+
+def eval_targets(result: Mapping[str, Any]) -> list[tuple[str, bool, str]]:
+    """(target, met, measured) of issue #6's targets."""
+    k, variants = int(result["k"]), result["variants"]
+    if MERGED not in variants:
+        return []
+
+    def ndcg(name: str, seg: str) -> float:
+        cell = variants.get(name, {}).get("segments", {}).get(seg)
+        return _at(cell, "ndcg", k) if cell else 0.0
+
+    out = []
+    for seg in SEGMENTS:
+        for other in VARIANTS:
+            if other == MERGED or other not in variants:
+                continue
+            m, o = ndcg(MERGED, seg), ndcg(other, seg)
+            out.append((f"merged > {other} in NDCG@{k} ({seg})", m > o, f"{m:.4f} vs {o:.4f}"))
+    base = ndcg(BATCH_ONLY, "all")
+    lift = ndcg(MERGED, "all") / base if base else float("inf")
+    out.append((f"merged NDCG@{k} >= {TARGET_LIFT} x batch_only (all)", lift >= TARGET_LIFT, f"{lift:.2f}x"))
+    return out
+
+
+def _eval_section(result: Mapping[str, Any], out_dir: Path) -> Iterator[str]:
+    k = int(result["k"])
+    ev = result["events"]
+    yield "## Evaluation: prequential replay\n"
+    yield (
+        f"`lambdastack eval replay {result['dataset']} --split {result['split']} --k {k} "
+        f"--json bench/results/eval.json` (batch version {result['version']}, as-of "
+        f"{result['as_of_ms']} ms = the cut floored to {result['bucket_s']} s; "
+        f"{ev['history']} history events, {ev['replayed']} replayed"
+        + (f", limited to the first {result['limit']}" if result.get("limit") else "")
+        + f"; {result['wall_s']} s; measured {result['measured_at']}).\n"
+    )
+    yield eval_table(result) + "\n"
+    yield (
+        "ms/query is the wall-clock time of one feed query in the replay process (assembling the "
+        "speed snapshot included); on a busy host it includes waiting for a CPU.\n"
+    )
+    targets = eval_targets(result)
+    if targets:
+        yield "| target | met | measured |\n|---|---|---|"
+        yield "\n".join(f"| {t} | {'yes' if ok else 'NO'} | {m} |" for t, ok, m in targets) + "\n"
+    plots.metrics_at_k(result["variants"], out_dir / "eval_metrics_at_k.png")
+    plots.ndcg_over_time(result["variants"], k, out_dir / "eval_ndcg_over_time.png")
+    yield "![HR@K and NDCG@K](eval_metrics_at_k.png)\n\n![NDCG over replay time](eval_ndcg_over_time.png)\n"
+
+
+def _batch_section(result: Mapping[str, Any], out_dir: Path) -> Iterator[str]:
+    yield "## Batch layer\n"
+    yield "| run | events | wall s | peak RSS MB | AUC |\n|---|---:|---:|---:|---:|"
+    yield "\n".join(
+        f"| {r['name']} | {r['events']} | {r['wall_s']} | {r['peak_rss_mb']} | "
+        f"{r.get('model', {}).get('auc', float('nan')):.3f} |"
+        for r in result.get("runs", [])
+    )
+    for g in result.get("growth", []):
+        yield f"\n{g['from']} -> {g['to']} events: x{g['events_ratio']} events, x{g['time_ratio']} time."
+    yield ""
+
+
+def _serving_section(result: Mapping[str, Any], out_dir: Path) -> Iterator[str]:
+    yield "## Serving layer\n"
+    rows = result.get("connections") or {}
+    if rows:
+        yield "| connections | feed rps | feed p50 ms | feed p99 ms | trivial rps | feed/trivial |"
+        yield "|---:|---:|---:|---:|---:|---:|"
+        for c in sorted(rows, key=int):
+            r = rows[c]
+            f, t = r.get("feed", {}), r.get("trivial", {})
+            yield (
+                f"| {c} | {f.get('rps', '')} | {f.get('p50_ms', '')} | {f.get('p99_ms', '')} | "
+                f"{t.get('rps', '')} | {r.get('feed_over_trivial_rps', '')} |"
+            )
+        plots.latency_by_connections(rows, out_dir / "serving_latency.png")
+        yield "\n![serving latency against connections](serving_latency.png)\n"
+    yield from _scalars(result.get("targets") or {}, "targets")
+    yield ""
+
+
+def _freshness(result: Any) -> tuple[str, Any] | None:
+    """The first freshness histogram or sample list found in a speed result."""
+    if isinstance(result, Mapping):
+        for key, value in result.items():
+            if "fresh" in str(key).lower():
+                if isinstance(value, Mapping) and "edges" in value and "counts" in value:
+                    return str(key), value
+                if isinstance(value, list) and value and all(isinstance(x, int | float) for x in value):
+                    return str(key), value
+            if (found := _freshness(value)) is not None:
+                return found
+    elif isinstance(result, list):
+        for value in result:
+            if (found := _freshness(value)) is not None:
+                return found
+    return None
+
+
+def _scalars(d: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
+    """Every scalar of a nested result as `path: value` lines (a layout this report does not know)."""
+    for key, value in d.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            yield from _scalars(value, path)
+        elif isinstance(value, str | int | float | bool) or value is None:
+            yield f"- `{path}`: {value}"
+
+
+def _speed_table(summary: list[Mapping[str, Any]]) -> Iterator[str]:
+    yield "| rate (events/s) | throughput | freshness p50 ms | p95 ms | p99 ms | backlog max | complete |"
+    yield "|---:|---:|---:|---:|---:|---:|---|"
+    for r in summary:
+        f = r.get("freshness_ms") or {}
+        yield (
+            f"| {r.get('rate')} | {r.get('throughput_eps')} | {f.get('p50')} | {f.get('p95')} | "
+            f"{f.get('p99')} | {r.get('backlog_max')} | {r.get('all_complete')} |"
+        )
+
+
+def _speed_section(result: Mapping[str, Any], out_dir: Path) -> Iterator[str]:
+    yield "## Speed layer\n"
+    summary = result.get("summary")
+    if isinstance(summary, list) and summary:
+        yield from _speed_table(summary)
+        yield ""
+    yield from _scalars({k: v for k, v in result.items() if isinstance(v, Mapping)})
+    path = out_dir / "speed_freshness.png"
+    found = _freshness(result)
+    if found is not None:
+        key, value = found
+        if isinstance(value, Mapping):
+            plots.binned_histogram(value["edges"], value["counts"], path, "freshness (ms)", f"speed: {key}")
+        else:
+            plots.histogram(value, path, "freshness (ms)", f"speed: {key}")
+        yield "\n![freshness histogram](speed_freshness.png)\n"
+    elif isinstance(summary, list) and summary:
+        plots.freshness_percentiles(summary, path)
+        yield (
+            "\n![freshness percentiles per rate](speed_freshness.png)\n\n"
+            "speed.json holds freshness percentiles, not samples: the plot shows p50/p95/p99 per rate "
+            "(a histogram needs the per-probe latencies in the JSON).\n"
+        )
+    else:
+        yield "\n(no freshness figures in speed.json)\n"
+
+
+SECTIONS = {
+    "batch": _batch_section,
+    "speed": _speed_section,
+    "serving": _serving_section,
+    "eval": _eval_section,
+}
+
+
+def render(results_dir: Path) -> tuple[Path, list[str]]:
+    """Write REPORT.md (and its PNGs) from the JSON files present; (report path, missing files)."""
+    parts = [
+        "# lambdastack benchmark report\n",
+        "Generated by `lambdastack report` from `bench/results/*.json`.\n",
+    ]
+    missing = []
+    for layer in LAYERS:
+        path = results_dir / f"{layer}.json"
+        if not path.is_file():
+            missing.append(path.name)
+            continue
+        parts += list(SECTIONS[layer](json.loads(path.read_text()), results_dir))
+    if missing:
+        parts.append(
+            "## Missing\n\nNot rendered (no file): "
+            + ", ".join(f"`{m}`" for m in missing)
+            + ". `make bench` writes them all.\n"
+        )
+    out = results_dir / "REPORT.md"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(parts))
+    return out, missing

@@ -1,0 +1,117 @@
+"""`lambdastack report`: renders the JSON files that exist, plots them, names the missing ones."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lambdastack.cli import main
+from lambdastack.evaluation.metrics import Scoreboard
+from lambdastack.evaluation.report import eval_table, eval_targets, render
+
+pytestmark = pytest.mark.unit
+
+
+def eval_result() -> dict:
+    board = Scoreboard(3, ("known", "new"))
+    for variant, ranks in {
+        "popularity": [None, 2],
+        "batch_only": [2, None],
+        "speed_only": [1, None],
+        "merged": [0, 1],
+    }.items():
+        board.add(variant, "known", ranks[0], 0.001, 1_700_000_000_000)
+        board.add(variant, "new", ranks[1], 0.003, 1_700_000_100_000)
+    return {
+        "benchmark": "eval",
+        "dataset": "/data/ml",
+        "split": 0.8,
+        "k": 3,
+        "as_of_ms": 1_699_999_200_000,
+        "bucket_s": 3600,
+        "events": {"total": 10, "history": 8, "replayed": 2},
+        "limit": None,
+        "version": "v000001",
+        "variants": board.summary(),
+        "wall_s": 1.0,
+        "measured_at": "2026-11-28T17:00:00Z",
+    }
+
+
+def test_eval_table_has_every_variant_and_segment():
+    table = eval_table(eval_result())
+    assert "| merged | all | 2 | 1.0000 |" in table
+    assert "| speed_only | new | 1 | 0.0000 | 0.0000 | 2.00 |" in table
+    assert table.count("\n") == 1 + 4 * 3
+
+
+def test_targets_compare_merged_with_every_variant_and_the_lift():
+    targets = {t: (ok, m) for t, ok, m in eval_targets(eval_result())}
+    assert targets["merged > batch_only in NDCG@3 (all)"][0] is True
+    assert targets["merged > popularity in NDCG@3 (new)"][0] is True  # 0.63 vs 0.5
+    lift_ok, lift = targets["merged NDCG@3 >= 2.5 x batch_only (all)"]
+    assert lift_ok is True and lift == "3.26x"  # (1 + 0.63) / 0.5
+
+
+def test_render_writes_what_exists_and_names_what_is_missing(tmp_path: Path):
+    (tmp_path / "eval.json").write_text(json.dumps(eval_result()))
+    serving = {
+        "connections": {
+            "1": {
+                "feed": {"rps": 900, "p50_ms": 1.0, "p99_ms": 3.0},
+                "trivial": {"rps": 4000, "p50_ms": 0.2, "p99_ms": 0.5},
+                "feed_over_trivial_rps": 0.22,
+            },
+            "8": {
+                "feed": {"rps": 1200, "p50_ms": 6.0, "p99_ms": 20.0},
+                "trivial": {"rps": 8000, "p50_ms": 0.8, "p99_ms": 2.5},
+                "feed_over_trivial_rps": 0.15,
+            },
+        }
+    }
+    (tmp_path / "serving.json").write_text(json.dumps(serving))
+    speed = {
+        "summary": [
+            {
+                "rate": 1000.0,
+                "throughput_eps": 990.0,
+                "freshness_ms": {"p50": 80.0, "p95": 200.0, "p99": 400.0},
+                "backlog_max": 12,
+                "all_complete": True,
+            }
+        ]
+    }
+    (tmp_path / "speed.json").write_text(json.dumps(speed))
+    assert main(["report", "--results", str(tmp_path)]) == 0
+    report = (tmp_path / "REPORT.md").read_text()
+    assert "## Evaluation: prequential replay" in report and "| merged | known |" in report
+    assert "| 8 | 1200 | 6.0 | 20.0 | 8000 | 0.15 |" in report
+    assert "| 1000.0 | 990.0 | 80.0 | 200.0 | 400.0 | 12 | True |" in report
+    assert "`batch.json`" in report.split("## Missing")[1]
+    for png in (
+        "eval_metrics_at_k.png",
+        "eval_ndcg_over_time.png",
+        "serving_latency.png",
+        "speed_freshness.png",
+    ):
+        assert (tmp_path / png).stat().st_size > 1000, png
+
+
+def test_render_of_an_empty_folder_lists_every_file(tmp_path: Path):
+    out, missing = render(tmp_path / "results")
+    assert missing == ["batch.json", "speed.json", "serving.json", "eval.json"]
+    assert "## Missing" in out.read_text()
+
+
+def test_eval_replay_rejects_a_bad_k(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    assert main(["eval", "replay", str(tmp_path), "--json", str(tmp_path / "e.json"), "--k", "0"]) == 1
+    assert "--k must be at least 1" in capsys.readouterr().err
+
+
+def test_speed_samples_give_a_histogram(tmp_path: Path):
+    (tmp_path / "speed.json").write_text(json.dumps({"runs": [{"freshness_samples_ms": [5, 7, 9, 30]}]}))
+    out, _ = render(tmp_path)
+    assert "![freshness histogram](speed_freshness.png)" in out.read_text()
+    assert (tmp_path / "speed_freshness.png").stat().st_size > 1000
