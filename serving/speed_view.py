@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from lambdastack.keys import ALL_TYPES, KeyLayout, bucket_start
 from lambdastack.settings import Settings
 from lambdastack.usersignals import (
@@ -116,6 +118,60 @@ def minute_windows(raw: Mapping[Any, Any], now_ms: int) -> dict[str, dict[str, i
     return {w: {ALL_TYPES: 0, **c} for w, c in out.items()}
 
 
+# One round trip for a feed: the user's hash, the newest trending window and, per bucket, the top
+# movers and the candidates' counts, returned as one JSON string (cheap to parse, unlike hundreds
+# of RESP lines). The trending key is found inside the script from `trending:latest`, which a
+# single (non-cluster) Redis allows.
+SNAPSHOT_LUA = """
+local out = {}
+local u = redis.call('HMGET', KEYS[1], 'recent', 'fresh')
+out.recent = u[1] or cjson.null
+out.fresh = u[2] or cjson.null
+local latest = redis.call('GET', KEYS[2])
+out.trending_end = latest and tonumber(latest) or cjson.null
+local trending = {}
+if latest then
+  local t = redis.call('ZREVRANGE', ARGV[1] .. latest, 0, tonumber(ARGV[2]) - 1, 'WITHSCORES')
+  for j = 1, #t, 2 do trending[#trending + 1] = {t[j], tonumber(t[j + 1])} end
+end
+out.trending = trending
+local n = #ARGV - 3
+local buckets = {}
+for b = 3, #KEYS do
+  local movers = {}
+  local top = redis.call('ZREVRANGE', KEYS[b], 0, tonumber(ARGV[3]) - 1, 'WITHSCORES')
+  for j = 1, #top, 2 do movers[#movers + 1] = {top[j], tonumber(top[j + 1])} end
+  buckets[#buckets + 1] = movers
+  if n > 0 then
+    local scores = redis.call('ZMSCORE', KEYS[b], unpack(ARGV, 4))
+    local counts = {}
+    for i = 1, n do counts[i] = scores[i] and tonumber(scores[i]) or cjson.null end
+    buckets[#buckets + 1] = counts
+  end
+end
+out.buckets = buckets
+return cjson.encode(out)
+"""
+
+
+def _list(v: Any) -> list[Any]:
+    return v if isinstance(v, list) else []  # cjson encodes an empty table as {}
+
+
+def decode_snapshot(
+    reply: dict[str, Any], candidates: list[str], n_buckets: int, movers_n: int
+) -> SpeedSnapshot:
+    """The SpeedSnapshot of one decoded SNAPSHOT_LUA reply."""
+    recent, fresh = parse_user(reply.get("recent"), reply.get("fresh"))
+    trending = tuple((str(m), float(sc)) for m, sc in _list(reply.get("trending")))
+    buckets = [_list(b) for b in _list(reply.get("buckets"))]
+    counts, movers = merge_bucket_replies(candidates, buckets, n_buckets, movers_n)
+    end = reply.get("trending_end")
+    return SpeedSnapshot(
+        True, counts, movers, recent, fresh, trending, int(end) if trending and end else None
+    )
+
+
 class SpeedView:
     """Async Redis reader of the speed signals; connects in `open()`."""
 
@@ -125,7 +181,7 @@ class SpeedView:
         self._client: Any = None
         self._retry_after_s = retry_after_s
         self._down_until = 0.0
-        self._trending_end: int | None = None
+        self._script: Any = None
 
     async def open(self) -> None:
         import redis.asyncio as aioredis
@@ -140,7 +196,6 @@ class SpeedView:
             socket_connect_timeout=budget,
             retry_on_timeout=False,
         )
-        await self.trending(1)  # learns the newest trending window, if Redis is there
 
     async def close(self) -> None:
         if self._client is not None:
@@ -174,26 +229,28 @@ class SpeedView:
         """The user's signals, trending items and the speed counts of candidates and movers."""
         s = self._settings.serving
         buckets = buckets_since(as_of_ms, now_ms, self._settings.batch.bucket_s, s.speed_buckets_max)
-        known_end = self._trending_end
-        pipe = self._client.pipeline(transaction=False)
-        pipe.hmget(self._layout.user(user_id), [RECENT_FIELD, FRESH_FIELD])
-        pipe.get(self._layout.trending_latest())
-        if known_end is not None:
-            pipe.zrevrange(self._layout.trending(known_end), 0, s.trending_n - 1, withscores=True)
-        for b in buckets:
-            pipe.zrevrange(self._layout.bucket(b), 0, s.speed_movers_n - 1, withscores=True)
-            if candidates:
-                pipe.zmscore(self._layout.bucket(b), candidates)
-        replies = await self._run(pipe)
-        if replies is None:
+        keys = [self._layout.user(user_id), self._layout.trending_latest()]
+        keys += [self._layout.bucket(b) for b in buckets]
+        trending_prefix = self._layout.trending(0).removesuffix("0")  # + window_end_ms = its key
+        args = [trending_prefix, s.trending_n, s.speed_movers_n, *candidates]
+        reply = await self._eval(keys, args)
+        if reply is None:
             return SpeedSnapshot.unavailable()
-        recent, fresh = parse_user(*replies[0])
-        latest = int(replies[1]) if replies[1] is not None else None
-        self._trending_end = latest  # a new window is used from the next request on
-        head = 3 if known_end is not None else 2
-        trending = tuple((_text(m), float(sc)) for m, sc in replies[2]) if known_end is not None else ()
-        counts, movers = merge_bucket_replies(candidates, replies[head:], len(buckets), s.speed_movers_n)
-        return SpeedSnapshot(True, counts, movers, recent, fresh, trending, known_end if trending else None)
+        return decode_snapshot(reply, candidates, len(buckets), s.speed_movers_n)
+
+    async def _eval(self, keys: list[str], args: list[Any]) -> Any:
+        """Run the snapshot script (EVALSHA, loaded on first use); None on failure or timeout."""
+        if time.monotonic() < self._down_until:
+            return None
+        try:
+            if self._script is None:
+                self._script = self._client.register_script(SNAPSHOT_LUA)
+            raw = await self._script(keys=keys, args=args)
+            return orjson.loads(raw)
+        except self._errors() as e:
+            self._down_until = time.monotonic() + self._retry_after_s
+            log.warning("redis read failed, serving without the speed view: %s", type(e).__name__)
+            return None
 
     async def trending(self, k: int) -> tuple[int | None, list[tuple[str, float]]] | None:
         """(window end, top k) of the newest trending window; None when Redis failed."""
@@ -203,7 +260,6 @@ class SpeedView:
         if latest[0] is None:
             return None, []
         end = int(latest[0])
-        self._trending_end = end
         pipe = self._client.pipeline(transaction=False).zrevrange(self._layout.trending(end), 0, k - 1, True)
         got = await self._run(pipe)
         if got is None:

@@ -1,0 +1,64 @@
+"""Prometheus metrics of one app instance (its own registry: no import-time globals)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+AGE_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 86400)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.latency = Histogram(
+            "lambdastack_request_seconds",
+            "Request latency by route",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.responses = Counter(
+            "lambdastack_responses_total", "Responses by route and status", ["route", "status"], registry=r
+        )
+        self.items = Counter(
+            "lambdastack_feed_items_total",
+            "Feed items served, by source that proposed them",
+            ["source", "variant"],
+            registry=r,
+        )
+        self.feeds = Counter(
+            "lambdastack_feed_requests_total",
+            "Feeds served, by A/B variant and model version",
+            ["variant", "model_version"],
+            registry=r,
+        )
+        self.degraded = Counter(
+            "lambdastack_degraded_responses_total",
+            "Responses served without the speed view or without a batch version",
+            ["route"],
+            registry=r,
+        )
+        self.versions = Gauge(
+            "lambdastack_loaded_version_info",
+            "Loaded versions (1) by role: view, model, challenger",
+            ["role", "version"],
+            registry=r,
+        )
+        self.swaps = Counter("lambdastack_version_swaps_total", "Snapshots swapped in", registry=r)
+        self.signal_age = Histogram(
+            "lambdastack_feed_signal_age_seconds",
+            "Age of the freshest speed signal a feed used",
+            buckets=AGE_BUCKETS,
+            registry=r,
+        )
+
+    def loaded(self, view: str | None, model: str | None, challenger: str | None) -> None:
+        self.versions.clear()
+        for role, version in (("view", view), ("model", model), ("challenger", challenger)):
+            if version is not None:
+                self.versions.labels(role, version).set(1)
+        self.swaps.inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

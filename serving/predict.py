@@ -1,0 +1,71 @@
+"""POST /v1/predict: instances in, predictions out (one model run for all valid instances).
+
+An instance is {"user_id", "item_id"} (features computed from both views, as for a feed) or
+{"features": {name: number for every FEATURE_NAMES}}. A bad instance gets an error naming the
+field and the reason in its place; the others are still scored.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from lambdastack.events import MAX_ID_LEN
+from lambdastack.features import FEATURE_NAMES
+from serving.schemas import ID_RE
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """One instance: a feature row, a (user, item) pair to compute it from, or an error."""
+
+    row: list[float] | None = None
+    pair: tuple[str, str] | None = None
+    error: str | None = None
+
+
+def _id(name: str, v: Any) -> str | None:
+    if not isinstance(v, str) or not v:
+        return f"{name}: must be a non-empty string"
+    if len(v) > MAX_ID_LEN or not ID_RE.match(v):
+        return f"{name}: may hold only letters, digits and _ . : - (at most {MAX_ID_LEN})"
+    return None
+
+
+def _features(raw: Any) -> Parsed:
+    if not isinstance(raw, Mapping):
+        return Parsed(error="features: must be an object of feature values")
+    errors, row = [], []
+    for name in FEATURE_NAMES:
+        v = raw.get(name)
+        if v is None:
+            errors.append(f"features.{name}: is required")
+        elif isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(float(v)):
+            errors.append(f"features.{name}: must be a finite number")
+        else:
+            row.append(float(v))
+    errors += [f"features.{n}: is not a feature of the model" for n in sorted(set(raw) - set(FEATURE_NAMES))]
+    return Parsed(error="; ".join(errors)) if errors else Parsed(row=row)
+
+
+def parse_instance(raw: Any) -> Parsed:
+    """Validate one instance; the error names every bad field."""
+    if not isinstance(raw, Mapping):
+        return Parsed(error="instance: must be an object")
+    if "features" in raw:
+        extra = sorted(set(raw) - {"features"})
+        if extra:
+            return Parsed(error=f"{extra[0]}: cannot be given with features")
+        return _features(raw["features"])
+    extra = sorted(set(raw) - {"user_id", "item_id"})
+    errors = [f"{n}: is not a field of an instance" for n in extra]
+    errors += [e for n in ("user_id", "item_id") if (e := _id(n, raw.get(n))) is not None]
+    if errors:
+        return Parsed(error="; ".join(errors))
+    return Parsed(pair=(raw["user_id"], raw["item_id"]))
+
+
+def parse_instances(raw: Sequence[Any]) -> list[Parsed]:
+    return [parse_instance(r) for r in raw]

@@ -1,0 +1,237 @@
+"""The feed as a pure function: sources, seen filtering, online features, model ranking,
+diversity, cold start, degraded and no-version modes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lambdastack.features import FEATURE_NAMES, ItemSide, UserState
+from lambdastack.usersignals import FreshCandidates, Interaction
+from serving.batch_view import BatchView
+from serving.feed import (
+    BATCH_CANDIDATES,
+    BATCH_POPULAR,
+    CLUSTER_POPULAR,
+    RECENT_NEIGHBOURS,
+    SPEED_FRESH,
+    SPEED_POPULAR,
+    TRENDING,
+    FeedConfig,
+    diversify,
+    known_candidates,
+    rank_feed,
+)
+from serving.model import Ranker, load_ranker
+from serving.ranking import ItemMatrix, feature_matrix, online_state
+from serving.snapshot import Snapshot
+from serving.speed_view import SpeedSnapshot
+
+pytestmark = pytest.mark.unit
+AS_OF = 1_800_000_000_000
+NOW = AS_OF + 3_600_000
+GENRES = ["drama", "comedy", "sports", "news"]
+
+
+def tiny_model() -> bytes:
+    """A real ONNX ranker (logistic regression via skl2onnx) that likes affinity and popularity."""
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, len(FEATURE_NAMES)))
+    y = (x[:, 2] * 2 + x[:, 0] * 0.5 + rng.normal(scale=0.3, size=400) > 0).astype(int)
+    clf = LogisticRegression().fit(x, y)
+    onnx = convert_sklearn(
+        clf,
+        initial_types=[("features", FloatTensorType([None, len(FEATURE_NAMES)]))],
+        options={id(clf): {"zipmap": False}},
+        target_opset=17,
+    )
+    return onnx.SerializeToString()
+
+
+def world(n_items: int = 40, model: bytes | None = None, version: str = "v000001") -> Snapshot:
+    """A snapshot of 40 items in 4 genres, users u1 (warm, cluster 0) and u2 (one event), no u3."""
+    rng = np.random.default_rng(1)
+    ids = [f"i{n}" for n in range(n_items)]
+    vectors = {i: rng.normal(size=8) for i in ids}
+    genres = {i: [GENRES[n % 4]] for n, i in enumerate(ids)}
+    side = ItemSide(vectors, genres)
+    events = {i: 1000 - 10 * n for n, i in enumerate(ids)}
+    u1 = UserState()
+    for n, item in enumerate(["i0", "i4", "i8"]):
+        side.apply(u1, item, AS_OF - 1000 + n, "like", 1.0)
+    u2 = UserState()
+    side.apply(u2, "i1", AS_OF - 10, "view", 1.0)
+
+    def row(s: UserState, cluster: int) -> dict:
+        g = sorted(s.genres.items())
+        return {
+            "n": s.n,
+            "interest": None if s.interest is None else s.interest.tolist(),
+            "t_ref": s.t_ref,
+            "genre_names": [k for k, _ in g],
+            "genre_counts": [c for _, c in g],
+            "last_item": s.last_item,
+            "last_t": s.last_t,
+            "cluster": cluster,
+        }
+
+    view = BatchView(
+        version=version,
+        as_of_ms=AS_OF,
+        item_ids=np.array(ids, dtype=object),
+        item_events=np.array([events[i] for i in ids], dtype=np.int64),
+        titles={i: f"title {i}" for i in ids},
+        history={"u1": frozenset({"i0", "i4", "i8"}), "u2": frozenset({"i1"})},
+        index={i: n for n, i in enumerate(ids)},
+        side=side,
+        profiles={"u1": row(u1, 0), "u2": row(u2, 1)},
+        candidates={"u1": tuple(f"i{n}" for n in range(1, 30, 2)) + ("i0",)},
+        popular_lists={"global": tuple(ids), "cluster:0": ("i39", "i38", "i37"), "cluster:1": ("i20", "i21")},
+        neighbours={i: (ids[(n + 1) % n_items], ids[(n + 2) % n_items]) for n, i in enumerate(ids)},
+        centroids={
+            0: vectors["i0"] / np.linalg.norm(vectors["i0"]),
+            1: vectors["i1"] / np.linalg.norm(vectors["i1"]),
+        },
+        matrix=ItemMatrix.build(side, events),
+    )
+    ranker = load_ranker(model, version) if model is not None else None
+    return Snapshot(view, ranker)
+
+
+@pytest.fixture(scope="module")
+def model() -> bytes:
+    return tiny_model()
+
+
+def speed(**kw) -> SpeedSnapshot:
+    return SpeedSnapshot(True, kw.pop("counts", {}), **kw)
+
+
+def test_vectorized_features_equal_the_shared_feature_definitions():
+    snap = world()
+    view = snap.view
+    recent = [Interaction("i5", "like", 1.0, AS_OF + 5), Interaction("i9", "watch", 90.0, AS_OF + 9)]
+    for user in ("u1", "u2", "nobody"):
+        state = online_state(view, user, recent)
+        items = ["i3", "i5", "i17", "unknown-item", "i0"]
+        counts = {"i3": 7, "unknown-item": 3}
+        ref = feature_matrix(view, state, items, counts, NOW)
+        rows = view.matrix.rows(items)
+        fast = view.matrix.features(state, rows, view.matrix.counts[rows] + np.array([7, 0, 0, 3, 0]), NOW)
+        np.testing.assert_allclose(fast, ref, rtol=1e-9, atol=1e-12)
+
+
+def test_feed_is_ranked_by_the_model_on_online_features_and_skips_seen(model):
+    snap = world(model=model)
+    recent = (Interaction("i3", "like", 1.0, AS_OF + 100),)
+    feed = rank_feed(snap, speed(recent=recent, counts={"i5": 4}), "u1", 10, NOW)
+    ids = [i.item_id for i in feed.items]
+    assert len(ids) == 10 and not {"i0", "i4", "i8", "i3"} & set(ids)
+    assert feed.view_version == feed.model_version == "v000001" and not feed.degraded
+    state = online_state(snap.view, "u1", recent)
+    x = feature_matrix(snap.view, state, ids, {"i5": 4}, NOW)
+    expected = snap.ranker.predict(x)
+    np.testing.assert_allclose([i.score for i in feed.items], expected, rtol=1e-6)
+    assert feed.signal_age_ms == NOW - (AS_OF + 100)
+
+
+def test_every_source_is_named_on_the_items_it_proposed(model):
+    snap = world(model=model)
+    fresh = FreshCandidates("v000001", "v000001", AS_OF + 50, (("i13", 0.9),))
+    sp = speed(
+        recent=(Interaction("i22", "view", 1.0, AS_OF + 10),),
+        fresh=fresh,
+        trending=(("i31", 5.0),),
+        trending_end_ms=AS_OF + 60_000,
+        movers=(("i33", 40),),
+        counts={"i33": 40},
+    )
+    cfg = FeedConfig(genre_cap=1.0)
+    feed = rank_feed(snap, sp, "u1", 60, NOW, cfg)
+    by_id = {i.item_id: i for i in feed.items}
+    assert SPEED_FRESH in by_id["i13"].sources
+    assert RECENT_NEIGHBOURS in by_id["i23"].sources and RECENT_NEIGHBOURS in by_id["i24"].sources
+    assert TRENDING in by_id["i31"].sources
+    assert SPEED_POPULAR in by_id["i33"].sources and by_id["i33"].speed_count == 40
+    assert by_id["i33"].batch_count == 1000 - 330
+    assert BATCH_CANDIDATES in by_id["i1"].sources
+    assert CLUSTER_POPULAR in by_id["i39"].sources
+    assert any(BATCH_POPULAR in i.sources for i in feed.items)
+    assert feed.signal_age_ms == NOW - (AS_OF + 60_000)
+
+
+def test_a_cold_start_user_gets_cluster_trending_and_popular_items(model):
+    snap = world(model=model)
+    # no batch profile; one recent interaction close to item i1 puts the user in cluster 1
+    sp = speed(
+        recent=(Interaction("i1", "like", 1.0, AS_OF + 10),), trending=(("i30", 3.0),), trending_end_ms=AS_OF
+    )
+    feed = rank_feed(snap, sp, "newcomer", 45, NOW, FeedConfig(genre_cap=1.0))
+    sources = {s for i in feed.items for s in i.sources}
+    assert feed.cold_start
+    assert {CLUSTER_POPULAR, TRENDING, BATCH_POPULAR} <= sources
+    assert "i20" in [i.item_id for i in feed.items if CLUSTER_POPULAR in i.sources]
+    assert "i1" not in {i.item_id for i in feed.items}
+    bare = rank_feed(snap, speed(), "stranger", 5, NOW)
+    assert bare.cold_start and len(bare.items) == 5
+    assert all(BATCH_POPULAR in i.sources for i in bare.items)
+
+
+def test_without_redis_the_feed_is_batch_only_and_marked_degraded(model):
+    snap = world(model=model)
+    feed = rank_feed(snap, SpeedSnapshot.unavailable(), "u1", 10, NOW)
+    assert feed.degraded and feed.signal_age_ms is None and len(feed.items) == 10
+    assert all(i.speed_count == 0 for i in feed.items)
+    assert not {SPEED_FRESH, TRENDING, SPEED_POPULAR, RECENT_NEIGHBOURS} & {
+        s for i in feed.items for s in i.sources
+    }
+
+
+def test_without_a_version_the_feed_comes_from_trending_and_speed_popularity():
+    snap = Snapshot.empty()
+    sp = speed(
+        trending=(("x1", 9.0),),
+        trending_end_ms=AS_OF,
+        movers=(("x2", 50), ("x3", 5)),
+        counts={"x2": 50, "x3": 5},
+    )
+    feed = rank_feed(snap, sp, "anyone", 10, NOW)
+    assert [i.item_id for i in feed.items] == ["x2", "x3", "x1"]
+    assert feed.view_version is None and feed.model_version is None and feed.degraded
+    assert known_candidates(snap, "anyone", 10, FeedConfig()) == []
+
+
+def test_without_a_model_items_rank_by_merged_popularity():
+    snap = world(model=None)
+    feed = rank_feed(snap, speed(counts={"i39": 5000}, movers=(("i39", 5000),)), "u2", 3, NOW)
+    assert feed.model_version is None
+    assert feed.items[0].item_id == "i39" and feed.items[0].speed_count == 5000
+    assert [i.score for i in feed.items] == sorted((i.score for i in feed.items), reverse=True)
+
+
+def test_diversity_caps_each_primary_genre_and_fills_with_the_rest():
+    order = list(range(6))
+    genres = ["a", "a", "a", "b", None, "a"]
+    assert diversify(order, genres, 4, 0.5) == [0, 1, 3, 4]
+    assert diversify(order, ["a"] * 6, 4, 0.25) == [0, 1, 2, 3]  # nothing else: capped items fill
+    assert diversify([], [], 3, 0.4) == []
+
+
+def test_a_diverse_feed_holds_at_most_the_cap_of_one_genre(model):
+    snap = world(model=model)
+    feed = rank_feed(snap, speed(), "u1", 10, NOW, FeedConfig(genre_cap=0.3))
+    per = {}
+    for i in feed.items:
+        per[i.genre] = per.get(i.genre, 0) + 1
+    assert max(per.values()) <= 3 and len(feed.items) == 10
+
+
+def test_the_ranker_scores_rows_in_one_run(model):
+    r: Ranker = load_ranker(model, "v9")
+    x = np.random.default_rng(2).normal(size=(5, len(FEATURE_NAMES)))
+    p = r.predict(x)
+    assert p.shape == (5,) and ((p > 0) & (p < 1)).all() and r.predict(np.zeros((0, 6))).shape == (0,)
