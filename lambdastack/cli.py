@@ -112,12 +112,41 @@ def _parser() -> argparse.ArgumentParser:
     bb.add_argument("--no-movielens", action="store_true", help="skip the MovieLens run")
     bb.add_argument("--json", required=True, help="where to write the results")
     bb.set_defaults(func=commands.bench_batch)
+    bsv = bn.add_parser("serving", help="the API under wrk: feed vs a trivial endpoint, 1/8/32 connections")
+    bsv.add_argument(
+        "--views",
+        help="a views directory with a published version (default: the configured one, "
+        "else one published from synthetic data)",
+    )
+    bsv.add_argument("--connections", type=int, nargs="+", default=[1, 8, 32])
+    bsv.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    bsv.add_argument("--repeats", type=int, default=3, help="runs per point (the median is recorded)")
+    bsv.add_argument("--json", required=True, help="where to write the results")
+    bsv.set_defaults(func=commands.bench_serving)
     bsp = bn.add_parser("speed", help="the speed layer end to end: producer, Kafka, Flink, Redis")
     bsp.add_argument("--rate", type=float, nargs="+", default=[1000.0, 10000.0], help="events per second")
     bsp.add_argument("--seconds", type=float, default=30.0, help="how long each rate is sustained")
     bsp.add_argument("--repeat", type=int, default=1, help="runs per rate (the JSON reports medians)")
     bsp.add_argument("--json", required=True, help="where to write the results")
     bsp.set_defaults(func=commands.bench_speed)
+
+    ev = sub.add_parser("eval", help="offline evaluation of the feed on a dataset")
+    es = ev.add_subparsers(dest="action", required=True, metavar="ACTION")
+    rp = es.add_parser(
+        "replay", help="prequential replay of a MovieLens folder: HR@K and NDCG@K of each variant"
+    )
+    rp.add_argument("dataset_dir", help="a MovieLens folder (ml-latest CSVs or ml-100k u.data)")
+    rp.add_argument("--json", required=True, help="where to write the results")
+    rp.add_argument("--split", type=float, default=0.8, help="share of the events used as history")
+    rp.add_argument("--k", type=int, default=10, help="feed length asked for")
+    rp.add_argument("--limit", type=int, help="replay only the first N events after the cut")
+    rp.add_argument("--work-dir", help="master/views of the replay (default: {state_dir}/eval/NAME-SPLIT)")
+    rp.set_defaults(func=commands.eval_replay)
+    rep = sub.add_parser("report", help="render the benchmark JSON files into REPORT.md with PNG plots")
+    rep.add_argument(
+        "--results", default="bench/results", help="folder of <layer>.json (default: %(default)s)"
+    )
+    rep.set_defaults(func=commands.report)
 
     reg = sub.add_parser("registry", help="published batch versions")
     rs = reg.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -178,6 +178,23 @@ def bench_batch(args: argparse.Namespace) -> int:
     return 0
 
 
+def bench_serving(args: argparse.Namespace) -> int:
+    from serving import bench
+
+    result = bench.run(
+        _settings(args),
+        Path(args.views) if args.views else None,
+        tuple(args.connections),
+        args.duration,
+        args.repeats,
+    )
+    bench.write(result, Path(args.json))
+    for name, t in result.get("targets", {}).items():
+        print(f"{name}: measured {t['measured']} (target {t['target']}): {'met' if t['met'] else 'NOT met'}")
+    print(f"results in {args.json}")
+    return 0
+
+
 def speed_run(args: argparse.Namespace) -> int:
     from speed.control import resolve_savepoint
     from speed.job import run
@@ -353,3 +370,30 @@ def _demo_user(s: Settings) -> str:
     layout = VersionLayout(s.path(s.data.views_dir))
     hist = pq.read_table(layout.view_dir(layout.require_current(), "user_history"), columns=["user_id"])
     return str(hist["user_id"][0].as_py()) if hist.num_rows else "demo"
+
+
+def eval_replay(args: argparse.Namespace) -> int:
+    from lambdastack.evaluation import replay
+    from lambdastack.evaluation.report import eval_table, write_json
+
+    if args.k < 1:
+        raise DataError(f"--k must be at least 1, not {args.k}")
+    if args.limit is not None and args.limit < 1:
+        raise DataError(f"--limit must be at least 1, not {args.limit}")
+    s = _settings(args)
+    work = Path(args.work_dir) if args.work_dir else None
+    result = replay.run(
+        s, Path(args.dataset_dir), args.split, args.k, work, args.limit, lambda m: print(m, flush=True)
+    )
+    write_json(result, Path(args.json))
+    print(eval_table(result))
+    print(f"results in {args.json}")
+    return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    from lambdastack.evaluation.report import render
+
+    out, missing = render(Path(args.results))
+    print(f"report in {out}" + (f" (missing: {', '.join(missing)})" if missing else ""))
+    return 0

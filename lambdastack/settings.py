@@ -133,6 +133,10 @@ class SpeedSettings(_Section):
     trending_min_expected: float = Field(1.0, gt=0)
     trending_top_n: int = Field(100, ge=1)
     trending_ttl_s: int = Field(7200, gt=0)
+    drift_window_s: int = Field(300, gt=0)
+    drift_sample_per_mille: int = Field(100, ge=0, le=1000)
+    drift_psi_alert: float = Field(0.2, gt=0)
+    drift_min_events: int = Field(200, ge=1)
     # user state and per-event scoring (speed/users.py): its own source and consumer group
     users_group: str = "lambdastack-speed-users"
     user_recent_n: int = Field(20, ge=1)  # interactions in {p}:user:{id} `recent`

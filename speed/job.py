@@ -18,7 +18,7 @@ from speed import sql, users
 from speed.archive import Archiver
 from speed.control import forget_run, record_run, record_savepoint
 from speed.metrics import FreshnessMetrics
-from speed.options import RunOptions, flink_config, savepoint_dir
+from speed.options import RunOptions, flink_config, parse_cluster, savepoint_dir
 
 TERMINAL = ("FAILED", "CANCELED", "FINISHED")
 
@@ -60,6 +60,8 @@ def _register_udf(t_env: Any) -> None:
 
 def submit(settings: Settings, parallelism: int | None = None, options: RunOptions | None = None) -> Any:
     """Build and submit the job; returns the Flink TableResult (the job runs asynchronously)."""
+    from speed import drift_pipeline
+
     t_env = _table_env(settings, parallelism, options)
     for key, value in sql.table_options(settings).items():
         t_env.get_config().set(key, value)
@@ -80,6 +82,7 @@ def submit(settings: Settings, parallelism: int | None = None, options: RunOptio
     for ddl in (sql.trending_ddl(settings), sql.item_windows_view(settings)):
         t_env.execute_sql(ddl)
     statements.add_insert_sql(sql.insert_trending(settings))
+    drift_pipeline.add_to(t_env, statements, settings)
     users.add_to(t_env, statements, settings)
     return statements.execute()
 
@@ -120,7 +123,14 @@ def _stop_with_savepoint(client: Any, directory: str) -> str:
     from pyflink.java_gateway import get_gateway
 
     canonical = get_gateway().jvm.org.apache.flink.core.execution.SavepointFormatType.CANONICAL
-    return str(client._j_job_client.stopWithSavepoint(False, directory, canonical).get())
+    for attempt in range(3):  # a job still deploying its tasks declines; it is ready moments later
+        try:
+            return str(client._j_job_client.stopWithSavepoint(False, directory, canonical).get())
+        except Exception:
+            if attempt == 2:
+                raise
+            time.sleep(5)
+    raise AssertionError("unreachable")
 
 
 def _stop_job(settings: Settings, client: Any, savepoint: bool) -> None:
@@ -148,23 +158,30 @@ def _stop_job(settings: Settings, client: Any, savepoint: bool) -> None:
         print(f"[speed] cancel: {e}", file=sys.stderr, flush=True)
 
 
+def _companions(settings: Settings) -> tuple[FreshnessMetrics | None, Any, Archiver | None]:
+    """What runs beside the job in this process: metrics exporter, Redis loader, archiver."""
+    from speed.loader import SignalLoader
+
+    s = settings.speed
+    metrics = None
+    if s.metrics_port:
+        try:
+            metrics = FreshnessMetrics().start(s.metrics_host, s.metrics_port)
+        except ServiceError as e:  # another `speed run` holds the port: run on, without the exporter
+            print(f"[speed] metrics exporter off: {e}", file=sys.stderr, flush=True)
+    loader = SignalLoader(settings, on_applied=metrics.observe if metrics else None)
+    on_archived = metrics.archived.inc if metrics else None
+    archiver = Archiver(settings, on_archived) if s.archive_enabled else None
+    return metrics, loader, archiver
+
+
 def run(settings: Settings, options: RunOptions | None = None) -> None:
     """Run the job, the Redis loader, the archiver and the metrics exporter until SIGTERM/SIGINT
     (stop as `speed.savepoint_on_stop` says) or SIGUSR1 (stop with a savepoint)."""
-    from speed.loader import SignalLoader
-
     options = options or RunOptions()
-    metrics = (
-        FreshnessMetrics().start(settings.speed.metrics_host, settings.speed.metrics_port)
-        if settings.speed.metrics_port
-        else None
-    )
-    loader = SignalLoader(settings, on_applied=metrics.observe if metrics else None)
-    archiver = (
-        Archiver(settings, metrics.archived.inc if metrics else None)
-        if settings.speed.archive_enabled
-        else None
-    )
+    if options.cluster:
+        parse_cluster(options.cluster)  # a bad address fails before anything starts
+    metrics, loader, archiver = _companions(settings)
     stop = threading.Event()
     savepoint = [settings.speed.savepoint_on_stop]
 

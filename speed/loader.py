@@ -1,7 +1,8 @@
 """Signals topic -> Redis: pipelined absolute writes, offsets committed only after the write.
 
 The signals topic carries several record shapes, told apart by the key's `kind`: none (hourly
-bucket counts), "min" (minute counters), "trend" (one closed trending window)."""
+bucket counts), "min" (minute counters), "trend" (one closed trending window), "drift" (feature
+bin counts of one closed window)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from lambdastack.events import EVENT_TYPES
 from lambdastack.keys import ALL_TYPES, KeyLayout, SignalKey
 from lambdastack.settings import Settings
 from lambdastack.versions import VersionLayout
-from speed import trending
+from speed import drift, trending
 from speed.baseline import BaselineFollower
 from speed.signals import Write, decode_count, minute_writes, stale_minute_fields, writes_for
 from speed.user_writes import user_writes
@@ -49,10 +50,12 @@ class RedisSignalWriter:
                 pipe.hset(w.key, w.member, value if value is not None else 0)
             elif w.op == "hdel":
                 pipe.hdel(w.key, w.member)
+                continue  # a removal keeps the key's TTL (it was set with the key's last value)
             elif w.op == "zadd":
                 pipe.zadd(w.key, {w.member: float(w.value or 0)})
             elif w.op == "zrem":
                 pipe.zrem(w.key, w.member)
+                continue
             elif w.op == "set":
                 pipe.set(w.key, value if value is not None else "")
             elif w.op == "del":
@@ -65,6 +68,9 @@ class RedisSignalWriter:
 
     def get(self, key: str) -> bytes | None:
         return self._client.get(key)  # type: ignore[no-any-return]
+
+    def hget(self, key: str, field: str) -> bytes | None:
+        return self._client.hget(key, field)  # type: ignore[no-any-return]
 
     def fields(self, keys: list[str]) -> dict[str, list[str]]:
         """The field names of each hash, in one round trip."""
@@ -81,8 +87,16 @@ class RedisSignalWriter:
 class SignalRouter:
     """Turns signal records into Redis writes; holds what spans records (baseline, newest window)."""
 
-    def __init__(self, settings: Settings, writer: Any, clock: Callable[[], float] = time.time):
-        s = settings.speed
+    def __init__(
+        self,
+        settings: Settings,
+        writer: Any,
+        clock: Callable[[], float] = time.time,
+        on_drift: Callable[[drift.DriftReport], None] | None = None,
+    ):
+        s = self._speed = settings.speed
+        self._ttl_s, self._on_drift = settings.redis.signal_ttl_s, on_drift
+        self._drift_latest: int | None = None
         self._layout = KeyLayout(settings.redis.key_prefix)
         self._writer, self._clock = writer, clock
         self._baseline = BaselineFollower(
@@ -106,6 +120,8 @@ class SignalRouter:
     def start(self) -> None:
         raw = self._writer.get(self._layout.trending_latest())
         self._latest = int(raw) if raw else None
+        raw = self._writer.hget(self._layout.drift(), "window_end_ms")
+        self._drift_latest = int(raw) if raw else None
 
     def writes(self, records: Iterable[tuple[bytes, bytes | None]]) -> list[Write]:
         """The writes of a batch of (key, value) records, in order."""
@@ -121,7 +137,9 @@ class SignalRouter:
                 out += self._minute(key, decode_count(raw_value), now_ms)
             elif kind == "trend" and raw_value is not None:
                 out += self._trending(int(key["window_end_ms"]), json.loads(raw_value).get("items"))
-            elif kind != "trend":
+            elif kind == "drift" and raw_value is not None:
+                out += self._drift(int(key["window_end_ms"]), json.loads(raw_value).get("bins"))
+            elif kind not in ("trend", "drift"):
                 print(f"[loader] skipping a signal record of unknown kind {kind!r}", file=sys.stderr)
         return out
 
@@ -136,6 +154,23 @@ class SignalRouter:
                 self._scanned.add(item)
                 self._unscanned.add(item)
         return out
+
+    def _drift(self, window_end_ms: int, bins: str | None) -> list[Write]:
+        if self._drift_latest is not None and window_end_ms <= self._drift_latest:
+            return []  # the hash holds the newest window only
+        self._drift_latest = window_end_ms
+        baseline, s = self._baseline.get(), self._speed
+        r = drift.report(
+            window_end_ms,
+            drift.decode_bins(bins),
+            baseline.features,
+            s.drift_psi_alert,
+            s.drift_min_events,
+            baseline.version,
+        )
+        if self._on_drift is not None:
+            self._on_drift(r)
+        return drift.drift_writes(r, self._layout, self._ttl_s)
 
     def _trending(self, window_end_ms: int, items: str | None) -> list[Write]:
         baseline = self._baseline.get()
@@ -178,10 +213,12 @@ class SignalLoader:
         settings: Settings,
         writer: RedisSignalWriter | None = None,
         on_applied: Callable[[list[Any]], None] | None = None,
+        on_drift: Callable[[drift.DriftReport], None] | None = None,
     ):
         self._settings = settings
         self._writer = writer or RedisSignalWriter(settings)
         self._on_applied = on_applied  # sees the signal records of a batch once in Redis (metrics)
+        self._on_drift = on_drift  # sees each new drift report (e.g. drift.DriftGauges.observe)
         self._stop = threading.Event()
         self.records = 0
 
@@ -204,7 +241,7 @@ class SignalLoader:
             fetch_max_wait_ms=20,
         )
         self._writer.open()
-        router = SignalRouter(self._settings, self._writer)
+        router = SignalRouter(self._settings, self._writer, on_drift=self._on_drift)
         router.start()
         try:
             while not self._stop.is_set():
@@ -216,13 +253,17 @@ class SignalLoader:
                     for r in rs
                     if r.key is not None
                 ]
-                user_records = [(r.key, r.value) for tp, rs in batches.items() if tp.topic == users_topic for r in rs]
+                user_records = [
+                    (r.key, r.value) for tp, rs in batches.items() if tp.topic == users_topic for r in rs
+                ]
                 writes = router.writes(records) + user_writes(user_records, user_layout, recent_n)
                 self.records += len(records) + len(user_records)
                 if writes:
                     self._writer.apply(writes)
                     if self._on_applied is not None:
-                        self._on_applied([r for tp, rs in batches.items() if tp.topic != users_topic for r in rs])
+                        self._on_applied(
+                            [r for tp, rs in batches.items() if tp.topic != users_topic for r in rs]
+                        )
                 if batches:
                     consumer.commit()
                 if pruned := router.prune_writes():

@@ -1,0 +1,144 @@
+"""Pure parts of the speed runtime: Flink options, archive naming and recovery, freshness, bench stats."""
+
+from __future__ import annotations
+
+import json
+from collections import namedtuple
+from pathlib import Path
+
+import pytest
+
+from batch.master import read
+from lambdastack.errors import ConfigError
+from lambdastack.events import Event
+from lambdastack.settings import load_settings
+from speed import archive
+from speed.bench import INVALID_EVERY, payloads, percentiles
+from speed.control import latest_file, record_savepoint, resolve_savepoint
+from speed.metrics import covered_time, freshness_seconds
+from speed.options import RunOptions, flink_config, parse_cluster
+
+pytestmark = pytest.mark.unit
+CONF = Path(__file__).resolve().parents[2] / "conf" / "lambdastack.yaml"
+Rec = namedtuple("Rec", "key value timestamp")
+
+
+def _settings(tmp_path: Path, **env: str):
+    return load_settings(CONF, environ={"LAMBDASTACK_STACK__STATE_DIR": str(tmp_path / "state"), **env})
+
+
+def test_the_job_checkpoints_exactly_once_restarts_and_sets_uids(tmp_path):
+    conf = flink_config(_settings(tmp_path), RunOptions(), "file:///c.jar")
+    assert conf["execution.checkpointing.mode"] == "EXACTLY_ONCE"
+    assert conf["execution.checkpointing.interval"] == "5000 ms"
+    assert conf["execution.checkpointing.dir"] == (tmp_path / "state" / "flink" / "checkpoints").as_uri()
+    assert conf["execution.checkpointing.externalized-checkpoint-retention"] == "RETAIN_ON_CANCELLATION"
+    assert conf["restart-strategy.type"] == "exponential-delay"
+    assert conf["table.exec.uid.generation"] == "ALWAYS"
+    assert conf["execution.target"] == "local"
+    assert "execution.savepoint.path" not in conf and "table.exec.mini-batch.enabled" not in conf
+
+
+def test_cluster_savepoint_fixed_delay_and_mini_batch_options(tmp_path):
+    s = _settings(
+        tmp_path,
+        LAMBDASTACK_SPEED__RESTART_STRATEGY="fixed-delay",
+        LAMBDASTACK_SPEED__MINI_BATCH_LATENCY_MS="50",
+    )
+    (tmp_path / "sp").mkdir()
+    conf = flink_config(
+        s, RunOptions(parallelism=2, cluster="10.0.0.5:8081", from_savepoint=str(tmp_path / "sp")), ""
+    )
+    assert (conf["execution.target"], conf["rest.address"], conf["rest.port"]) == (
+        "remote",
+        "10.0.0.5",
+        "8081",
+    )
+    assert conf["parallelism.default"] == "2"
+    assert conf["execution.savepoint.path"] == (tmp_path / "sp").as_uri()
+    assert conf["execution.savepoint.ignore-unclaimed-state"] == "false"
+    given = flink_config(s, RunOptions(from_savepoint="file:/x/savepoint-1"), "")
+    assert given["execution.savepoint.path"] == "file:/x/savepoint-1"
+    assert conf["restart-strategy.fixed-delay.attempts"] == "20"
+    assert conf["table.exec.mini-batch.allow-latency"] == "50 ms"
+
+
+@pytest.mark.parametrize("bad", ["localhost", ":8081", "host:port", "host:70000"])
+def test_a_bad_cluster_address_is_rejected_with_the_option_name(bad):
+    with pytest.raises(ConfigError, match="--cluster"):
+        parse_cluster(bad)
+    assert parse_cluster("flink.local:8081") == ("flink.local", 8081)
+
+
+def test_a_missing_savepoint_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="--from-savepoint"):
+        flink_config(_settings(tmp_path), RunOptions(from_savepoint=str(tmp_path / "nope")), "")
+    s = _settings(tmp_path)
+    with pytest.raises(ConfigError, match="no savepoint recorded"):
+        resolve_savepoint(s, "latest")
+    record_savepoint(s, "file:/x/savepoint-1")
+    assert resolve_savepoint(s, "latest") == "file:/x/savepoint-1"
+    assert resolve_savepoint(s, "/given") == "/given"
+    assert latest_file(s).parent == tmp_path / "state" / "flink" / "savepoints"
+
+
+def _events(n: int, day_ms: int = 1_767_225_600_000) -> list[Event]:
+    return [Event(f"e{i}", "u", "i", "view", 1.0, day_ms + i * 3_600_000) for i in range(n)]
+
+
+def test_rolls_are_named_by_offsets_and_resume_after_the_highest(tmp_path):
+    master = tmp_path / "master"
+    assert archive.write_roll(_events(30), master, archive.roll_id("t.events", 0, 0, 41)) == 30
+    archive.write_roll(_events(2), master, archive.roll_id("t.events", 1, 5, 9))
+    archive.write_roll(_events(2), master, archive.roll_id("other", 0, 0, 99))
+    assert archive.next_offsets(master, "t.events") == {0: 42, 1: 10}
+    assert sorted(p.name for p in master.glob("event_date=*")) == [
+        "event_date=2026-01-01",
+        "event_date=2026-01-02",
+    ]
+    assert read(master).num_rows == 34
+
+
+def test_recovery_undoes_an_interrupted_roll_so_its_offsets_are_read_again(tmp_path):
+    master = tmp_path / "master"
+    archive.write_roll(_events(3), master, archive.roll_id("t", 0, 0, 9))
+    # a crash in the middle of the renames of the next roll: one file in place, staging left behind
+    rid = archive.roll_id("t", 0, 10, 19)
+    staged = master / archive.STAGING / rid / "event_date=2026-01-02"
+    staged.mkdir(parents=True)
+    (staged / f"part-{rid}-0.parquet").write_bytes(b"x")
+    (master / "event_date=2026-01-01" / f"part-{rid}-0.parquet").write_bytes(b"x")
+    assert archive.next_offsets(master, "t") == {0: 20}
+    assert archive.recover(master) == 1
+    assert archive.next_offsets(master, "t") == {0: 10}
+    assert not list((master / archive.STAGING).iterdir())
+    assert read(master).num_rows == 3
+
+
+def test_a_roll_is_due_by_rows_or_age():
+    roll = archive.Roll(first=5, last=4, opened=100.0)
+    assert not roll.due(1000.0, 10, 1.0)  # nothing read
+    roll.add(5, None)
+    assert roll.due(101.5, 10, 1.0) and not roll.due(100.5, 10, 1.0)
+    for i in range(6, 16):
+        roll.add(i, _events(1)[0])
+    assert (roll.first, roll.last, len(roll.events)) == (5, 15, 10)
+    assert roll.due(100.0, 10, 60.0)
+
+
+def test_freshness_is_measured_from_the_newest_event_when_the_record_carries_it():
+    assert covered_time(json.dumps({"cnt": 3, "max_event_ms": 1000}).encode(), 5000) == ("event_time", 1000)
+    assert covered_time(json.dumps({"cnt": 3}).encode(), 5000) == ("signal_emit", 5000)
+    assert covered_time(None, 5000) == ("signal_emit", 5000)
+    got = freshness_seconds([Rec(b"k", b'{"cnt":1}', 1000), Rec(None, None, 0), Rec(b"k", None, 2500)], 2000)
+    assert got == [("signal_emit", 1.0), ("signal_emit", 0.0)]
+
+
+def test_bench_percentiles_and_payloads():
+    assert percentiles([]) == {"p50": None, "p95": None, "p99": None, "max": None, "n": 0}
+    p = percentiles([float(x) for x in range(1, 101)])
+    assert (p["p50"], p["p95"], p["p99"], p["max"], p["n"]) == (50.0, 95.0, 99.0, 100.0, 100)
+    batch = payloads(2 * INVALID_EVERY, items=10, users=5, time_ms=1_767_225_600_000)
+    assert sum(b"bench-invalid" in b for b in batch) == 2
+    first = json.loads(batch[0])
+    assert first["event_time"] == "2026-01-01T00:00:00.000Z" and first["item_id"].startswith("i")
