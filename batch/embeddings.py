@@ -141,6 +141,9 @@ def als_factors(spark: SparkSession, events: DataFrame) -> tuple[pd.DataFrame, p
         seed=SEED,
         numUserBlocks=2,
         numItemBlocks=2,
+        # the factor blocks fit in memory at every size this job targets; spilling them costs time
+        intermediateStorageLevel="MEMORY_ONLY",
+        finalStorageLevel="MEMORY_ONLY",
         coldStartStrategy="drop",
     )
     model = als.fit(data)
