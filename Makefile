@@ -44,8 +44,9 @@ test-integration: jars ## integration tests against real Kafka, Redis, Spark and
 MOVIELENS ?= ../shared/datasets/ml-latest-small
 RESULTS := bench/results
 .PHONY: bench
-bench: jars ## batch, speed and serving benchmarks + the replay evaluation on MovieLens -> bench/results/REPORT.md
+bench: jars ## Kafka + Redis up, then the batch, speed and serving benchmarks + the MovieLens replay -> bench/results/REPORT.md
 	@rc=0; \
+	$(LS) stack up || exit 1; \
 	$(LS) bench batch --movielens $(MOVIELENS) --json $(RESULTS)/batch.json || rc=1; \
 	$(LS) bench speed --json $(RESULTS)/speed.json || rc=1; \
 	$(LS) bench serving --json $(RESULTS)/serving.json || rc=1; \

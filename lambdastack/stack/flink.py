@@ -119,20 +119,24 @@ def rest_get(host: str, port: int, path: str) -> Any:
         return None
 
 
-def registered_taskmanagers(host: str, port: int) -> int:
-    overview = rest_get(host, port, "/overview")
-    return int(overview.get("taskmanagers", 0)) if overview else 0
+def taskmanager_ids(host: str, port: int) -> set[str]:
+    """Ids of the TaskManagers the JobManager lists (a killed one stays until its heartbeat times out)."""
+    listing = rest_get(host, port, "/taskmanagers")
+    return {str(tm["id"]) for tm in listing.get("taskmanagers", [])} if listing else set()
 
 
 def start_taskmanager(settings: Settings, state_dir: Path, index: int = 0, timeout_s: float = 60.0) -> int:
-    """Start TaskManager `index` and wait until the JobManager counts one more; returns its pid."""
+    """Start TaskManager `index` and wait until the JobManager lists it; returns its pid.
+
+    Readiness is a TaskManager id that was not listed before the start, not a count: a dead
+    TaskManager may leave the list while the new one joins, and the count would not move."""
     s = settings.speed
     env = prepare(settings, state_dir)
-    before = registered_taskmanagers(s.cluster_host, s.cluster_rest_port)
+    before = taskmanager_ids(s.cluster_host, s.cluster_rest_port)
     tm = taskmanager_process(state_dir, index)
     pid = tm.start([str(flink_home() / "bin" / "taskmanager.sh"), "start-foreground"], env=env, cwd=state_dir)
     wait_until(
-        lambda: registered_taskmanagers(s.cluster_host, s.cluster_rest_port) > before,
+        lambda: bool(taskmanager_ids(s.cluster_host, s.cluster_rest_port) - before),
         timeout_s,
         f"Flink TaskManager {index}",
         tm,
