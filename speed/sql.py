@@ -70,20 +70,13 @@ CREATE TABLE dead_letters (
 
 
 def signals_ddl(settings: Settings) -> str:
-    return f"""
-CREATE TABLE signals (
-  item_id STRING,
-  bucket_ms BIGINT,
-  type STRING,
-  cnt BIGINT,
-  PRIMARY KEY (item_id, bucket_ms, type) NOT ENFORCED
-) WITH (
-  'connector' = 'upsert-kafka',
-  'topic' = '{settings.topics.signals}',
-  {_kafka_common(settings)},
-  'key.format' = 'json',
-  'value.format' = 'json'
-)"""
+    """Hourly counts per item × bucket × type: the records of the merge contract (no `kind`)."""
+    return upsert_sink(
+        settings,
+        "signals",
+        "item_id STRING, bucket_ms BIGINT, type STRING, cnt BIGINT",
+        "item_id, bucket_ms, type",
+    )
 
 
 def parsed_view() -> str:

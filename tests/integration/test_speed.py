@@ -4,20 +4,17 @@ item, bucket and type; invalid input to the dead-letter topic with its source of
 from __future__ import annotations
 
 import json
-import random
-import time
-import uuid
 from collections import Counter
 
 import pytest
 import redis as redis_client
 
-from lambdastack.events import Event
 from lambdastack.keys import KeyLayout, bucket_start
 from lambdastack.producer import EventProducer
 from tests.conftest import make_isolated
 from tests.integration.conftest import start_speed_job
 from tests.integration.helpers import consume_all, eventually
+from tests.integration.speedcheck import make_events
 
 pytestmark = pytest.mark.integration
 BAD = [
@@ -43,19 +40,7 @@ def test_counts_in_redis_equal_the_input_and_bad_records_are_dead_lettered(
 ):
     iso = make_isolated(base_env, tmp_path, LAMBDASTACK_BATCH__BUCKET_S="60")
     stopper.append(start_speed_job(iso))
-    rng = random.Random(5)
-    now = int(time.time() * 1000)
-    events = [
-        Event(
-            f"e{uuid.uuid4().hex}",
-            f"u{rng.randrange(20)}",
-            f"i{rng.randrange(8)}",
-            rng.choice(["view", "like", "share", "watch"]),
-            1.0,
-            now - rng.randrange(0, 180_000),
-        )
-        for _ in range(400)
-    ]
+    events = make_events(400, seed=5, items=8)
     with EventProducer(iso.settings) as producer:
         for n, e in enumerate(events):
             producer.send(e)
