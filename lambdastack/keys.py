@@ -26,15 +26,6 @@ ALL_TYPES = "*"
 
 
 @dataclass(frozen=True, slots=True)
-class SignalKey:
-    """Identity of one absolute speed count: (item, bucket, type or ALL_TYPES)."""
-
-    item_id: str
-    bucket_ms: int
-    type: str
-
-
-@dataclass(frozen=True, slots=True)
 class KeyLayout:
     prefix: str
 

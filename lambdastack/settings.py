@@ -145,6 +145,10 @@ class SpeedSettings(_Section):
     fresh_seeds: int = Field(3, ge=1)  # newest engaged items whose neighbours are candidates
     version_check_s: float = Field(1.0, gt=0)  # how often the scoring UDF looks at CURRENT
     users_flush_ms: int = Field(100, ge=1)  # the users sink keeps the newest record per key this long
+    score_events: bool = True  # per-event ONNX scoring (fresh candidates); off: `recent` only
+    jvm_opts: str = "-XX:TieredStopAtLevel=1"  # JVM options of the job's JVM (local) / the cluster's
+    signals_flush_ms: int = Field(50, ge=1)  # the signals sink keeps the newest record per key this long
+    signals_flush_rows: int = Field(5000, ge=1)  # ... or until it holds this many keys
 
 
 PLACEHOLDER_MARKERS = ("change-me", "changeme", "placeholder", "example", "secret")

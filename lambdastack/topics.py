@@ -3,9 +3,10 @@
 - events (`topics.events`): wire events (lambdastack.events), key = user_id.
 - dead letter (`topics.dead_letter`): {"reason", "payload", "source"} where source is
   "kafka:<topic>" (then with "partition" and "offset" of the source record) or "<file>:<line>".
-- signals (`topics.signals`): speed-layer upserts, key = {"item_id", "bucket_ms", "type"} as JSON
-  (lambdastack.keys.SignalKey), value = {..., "cnt": n} (absolute, never a delta) or a tombstone.
-  Other shapes carry a `kind` in the key: "min" (item × minute × type counts), "trend" (the
+- signals (`topics.signals`): speed-layer upserts, key = {"item_id", "bucket_ms"} as JSON, value =
+  {"cnt": all types, "<type>": n per event type, "max_event_ms": newest event counted} (absolute,
+  never a delta) or a tombstone.
+  Other shapes carry a `kind` in the key: "min" (item × minute counts, same value), "trend" (the
   ranked items of one closed trending window), "drift" (feature-bin counts of one window);
   speed/loader.py turns each into absolute Redis writes.
 - users (`topics.users`): user state upserts of speed/users.py, key = {"user_id", "field"} as JSON

@@ -10,8 +10,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from lambdastack.features import ItemSide, UserState, state_from_row
+from lambdastack.item_matrix import ItemMatrix
 from lambdastack.versions import VersionLayout
-from serving.ranking import ItemMatrix
 
 GLOBAL_SCOPE = "global"
 PROFILE_COLUMNS = ["user_id", "n", "interest", "t_ref", "genre_names", "genre_counts", "last_item", "last_t"]

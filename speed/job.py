@@ -31,6 +31,13 @@ def _table_env(settings: Settings, parallelism: int | None, options: RunOptions 
     if not connector.is_file():
         raise ServiceError(f"the Flink Kafka connector {connector} is missing; run `lambdastack stack fetch`")
     options = options or RunOptions(parallelism=parallelism)
+    # In a local mini-cluster pyflink runs the Python functions in this very process ("loopback")
+    # by default, where they share one GIL with the Redis loader and the archiver. Worker
+    # processes of their own, as on a cluster, let the job use every core.
+    os.environ.setdefault("_python_worker_execution_mode", "process")
+    # the local mini-cluster runs in the JVM pyflink launches next; JVM_ARGS reaches its command line
+    if settings.speed.jvm_opts and options.cluster is None:
+        os.environ.setdefault("JVM_ARGS", settings.speed.jvm_opts)
     config = Configuration()
     for key, value in flink_config(settings, options, connector.as_uri()).items():
         config.set_string(key, value)
@@ -42,18 +49,19 @@ def _register_udf(t_env: Any) -> None:
     from pyflink.table import DataTypes
     from pyflink.table.udf import udf
 
-    from speed.parse import as_sql_row, parse_payload, row_fields
+    from speed.parse import as_sql_row, parse_record, row_fields
 
     types = {
         "BOOLEAN": DataTypes.BOOLEAN(),
         "STRING": DataTypes.STRING(),
         "DOUBLE": DataTypes.DOUBLE(),
         "BIGINT": DataTypes.BIGINT(),
+        "INT": DataTypes.INT(),
     }
     row_type = DataTypes.ROW([DataTypes.FIELD(n, types[t]) for n, t in row_fields()])
 
-    def parse_event(payload: str | None) -> Any:
-        return as_sql_row(parse_payload(payload, now_ms=int(time.time() * 1000)))
+    def parse_event(payload: str | None, partition: int | None = None, offset: int | None = None) -> Any:
+        return as_sql_row(parse_record(payload, partition, offset, now_ms=int(time.time() * 1000)))
 
     t_env.create_temporary_function("parse_event", udf(parse_event, result_type=row_type))
 
@@ -74,11 +82,9 @@ def submit(settings: Settings, parallelism: int | None = None, options: RunOptio
     t_env.execute_sql(sql.dead_letter_ddl(settings))
     statements.add_insert_sql(sql.insert_dead_letters(settings))
     t_env.execute_sql(sql.signals_ddl(settings))
-    for insert in sql.INSERT_SIGNALS:
-        statements.add_insert_sql(insert)
+    statements.add_insert_sql(sql.insert_signals())
     t_env.execute_sql(sql.minute_signals_ddl(settings))
-    for insert in sql.insert_minute_signals(settings):
-        statements.add_insert_sql(insert)
+    statements.add_insert_sql(sql.insert_minute_signals(settings))
     for ddl in (sql.trending_ddl(settings), sql.item_windows_view(settings)):
         t_env.execute_sql(ddl)
     statements.add_insert_sql(sql.insert_trending(settings))

@@ -6,32 +6,46 @@ bin counts of one closed window)."""
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
+
+import orjson
 
 from lambdastack.events import EVENT_TYPES
-from lambdastack.keys import ALL_TYPES, KeyLayout, SignalKey
+from lambdastack.keys import ALL_TYPES, KeyLayout
 from lambdastack.settings import Settings
 from lambdastack.versions import VersionLayout
 from speed import drift, trending
 from speed.baseline import BaselineFollower
-from speed.signals import Write, decode_count, minute_writes, stale_minute_fields, writes_for
+from speed.signals import Write, decode_counts, minute_writes, stale_minute_fields, writes_for
 from speed.user_writes import user_writes
 
 PRUNE_EVERY_MS = 10_000
+BATCH_MAX = 10_000  # records taken from Kafka per Redis pipeline
+# A key's TTL is set with its first write and renewed once this share of it has passed, not on
+# every write (an EXPIRE per key per batch was a third of the loader's Redis commands).
+EXPIRE_REFRESH = 0.1
+TTL_CACHE_MAX = 500_000
 MINUTE_TYPES = (*EVENT_TYPES, ALL_TYPES)
 
 
 class RedisSignalWriter:
     """Applies Writes in one MULTI/EXEC pipeline per batch, with a TTL on every key touched."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic):
         self._settings = settings
         self._client: Any = None
+        self._clock = clock
+        self._ttl_set: dict[str, tuple[float, int]] = {}  # key -> (when its TTL was set, TTL)
+
+    def _needs_ttl(self, key: str, ttl_s: int, now: float) -> bool:
+        """Whether to (re)set a key's TTL: first write, a different TTL, or EXPIRE_REFRESH of it
+        passed. A key this writer removed from (HDEL/ZREM may delete it) is forgotten first."""
+        last = self._ttl_set.get(key)
+        return last is None or last[1] != ttl_s or now - last[0] > ttl_s * EXPIRE_REFRESH
 
     def open(self) -> RedisSignalWriter:
         import redis
@@ -42,29 +56,56 @@ class RedisSignalWriter:
         return self
 
     def apply(self, writes: list[Write]) -> None:
+        """One MULTI/EXEC: the HSETs and ZADDs of a key are sent as one command (a removal of the
+        same key first sends what came before it, so the order of writes per key is kept)."""
         pipe = self._client.pipeline(transaction=True)
         ttls: dict[str, int] = {}
+        hashes: dict[str, dict[str, Any]] = {}
+        zsets: dict[str, dict[str, float]] = {}
+        removed: set[str] = set()  # keys a removal may have deleted: their TTL is not remembered
+
+        def flush(key: str) -> None:
+            if (fields := hashes.pop(key, None)) is not None:
+                pipe.hset(key, mapping=fields)
+            if (members := zsets.pop(key, None)) is not None:
+                pipe.zadd(key, members)
+
         for w in writes:
             value = int(w.value) if isinstance(w.value, float) and w.value.is_integer() else w.value
             if w.op == "hset":
-                pipe.hset(w.key, w.member, value if value is not None else 0)
-            elif w.op == "hdel":
-                pipe.hdel(w.key, w.member)
-                continue  # a removal keeps the key's TTL (it was set with the key's last value)
+                hashes.setdefault(w.key, {})[w.member] = value if value is not None else 0
             elif w.op == "zadd":
-                pipe.zadd(w.key, {w.member: float(w.value or 0)})
-            elif w.op == "zrem":
-                pipe.zrem(w.key, w.member)
-                continue
-            elif w.op == "set":
-                pipe.set(w.key, value if value is not None else "")
-            elif w.op == "del":
-                pipe.delete(w.key)
-                continue  # a deleted key needs no TTL unless a later write recreates it
+                zsets.setdefault(w.key, {})[w.member] = float(w.value or 0)
+            else:
+                flush(w.key)
+                removed.add(w.key)
+                if w.op == "hdel":
+                    pipe.hdel(w.key, w.member)
+                elif w.op == "zrem":
+                    pipe.zrem(w.key, w.member)
+                elif w.op == "del":
+                    pipe.delete(w.key)
+                elif w.op == "set":
+                    pipe.set(w.key, value if value is not None else "")
+                if w.op != "set":
+                    continue  # a removal keeps the key's TTL (set with the key's last value)
             ttls[w.key] = max(ttls.get(w.key, 0), w.ttl_s or self._settings.redis.signal_ttl_s)
-        for key, ttl in ttls.items():
+        for key in list(hashes) + list(zsets):
+            flush(key)
+        now = self._clock()
+        for key in removed:
+            self._ttl_set.pop(key, None)
+        renewed = {key: ttl for key, ttl in ttls.items() if self._needs_ttl(key, ttl, now)}
+        for key, ttl in renewed.items():
             pipe.expire(key, ttl)
         pipe.execute()
+        for key, ttl in renewed.items():
+            if key not in removed:
+                self._ttl_set[key] = (now, ttl)
+        if len(self._ttl_set) > TTL_CACHE_MAX:  # forget what would be renewed anyway
+            self._ttl_set = {
+                k: (t, ttl) for k, (t, ttl) in self._ttl_set.items() if now - t <= ttl * EXPIRE_REFRESH
+            }
 
     def get(self, key: str) -> bytes | None:
         return self._client.get(key)  # type: ignore[no-any-return]
@@ -128,26 +169,25 @@ class SignalRouter:
         now_ms = int(self._clock() * 1000)
         out: list[Write] = []
         for raw_key, raw_value in records:
-            key = json.loads(raw_key)
+            key = orjson.loads(raw_key)
             kind = key.get("kind")
             if kind is None:
-                sk = SignalKey(str(key["item_id"]), int(key["bucket_ms"]), str(key["type"]))
-                out += writes_for(sk, decode_count(raw_value), self._layout)
+                out += writes_for(
+                    str(key["item_id"]), int(key["bucket_ms"]), decode_counts(raw_value), self._layout
+                )
             elif kind == "min":
-                out += self._minute(key, decode_count(raw_value), now_ms)
+                out += self._minute(key, decode_counts(raw_value), now_ms)
             elif kind == "trend" and raw_value is not None:
-                out += self._trending(int(key["window_end_ms"]), json.loads(raw_value).get("items"))
+                out += self._trending(int(key["window_end_ms"]), orjson.loads(raw_value).get("items"))
             elif kind == "drift" and raw_value is not None:
-                out += self._drift(int(key["window_end_ms"]), json.loads(raw_value).get("bins"))
+                out += self._drift(int(key["window_end_ms"]), orjson.loads(raw_value).get("bins"))
             elif kind not in ("trend", "drift"):
                 print(f"[loader] skipping a signal record of unknown kind {kind!r}", file=sys.stderr)
         return out
 
-    def _minute(self, key: dict[str, Any], count: int | None, now_ms: int) -> list[Write]:
+    def _minute(self, key: dict[str, Any], counts: dict[str, int] | None, now_ms: int) -> list[Write]:
         item, minute_ms = str(key["item_id"]), int(key["minute_ms"])
-        out = minute_writes(
-            item, minute_ms, str(key["type"]), count, self._layout, self._retention_ms, now_ms
-        )
+        out = minute_writes(item, minute_ms, counts, self._layout, self._retention_ms, now_ms)
         if out and out[0].op == "hset":  # remember what was written, to delete it when it ages out
             self._minutes.setdefault(item, set()).add(minute_ms)
             if item not in self._scanned:
@@ -205,8 +245,28 @@ class SignalRouter:
         return out
 
 
+class SignalRecord(NamedTuple):
+    """One record of the signals or users topic, as the router and the metrics see it."""
+
+    key: bytes | None
+    value: bytes | None
+    timestamp: int  # Kafka record timestamp, epoch ms (when Flink emitted it)
+
+
+def newest_per_key(records: Iterable[SignalRecord]) -> list[SignalRecord]:
+    """The last record of each key, in the order of those last records: both topics are upserts
+    of absolute values, so an earlier record of a key in the same batch changes nothing."""
+    last: dict[bytes, SignalRecord] = {}
+    for r in records:
+        if r.key is not None:
+            last.pop(r.key, None)
+            last[r.key] = r
+    return list(last.values())
+
+
 class SignalLoader:
-    """Consumes the signals topic and upserts Redis until `stop()`."""
+    """Consumes the signals and users topics and upserts Redis until `stop()`; a batch's offsets
+    are committed only after its writes were acknowledged (a crash replays them: same values)."""
 
     def __init__(
         self,
@@ -225,47 +285,51 @@ class SignalLoader:
     def stop(self) -> None:
         self._stop.set()
 
-    def run(self) -> None:
-        from kafka import KafkaConsumer
+    def _consumer(self) -> Any:
+        from confluent_kafka import Consumer
 
+        s = self._settings
+        consumer = Consumer(
+            {
+                "bootstrap.servers": s.kafka.bootstrap,
+                "group.id": s.speed.loader_group,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "client.id": "lambdastack-redis-loader",
+                "fetch.wait.max.ms": 10,
+            }
+        )
+        consumer.subscribe([s.topics.signals, s.topics.users])
+        return consumer
+
+    def run(self) -> None:
         users_topic = self._settings.topics.users  # user state of speed/users.py
         user_layout, recent_n = KeyLayout(self._settings.redis.key_prefix), self._settings.speed.user_recent_n
-        consumer = KafkaConsumer(
-            self._settings.topics.signals,
-            users_topic,
-            bootstrap_servers=self._settings.kafka.bootstrap,
-            group_id=self._settings.speed.loader_group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            client_id="lambdastack-redis-loader",
-            fetch_max_wait_ms=20,
-        )
+        consumer = self._consumer()
         self._writer.open()
         router = SignalRouter(self._settings, self._writer, on_drift=self._on_drift)
         router.start()
         try:
             while not self._stop.is_set():
-                batches = consumer.poll(timeout_ms=50, max_records=5000)
-                records = [
-                    (r.key, r.value)
-                    for tp, rs in batches.items()
-                    if tp.topic != users_topic
-                    for r in rs
-                    if r.key is not None
-                ]
-                user_records = [
-                    (r.key, r.value) for tp, rs in batches.items() if tp.topic == users_topic for r in rs
-                ]
-                writes = router.writes(records) + user_writes(user_records, user_layout, recent_n)
-                self.records += len(records) + len(user_records)
+                messages = consumer.consume(num_messages=BATCH_MAX, timeout=0.01)
+                signals: list[SignalRecord] = []
+                users: list[SignalRecord] = []
+                for m in messages:
+                    if m.error() is not None:
+                        print(f"[loader] {m.error()}", file=sys.stderr, flush=True)
+                        continue
+                    rec = SignalRecord(m.key(), m.value(), m.timestamp()[1])
+                    (users if m.topic() == users_topic else signals).append(rec)
+                signals, users = newest_per_key(signals), newest_per_key(users)
+                writes = router.writes((r.key, r.value) for r in signals)
+                writes += user_writes(((r.key, r.value) for r in users), user_layout, recent_n)
+                self.records += len(signals) + len(users)
                 if writes:
                     self._writer.apply(writes)
                     if self._on_applied is not None:
-                        self._on_applied(
-                            [r for tp, rs in batches.items() if tp.topic != users_topic for r in rs]
-                        )
-                if batches:
-                    consumer.commit()
+                        self._on_applied(signals)
+                if messages:
+                    consumer.commit(asynchronous=False)
                 if pruned := router.prune_writes():
                     self._writer.apply(pruned)
         finally:

@@ -10,10 +10,11 @@ whole path, producer send to a readable Redis value, with a probe.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from typing import Any
+
+import orjson
 
 from lambdastack.errors import ServiceError
 
@@ -25,7 +26,7 @@ def covered_time(value: bytes | None, kafka_timestamp_ms: int) -> tuple[str, int
     """(label, epoch ms) the freshness of one signal record is measured from."""
     if value:
         try:
-            newest = json.loads(value).get("max_event_ms")
+            newest = orjson.loads(value).get("max_event_ms")
         except (ValueError, AttributeError):
             newest = None
         if isinstance(newest, int):

@@ -8,6 +8,9 @@ from lambdastack.events import decode, describe_errors
 
 # (ok, event_id, user_id, item_id, type, value, event_time_ms, error)
 ParsedRow = tuple[bool, str | None, str | None, str | None, str | None, float | None, int | None, str | None]
+# ParsedRow + (raw, partition, offset): the record's payload only when it is invalid (the dead
+# letter carries it), and where it was read
+SourcedRow = tuple[Any, ...]
 
 
 def parse_payload(payload: str | bytes | None, now_ms: int | None = None) -> ParsedRow:
@@ -29,6 +32,17 @@ def parse_payload(payload: str | bytes | None, now_ms: int | None = None) -> Par
     )
 
 
+def parse_record(
+    payload: str | bytes | None, partition: int | None, offset: int | None, now_ms: int | None = None
+) -> SourcedRow:
+    """`parse_payload` of a Kafka record, with its source position (and its payload if invalid)."""
+    parsed = parse_payload(payload, now_ms)
+    raw = (
+        None if parsed[0] else (payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload)
+    )
+    return (*parsed, raw, partition, offset)
+
+
 def row_fields() -> list[tuple[str, str]]:
     """Names and Flink SQL types of the parsed row, in order."""
     return [
@@ -40,10 +54,13 @@ def row_fields() -> list[tuple[str, str]]:
         ("value", "DOUBLE"),
         ("event_time_ms", "BIGINT"),
         ("error", "STRING"),
+        ("raw", "STRING"),
+        ("source_partition", "INT"),
+        ("source_offset", "BIGINT"),
     ]
 
 
-def as_sql_row(parsed: ParsedRow) -> Any:
+def as_sql_row(parsed: SourcedRow) -> Any:
     from pyflink.common import Row
 
     return Row(*parsed)

@@ -19,7 +19,7 @@ import numpy as np
 from lambdastack.features import DECAY_PER_MS, UserState, event_weights, is_positive
 from lambdastack.usersignals import FreshCandidates, encode_fresh
 from speed.snapshot import Snapshot
-from speed.user_window import Entry, parse_window
+from speed.user_window import ENTRY_SEP, Entry, parse_window
 
 SCORE_DECIMALS = 6  # what lambdastack.usersignals.encode_fresh keeps
 
@@ -83,39 +83,13 @@ def candidates(snap: Snapshot, user_id: str, window: Sequence[Entry], seeds: Seq
     return list(out)
 
 
-def _cosines(rows: np.ndarray, row_norms: np.ndarray, q: np.ndarray | None) -> np.ndarray:
-    """cos(q, row) per row, 0 where either norm is 0 (lambdastack.features._cos over many rows)."""
-    nq = 0.0 if q is None else float(np.linalg.norm(q))
-    if q is None or nq == 0.0:
-        return np.zeros(len(rows))
-    ok = row_norms > 0
-    return np.where(ok, (rows @ q) / np.where(ok, row_norms * nq, 1.0), 0.0)
-
-
 def feature_matrix(snap: Snapshot, state: UserState, items: Sequence[str], t: int) -> np.ndarray:
     """lambdastack.features.features of (state, item, t) for many items at once, in
-    FEATURE_NAMES order; equal to ItemSide.row per item up to float rounding (a unit test keeps
-    them together). The item count is the batch count: the speed counts live in Redis."""
-    side = snap.side
-    rows, norms, _ = snap.vector_rows(items)
-    counts = np.asarray([max(snap.counts.get(i, 0), 0) for i in items], dtype=np.float64)
-    genre_aff = np.zeros(len(items))
-    if state.n:
-        for k, item in enumerate(items):
-            genres = side.genres.get(item, ())
-            if genres:
-                genre_aff[k] = sum(state.genres.get(g, 0) for g in genres) / (len(genres) * state.n)
-    hours = (t - state.last_t) / 3_600_000 if state.last_t is not None and t > state.last_t else 0.0
-    return np.column_stack(
-        [
-            np.log1p(counts),
-            np.full(len(items), math.log1p(state.n)),
-            _cosines(rows, norms, state.interest),
-            genre_aff,
-            _cosines(rows, norms, side.vector(state.last_item)),
-            np.full(len(items), math.log1p(hours)),
-        ]
-    )
+    FEATURE_NAMES order (lambdastack.item_matrix, as the serving layer ranks). The item count is
+    the batch count: the speed counts live in Redis."""
+    m = snap.matrix
+    rows = m.rows(items)
+    return m.features(state, rows, m.counts[rows], t)
 
 
 def score(
@@ -146,3 +120,23 @@ def fresh_value(snap: Snapshot | None, user_id: str, window: str, fresh_n: int, 
         return None
     fresh = score(snap, user_id, parse_window(window), fresh_n, seeds_n)
     return None if fresh is None else encode_fresh(fresh)
+
+
+def fresh_values(
+    snap: Snapshot | None, user_ids: Sequence[str], windows: Sequence[str], fresh_n: int, seeds_n: int
+) -> list[str | None]:
+    """`fresh_value` of each (user, window) of a batch, in order, except that only a user's last
+    positive engagement in the batch is scored: the users sink is an upsert keyed by user, so an
+    earlier fresh list of the same user in the same batch would be replaced before anyone could
+    read it (None: nothing to write). The same values as one call per row, for less work."""
+    out: list[str | None] = [None] * len(user_ids)
+    done: set[str] = set()
+    for n in range(len(user_ids) - 1, -1, -1):
+        user, window = user_ids[n], windows[n]
+        if user in done or not window:
+            continue
+        trigger = parse_window(window.rsplit(ENTRY_SEP, 1)[-1])[-1]
+        if is_positive(trigger.type, trigger.value):
+            done.add(user)
+            out[n] = fresh_value(snap, user, window, fresh_n, seeds_n)
+    return out

@@ -6,10 +6,12 @@ records again, in order, leaves Redis exactly as it was: replays after a crash c
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
-from lambdastack.keys import ALL_TYPES, KeyLayout, SignalKey
+import orjson
+
+from lambdastack.events import EVENT_TYPES
+from lambdastack.keys import ALL_TYPES, KeyLayout
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,49 +26,50 @@ class Write:
     ttl_s: int | None = None
 
 
-def decode_key(raw: bytes) -> SignalKey:
-    d = json.loads(raw)
-    return SignalKey(str(d["item_id"]), int(d["bucket_ms"]), str(d["type"]))
-
-
-def decode_count(raw: bytes | None) -> int | None:
-    """The absolute count of a signal record; None for a tombstone."""
+def decode_counts(raw: bytes | None) -> dict[str, int] | None:
+    """{type: count} of a count record, "*" for all types, types without events left out (a
+    type's count never goes back to 0 within its bucket); None for a tombstone."""
     if raw is None:
         return None
-    return int(json.loads(raw)["cnt"])
+    d = orjson.loads(raw)
+    out = {ALL_TYPES: int(d["cnt"])}
+    for t in EVENT_TYPES:
+        if n := d.get(t):
+            out[t] = int(n)
+    return out
 
 
-def writes_for(key: SignalKey, count: int | None, layout: KeyLayout) -> list[Write]:
-    item_key = layout.item(key.item_id)
-    field = KeyLayout.item_field(key.bucket_ms, key.type)
-    out = [Write("hdel", item_key, field)] if count is None else [Write("hset", item_key, field, count)]
-    if key.type == ALL_TYPES:
-        bucket_key = layout.bucket(key.bucket_ms)
-        out.append(
-            Write("zrem", bucket_key, key.item_id)
-            if count is None
-            else Write("zadd", bucket_key, key.item_id, count)
-        )
+def writes_for(item_id: str, bucket_ms: int, counts: dict[str, int] | None, layout: KeyLayout) -> list[Write]:
+    """The absolute writes of one item x hour bucket record: a field per type in the item's hash
+    and the all-types count in the bucket's ZSET."""
+    item_key, bucket_key = layout.item(item_id), layout.bucket(bucket_ms)
+    if counts is None:
+        gone = [
+            Write("hdel", item_key, KeyLayout.item_field(bucket_ms, t)) for t in (ALL_TYPES, *EVENT_TYPES)
+        ]
+        return [*gone, Write("zrem", bucket_key, item_id)]
+    out = [Write("hset", item_key, KeyLayout.item_field(bucket_ms, t), n) for t, n in counts.items()]
+    out.append(Write("zadd", bucket_key, item_id, counts[ALL_TYPES]))
     return out
 
 
 def minute_writes(
     item_id: str,
     minute_ms: int,
-    etype: str,
-    count: int | None,
+    counts: dict[str, int] | None,
     layout: KeyLayout,
     retention_ms: int,
     now_ms: int,
 ) -> list[Write]:
-    """The absolute write of one minute counter; minutes older than the retention are not written
-    (the loader deletes them anyway, see `stale_minute_fields`)."""
-    key, field = layout.item_minutes(item_id), KeyLayout.item_field(minute_ms, etype)
-    if count is None:
-        return [Write("hdel", key, field)]
+    """The absolute writes of one item x minute record; minutes older than the retention are not
+    written (the loader deletes them anyway, see `stale_minute_fields`)."""
+    key = layout.item_minutes(item_id)
+    if counts is None:
+        return [Write("hdel", key, KeyLayout.item_field(minute_ms, t)) for t in (ALL_TYPES, *EVENT_TYPES)]
     if minute_ms < now_ms - retention_ms:
         return []
-    return [Write("hset", key, field, count, ttl_s=retention_ms // 1000)]
+    ttl_s = retention_ms // 1000
+    return [Write("hset", key, KeyLayout.item_field(minute_ms, t), n, ttl_s=ttl_s) for t, n in counts.items()]
 
 
 def stale_minute_fields(fields: list[str], retention_ms: int, now_ms: int) -> list[str]:

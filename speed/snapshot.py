@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from lambdastack.features import ItemSide, UserState, state_from_row
+from lambdastack.item_matrix import ItemMatrix
 from lambdastack.versions import VersionLayout
 
 MODEL_FILE = ("model", "ranker.onnx")
@@ -42,6 +43,11 @@ class Snapshot:
         dim = len(next(iter(self.side.vectors.values()))) if index else 0
         matrix = np.vstack([*self.side.vectors.values(), np.zeros(dim)]).astype(np.float64)
         return index, matrix, np.linalg.norm(matrix, axis=1)
+
+    @cached_property
+    def matrix(self) -> ItemMatrix:
+        """The item-side arrays of the vectorised features (built on first use)."""
+        return ItemMatrix.build(self.side, self.counts)
 
     def vector_rows(self, items: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Content vectors of the items (zeros without one), their norms, and which have one."""

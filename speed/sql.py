@@ -3,6 +3,7 @@ hour bucket and per minute, trending windows; every result goes to an upsert sin
 
 from __future__ import annotations
 
+from lambdastack.events import EVENT_TYPES
 from lambdastack.settings import Settings
 
 MINUTE_MS = 60_000
@@ -59,7 +60,8 @@ CREATE TABLE dead_letters (
   payload STRING,
   source STRING,
   `partition` INT,
-  `offset` BIGINT
+  `offset` BIGINT,
+  kafka_timestamp TIMESTAMP_LTZ(3)
 ) WITH (
   'connector' = 'kafka',
   'topic' = '{settings.topics.dead_letter}',
@@ -69,23 +71,41 @@ CREATE TABLE dead_letters (
 )"""
 
 
+def count_columns() -> str:
+    """The value columns of a count record: all types, then one per event type, then the newest
+    event time counted (what freshness is measured from)."""
+    per_type = ", ".join(f"`{t}` BIGINT" for t in EVENT_TYPES)
+    return f"cnt BIGINT, {per_type}, max_event_ms BIGINT"
+
+
+def count_aggregates() -> str:
+    """The SQL aggregates that fill `count_columns`."""
+    per_type = ", ".join(f"COUNT(*) FILTER (WHERE type = '{t}')" for t in EVENT_TYPES)
+    return f"COUNT(*), {per_type}, MAX(event_time_ms)"
+
+
 def signals_ddl(settings: Settings) -> str:
-    """Hourly counts per item × bucket × type: the records of the merge contract (no `kind`)."""
+    """Hourly counts per item × bucket, one column per type: the records of the merge contract
+    (no `kind`). One record per update carries every type, so an event costs one record."""
     return upsert_sink(
-        settings,
-        "signals",
-        "item_id STRING, bucket_ms BIGINT, type STRING, cnt BIGINT",
-        "item_id, bucket_ms, type",
+        settings, "signals", f"item_id STRING, bucket_ms BIGINT, {count_columns()}", "item_id, bucket_ms"
     )
 
 
 def parsed_view() -> str:
+    """Every record parsed once. The parse takes the source position and returns it (and the
+    payload of an invalid record), and every consumer of the view also reads `ts`: so all of
+    them need the same Python call on the same columns, and the planner computes it once and
+    shares the result (were their projections to differ, it would plan one Python call each)."""
     return """
 CREATE TEMPORARY VIEW parsed AS
-SELECT parse_event(payload) AS e, payload, `partition`, `offset`, ts FROM raw_events"""
+SELECT parse_event(payload, `partition`, `offset`) AS e, ts FROM raw_events"""
 
 
 def valid_view(bucket_s: int) -> str:
+    """Valid events with their buckets. `ts IS NOT NULL` drops nothing (a rowtime is never null:
+    the watermark assigner fails the job on one); it makes the counters read `ts` too, so that
+    they share the one parse with the trending and drift pipelines (see `parsed_view`)."""
     size = bucket_s * 1000
     return f"""
 CREATE TEMPORARY VIEW valid_events AS
@@ -94,24 +114,20 @@ SELECT e.event_id AS event_id, e.user_id AS user_id, e.item_id AS item_id, e.typ
        e.event_time_ms - MOD(e.event_time_ms, CAST({size} AS BIGINT)) AS bucket_ms,
        e.event_time_ms - MOD(e.event_time_ms, CAST({MINUTE_MS} AS BIGINT)) AS minute_ms,
        ts
-FROM parsed WHERE e.ok"""
+FROM parsed WHERE e.ok AND ts IS NOT NULL"""
 
 
 def insert_dead_letters(settings: Settings) -> str:
     return f"""
 INSERT INTO dead_letters
-SELECT e.error, payload, 'kafka:{settings.topics.events}', `partition`, `offset`
+SELECT e.error, e.`raw`, 'kafka:{settings.topics.events}', e.source_partition, e.source_offset, ts
 FROM parsed WHERE NOT e.ok"""
 
 
-INSERT_SIGNALS = [
-    """
+def insert_signals() -> str:
+    return f"""
 INSERT INTO signals
-SELECT item_id, bucket_ms, type, COUNT(*) FROM valid_events GROUP BY item_id, bucket_ms, type""",
-    """
-INSERT INTO signals
-SELECT item_id, bucket_ms, '*', COUNT(*) FROM valid_events GROUP BY item_id, bucket_ms""",
-]
+SELECT item_id, bucket_ms, {count_aggregates()} FROM valid_events GROUP BY item_id, bucket_ms"""
 
 
 def window_end_ms() -> str:
@@ -131,7 +147,9 @@ CREATE TABLE {name} (
   'topic' = '{settings.topics.signals}',
   {_kafka_common(settings)},
   'key.format' = 'json',
-  'value.format' = 'json'
+  'value.format' = 'json',
+  'sink.buffer-flush.max-rows' = '{settings.speed.signals_flush_rows}',
+  'sink.buffer-flush.interval' = '{settings.speed.signals_flush_ms} ms'
 )"""
 
 
@@ -139,25 +157,19 @@ def minute_signals_ddl(settings: Settings) -> str:
     return upsert_sink(
         settings,
         "minute_signals",
-        "kind STRING, item_id STRING, minute_ms BIGINT, type STRING, cnt BIGINT",
-        "kind, item_id, minute_ms, type",
+        f"kind STRING, item_id STRING, minute_ms BIGINT, {count_columns()}",
+        "kind, item_id, minute_ms",
     )
 
 
-def insert_minute_signals(settings: Settings) -> list[str]:
-    """Exact counts per item x event-time minute x type (and '*'); state kept a bounded time.
-    Two statements, each grouped by the sink's key: no upsert materializer (and its state)."""
+def insert_minute_signals(settings: Settings) -> str:
+    """Exact counts per item x event-time minute (per type and in all); state kept a bounded
+    time. Grouped by the sink's key: no upsert materializer (and its state)."""
     hint = f"/*+ STATE_TTL('v' = '{settings.speed.minute_state_ttl_s} s') */"
-    return [
-        f"""
+    return f"""
 INSERT INTO minute_signals
-SELECT {hint} 'min', item_id, minute_ms, type, COUNT(*)
-FROM valid_events v GROUP BY item_id, minute_ms, type""",
-        f"""
-INSERT INTO minute_signals
-SELECT {hint} 'min', item_id, minute_ms, '*', COUNT(*)
-FROM valid_events v GROUP BY item_id, minute_ms""",
-    ]
+SELECT {hint} 'min', item_id, minute_ms, {count_aggregates()}
+FROM valid_events v GROUP BY item_id, minute_ms"""
 
 
 def trending_ddl(settings: Settings) -> str:

@@ -8,9 +8,10 @@ FreshCandidates. No write depends on what Redis held, so a replay leaves the sam
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterable
+
+import orjson
 
 from lambdastack.errors import DataError
 from lambdastack.keys import KeyLayout
@@ -22,9 +23,9 @@ from speed.user_window import parse_window
 def user_write(key: bytes, value: bytes | None, layout: KeyLayout, recent_n: int) -> Write:
     """The write of one users-topic record; raises DataError naming what is wrong with it."""
     try:
-        k = json.loads(key)
+        k = orjson.loads(key)
         user_key, field = layout.user(str(k["user_id"])), str(k["field"])
-        payload = None if value is None else json.loads(value)["payload"]
+        payload = None if value is None else orjson.loads(value)["payload"]
         if field not in (RECENT_FIELD, FRESH_FIELD):
             raise ValueError(f"field must be {RECENT_FIELD!r} or {FRESH_FIELD!r}, not {field!r}")
         if payload is None:

@@ -80,11 +80,15 @@ def never_positive_types() -> list[str]:
     return [t for t in EVENT_TYPES if t not in ("watch", "rating") and event_weight(t, 1.0) <= 0]
 
 
-def insert_users() -> str:
-    barred = ", ".join(f"'{t}'" for t in never_positive_types()) or "''"
-    return f"""
+def insert_users(score_events: bool = True) -> str:
+    """Each event's `recent` window, and (unless per-event scoring is off) its `fresh` list."""
+    recent = f"""
 INSERT INTO {SINK_TABLE}
-SELECT user_id, 'recent', win FROM user_recent
+SELECT user_id, 'recent', win FROM user_recent"""
+    if not score_events:
+        return recent
+    barred = ", ".join(f"'{t}'" for t in never_positive_types()) or "''"
+    return f"""{recent}
 UNION ALL
 SELECT user_id, 'fresh', fresh FROM (
   SELECT user_id, score_fresh(user_id, win) AS fresh FROM user_window WHERE type NOT IN ({barred})
@@ -113,11 +117,10 @@ def fresh_udf(settings: Settings) -> Any:
             self.follower = VersionFollower(VersionLayout(Path(views_dir)), load_snapshot, check_s)
 
         def eval(self, user_ids: pd.Series, windows: pd.Series) -> pd.Series:
-            from speed.scoring import fresh_value
+            from speed.scoring import fresh_values
 
-            snap = self.follower.snapshot()
             return pd.Series(
-                [fresh_value(snap, u, w, fresh_n, seeds_n) for u, w in zip(user_ids, windows, strict=True)],
+                fresh_values(self.follower.snapshot(), list(user_ids), list(windows), fresh_n, seeds_n),
                 dtype=object,
             )
 
@@ -127,13 +130,15 @@ def fresh_udf(settings: Settings) -> Any:
 def add_to(t_env: Any, statements: Any, settings: Settings) -> None:
     """Add the user pipeline to the job (needs `parse_event` registered)."""
     s = settings.speed
-    t_env.create_temporary_function("score_fresh", fresh_udf(settings))
-    for ddl in (
+    ddls = [
         source_ddl(settings),
         events_view(),
         window_view("user_recent", s.user_recent_n),
-        window_view("user_window", s.user_window_n),
         sink_ddl(settings),
-    ):
+    ]
+    if s.score_events:
+        t_env.create_temporary_function("score_fresh", fresh_udf(settings))
+        ddls.append(window_view("user_window", s.user_window_n))
+    for ddl in ddls:
         t_env.execute_sql(ddl)
-    statements.add_insert_sql(insert_users())
+    statements.add_insert_sql(insert_users(s.score_events))

@@ -64,7 +64,7 @@ def cluster_config(settings: Settings, state_dir: Path) -> dict[str, str]:
         "io.tmp.dirs": str(cluster_dir(state_dir) / "tmp"),
         "blob.storage.directory": str(cluster_dir(state_dir) / "blobs"),
         "web.tmpdir": str(cluster_dir(state_dir) / "web"),
-        "env.java.opts.all": _java_opts(),
+        "env.java.opts.all": f"{_java_opts()} {s.jvm_opts}".strip(),
     }
 
 

@@ -23,10 +23,10 @@ from lambdastack.evaluation.variants import (
 )
 from lambdastack.events import Event
 from lambdastack.features import ItemSide, UserState
+from lambdastack.item_matrix import ItemMatrix
 from lambdastack.settings import load_settings
 from serving.batch_view import BatchView
 from serving.feed import FeedConfig
-from serving.ranking import ItemMatrix
 from serving.snapshot import Snapshot
 from speed.snapshot import Snapshot as ScoringSnapshot
 from speed.user_window import parse_window

@@ -58,10 +58,10 @@ def _rec(key: dict, value: dict | None):
 
 
 RECORDS = [
-    _rec({"item_id": "i1", "bucket_ms": 7_200_000, "type": "*"}, {"cnt": 2}),
-    _rec({"kind": "min", "item_id": "i1", "minute_ms": 9_960_000, "type": "view"}, {"cnt": 1}),
-    _rec({"kind": "min", "item_id": "i1", "minute_ms": 9_960_000, "type": "view"}, {"cnt": 2}),
-    _rec({"kind": "min", "item_id": "i1", "minute_ms": 1_000_000, "type": "view"}, {"cnt": 9}),  # expired
+    _rec({"item_id": "i1", "bucket_ms": 7_200_000}, {"cnt": 2, "view": 0, "like": 2}),
+    _rec({"kind": "min", "item_id": "i1", "minute_ms": 9_960_000}, {"cnt": 1, "view": 1}),
+    _rec({"kind": "min", "item_id": "i1", "minute_ms": 9_960_000}, {"cnt": 2, "view": 2}),
+    _rec({"kind": "min", "item_id": "i1", "minute_ms": 1_000_000}, {"cnt": 9, "view": 9}),  # expired
     _rec({"kind": "trend", "window_end_ms": 9_960_000}, {"items": "i1 3 3;i2 5 9;bot 1 400"}),
     _rec({"kind": "trend", "window_end_ms": 9_900_000}, {"items": "i3 4 4"}),  # an older window
     _rec({"kind": "future", "x": 1}, {"y": 2}),  # a kind this loader does not know: skipped
@@ -78,8 +78,8 @@ def _run(store: DictStore, settings, records) -> None:
 def test_records_become_absolute_minute_bucket_and_trending_state(tmp_path):
     store = DictStore()
     _run(store, _settings(tmp_path), RECORDS)
-    assert store.data["t:item:i1"] == {"7200000:*": 2}
-    assert store.data["t:item:i1:min"] == {"9960000:view": 2}
+    assert store.data["t:item:i1"] == {"7200000:*": 2, "7200000:like": 2}
+    assert store.data["t:item:i1:min"] == {"9960000:view": 2, "9960000:*": 2}
     assert store.data["t:trending:9960000"] == {"i2": 4.0, "i1": 2.0}  # (users - 1) / sqrt(1)
     assert store.data["t:trending:9900000"] == {"i3": 3.0}
     assert store.data["t:trending:latest"] == 9_960_000  # an older window does not move it back
@@ -98,4 +98,18 @@ def test_minutes_past_the_retention_are_pruned(tmp_path):
     store = DictStore()
     store.data["t:item:i1:min"] = {"60000:*": 5}  # written by an earlier loader, long expired
     _run(store, _settings(tmp_path), RECORDS[1:3])
-    assert store.data["t:item:i1:min"] == {"9960000:view": 2}
+    assert store.data["t:item:i1:min"] == {"9960000:view": 2, "9960000:*": 2}
+
+
+def test_newest_per_key_keeps_the_last_record_of_each_key_in_the_order_of_those_records():
+    from speed.loader import SignalRecord, newest_per_key
+
+    recs = [
+        SignalRecord(b"a", b"1", 1),
+        SignalRecord(b"b", b"1", 2),
+        SignalRecord(None, b"x", 3),
+        SignalRecord(b"a", None, 4),
+        SignalRecord(b"c", b"1", 5),
+    ]
+    assert newest_per_key(recs) == [recs[1], recs[3], recs[4]]
+    assert newest_per_key([]) == []

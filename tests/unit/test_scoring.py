@@ -181,3 +181,26 @@ def test_the_closed_form_merge_equals_applying_the_events_one_by_one(profile):
         sequential.last_item,
         sequential.last_t,
     )
+
+
+def test_a_batch_scores_each_users_last_positive_engagement_only_with_the_same_final_values(ranker):
+    from speed.scoring import fresh_values
+
+    snap = _snapshot(ranker, version="v000009")
+
+    def win(*entries):
+        return ENTRY_SEP.join(FIELD_SEP.join(e) for e in entries)
+
+    a1 = ["i1", "like", "1.0", str(AS_OF + 1), "a1"]
+    a2 = ["i5", "view", "1.0", str(AS_OF + 2), "a2"]
+    a3 = ["i2", "skip", "1.0", str(AS_OF + 3), "a3"]  # not positive: nothing written for it
+    b1 = ["i3", "like", "1.0", str(AS_OF + 1), "b1"]
+    users = ["ua", "ub", "ua", "ua"]
+    windows = [win(a1), win(b1), win(a1, a2), win(a1, a2, a3)]
+    got = fresh_values(snap, users, windows, 5, 3)
+    one_by_one = [fresh_value(snap, u, w, 5, 3) for u, w in zip(users, windows, strict=True)]
+    assert got == [None, one_by_one[1], one_by_one[2], None]
+    # what an upsert sink keeps per user (the last non-null value) is the same either way
+    last = lambda values: {u: v for u, v in zip(users, values, strict=True) if v is not None}  # noqa: E731
+    assert last(got) == last(one_by_one)
+    assert fresh_values(None, ["u"], [win(a1)], 5, 3) == [None]

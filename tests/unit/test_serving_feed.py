@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from lambdastack.features import FEATURE_NAMES, ItemSide, UserState
+from lambdastack.item_matrix import ItemMatrix
 from lambdastack.usersignals import FreshCandidates, Interaction
 from serving.batch_view import BatchView
 from serving.feed import (
@@ -23,7 +24,7 @@ from serving.feed import (
     rank_feed,
 )
 from serving.model import Ranker, load_ranker
-from serving.ranking import ItemMatrix, feature_matrix, online_state
+from serving.ranking import feature_matrix, online_state
 from serving.snapshot import Snapshot
 from serving.speed_view import SpeedSnapshot
 

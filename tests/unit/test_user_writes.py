@@ -86,3 +86,11 @@ def test_the_sql_prefilter_only_drops_types_that_are_never_positive():
     for etype in EVENT_TYPES:
         if etype in barred:
             assert not any(is_positive(etype, v) for v in values)
+
+
+def test_without_per_event_scoring_the_user_pipeline_writes_recent_only():
+    from speed.users import insert_users
+
+    assert "score_fresh" in insert_users() and "'fresh'" in insert_users()
+    off = insert_users(score_events=False)
+    assert "score_fresh" not in off and "'fresh'" not in off and "'recent'" in off
