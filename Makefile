@@ -48,7 +48,7 @@ bench: jars ## Kafka + Redis up, then the batch, speed and serving benchmarks + 
 	@rc=0; \
 	$(LS) stack up || exit 1; \
 	$(LS) bench batch --movielens $(MOVIELENS) --json $(RESULTS)/batch.json || rc=1; \
-	$(LS) bench speed --json $(RESULTS)/speed.json || rc=1; \
+	$(LS) bench speed --seconds 20 --repeat 3 --json $(RESULTS)/speed.json || rc=1; \
 	$(LS) bench serving --json $(RESULTS)/serving.json || rc=1; \
 	$(LS) eval replay $(MOVIELENS) --split 0.8 --k 10 --json $(RESULTS)/eval.json || rc=1; \
 	$(LS) report --results $(RESULTS) || rc=1; \

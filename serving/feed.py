@@ -81,7 +81,9 @@ class Feed:
 
 
 class _Pool:
-    """Candidates in the order they were found, each with the sources that proposed it."""
+    """Candidates in the order they were found, each with the sources that proposed it. A source
+    proposes the first `n` items of its list the user has not seen; once the pool holds `limit`
+    items, a proposed item not in it yet is dropped (an item already in it still gets the source)."""
 
     def __init__(self, seen: frozenset[str], limit: int):
         self.seen, self.limit = seen, limit
@@ -94,6 +96,7 @@ class _Pool:
                 return
             if item in self.seen:
                 continue
+            taken += 1
             srcs = self.sources.get(item)
             if srcs is None:
                 if len(self.sources) >= self.limit:
@@ -101,7 +104,6 @@ class _Pool:
                 self.sources[item] = srcs = []
             if source not in srcs:
                 srcs.append(source)
-            taken += 1
 
 
 def is_cold(snapshot: Snapshot, user_id: str, cfg: FeedConfig) -> bool:

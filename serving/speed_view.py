@@ -119,9 +119,9 @@ def minute_windows(raw: Mapping[Any, Any], now_ms: int) -> dict[str, dict[str, i
 
 
 # One round trip for a feed: the user's hash, the newest trending window and, per bucket, the top
-# movers and the candidates' counts, returned as one JSON string (cheap to parse, unlike hundreds
-# of RESP lines). The trending key is found inside the script from `trending:latest`, which a
-# single (non-cluster) Redis allows.
+# movers and the counts of the candidates (ARGV[4], newline-separated), returned as one JSON
+# string (cheap to parse, unlike hundreds of RESP lines). The trending key is found inside the
+# script from `trending:latest`, which a single (non-cluster) Redis allows.
 SNAPSHOT_LUA = """
 local out = {}
 local u = redis.call('HMGET', KEYS[1], 'recent', 'fresh')
@@ -135,7 +135,9 @@ if latest then
   for j = 1, #t, 2 do trending[#trending + 1] = {t[j], tonumber(t[j + 1])} end
 end
 out.trending = trending
-local n = #ARGV - 3
+local cands = {}
+for id in string.gmatch(ARGV[4], '[^\\n]+') do cands[#cands + 1] = id end
+local n = #cands
 local buckets = {}
 for b = 3, #KEYS do
   local movers = {}
@@ -143,7 +145,7 @@ for b = 3, #KEYS do
   for j = 1, #top, 2 do movers[#movers + 1] = {top[j], tonumber(top[j + 1])} end
   buckets[#buckets + 1] = movers
   if n > 0 then
-    local scores = redis.call('ZMSCORE', KEYS[b], unpack(ARGV, 4))
+    local scores = redis.call('ZMSCORE', KEYS[b], unpack(cands))
     local counts = {}
     for i = 1, n do counts[i] = scores[i] and tonumber(scores[i]) or cjson.null end
     buckets[#buckets + 1] = counts
@@ -232,7 +234,9 @@ class SpeedView:
         keys = [self._layout.user(user_id), self._layout.trending_latest()]
         keys += [self._layout.bucket(b) for b in buckets]
         trending_prefix = self._layout.trending(0).removesuffix("0")  # + window_end_ms = its key
-        args = [trending_prefix, s.trending_n, s.speed_movers_n, *candidates]
+        # the candidates travel as one newline-joined argument (ids never hold one: ID_PATTERN):
+        # packing 150 arguments cost more than the script itself
+        args = [trending_prefix, s.trending_n, s.speed_movers_n, "\n".join(candidates)]
         reply = await self._eval(keys, args)
         if reply is None:
             return SpeedSnapshot.unavailable()

@@ -280,6 +280,7 @@ def _one_run(settings: Settings, job_pid: int, rate: float, seconds: float, run_
         "throughput_eps": round(counted / wall, 1),
         "catch_up_s": round(wall - produce_s, 2),
         "freshness_ms": percentiles(probes.latencies_ms),
+        "freshness_samples_ms": [round(x, 1) for x in probes.latencies_ms],
         "probes_lost": probes.outstanding(),
         "backlog_events": {
             "max": max(backlog, default=0),

@@ -74,6 +74,27 @@ def histogram(values: Sequence[float], path: Path, xlabel: str, title: str) -> P
     return _save(fig, path)
 
 
+def histograms(series: Mapping[str, Sequence[float]], path: Path, xlabel: str, title: str) -> Path:
+    """Histograms of raw positive samples, one per label, on log-spaced bins (latencies that span
+    milliseconds to minutes stay readable)."""
+    import numpy as np
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    values = [v for vs in series.values() for v in vs if v > 0]
+    if values:
+        bins = np.geomspace(min(values), max(values) * 1.001, 50)
+        for label, vs in series.items():
+            ax.hist([v for v in vs if v > 0], bins=bins, alpha=0.6, label=label)
+        ax.set_xscale("log")
+        ax.legend()
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("count")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
 def binned_histogram(
     edges: Sequence[float], counts: Sequence[float], path: Path, xlabel: str, title: str
 ) -> Path:

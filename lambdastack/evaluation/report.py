@@ -157,6 +157,16 @@ def _scalars(d: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
             yield f"- `{path}`: {value}"
 
 
+def _samples_by_rate(result: Mapping[str, Any]) -> dict[str, list[float]]:
+    """The probes' freshness samples of every run, pooled per rate (`lambdastack bench speed`)."""
+    out: dict[str, list[float]] = {}
+    for run in result.get("runs") or []:
+        samples = run.get("freshness_samples_ms") if isinstance(run, Mapping) else None
+        if isinstance(samples, list) and samples:
+            out.setdefault(f"{run.get('rate')} events/s", []).extend(float(x) for x in samples)
+    return out
+
+
 def _speed_table(summary: list[Mapping[str, Any]]) -> Iterator[str]:
     yield "| rate (events/s) | throughput | freshness p50 ms | p95 ms | p99 ms | backlog max | complete |"
     yield "|---:|---:|---:|---:|---:|---:|---|"
@@ -176,8 +186,14 @@ def _speed_section(result: Mapping[str, Any], out_dir: Path) -> Iterator[str]:
         yield ""
     yield from _scalars({k: v for k, v in result.items() if isinstance(v, Mapping)})
     path = out_dir / "speed_freshness.png"
+    by_rate = _samples_by_rate(result)
     found = _freshness(result)
-    if found is not None:
+    if by_rate:
+        plots.histograms(
+            by_rate, path, "freshness: probe send -> readable in Redis (ms)", "speed layer freshness"
+        )
+        yield "\n![freshness histogram per rate](speed_freshness.png)\n"
+    elif found is not None:
         key, value = found
         if isinstance(value, Mapping):
             plots.binned_histogram(value["edges"], value["counts"], path, "freshness (ms)", f"speed: {key}")

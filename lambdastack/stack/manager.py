@@ -100,8 +100,8 @@ def down(settings: Settings, echo: Callable[[str], None] = print) -> None:
             echo(f"stopped {name}")
     leftovers = _orphans(settings)
     for p in leftovers:
-        echo(f"stopping orphan {p.pid} ({' '.join(p.cmdline()[:3])})")
-        with contextlib.suppress(psutil.NoSuchProcess):
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+            echo(f"stopping orphan {p.pid} ({' '.join(p.cmdline()[:3])})")  # it may exit meanwhile
             p.terminate()
     _, alive = psutil.wait_procs(leftovers, timeout=15)
     for p in alive:

@@ -110,8 +110,25 @@ def test_eval_replay_rejects_a_bad_k(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "--k must be at least 1" in capsys.readouterr().err
 
 
-def test_speed_samples_give_a_histogram(tmp_path: Path):
-    (tmp_path / "speed.json").write_text(json.dumps({"runs": [{"freshness_samples_ms": [5, 7, 9, 30]}]}))
+def test_speed_samples_give_a_histogram_per_rate(tmp_path: Path):
+    runs = [
+        {"rate": 1000.0, "freshness_samples_ms": [5, 7, 9, 30]},
+        {"rate": 1000.0, "freshness_samples_ms": [6, 8]},
+        {"rate": 10000.0, "freshness_samples_ms": [50, 700, 9000]},
+    ]
+    (tmp_path / "speed.json").write_text(json.dumps({"runs": runs}))
+    out, _ = render(tmp_path)
+    assert "![freshness histogram per rate](speed_freshness.png)" in out.read_text()
+    assert (tmp_path / "speed_freshness.png").stat().st_size > 1000
+    from lambdastack.evaluation.report import _samples_by_rate
+
+    assert _samples_by_rate({"runs": runs}) == {
+        "1000.0 events/s": [5.0, 7.0, 9.0, 30.0, 6.0, 8.0],
+        "10000.0 events/s": [50.0, 700.0, 9000.0],
+    }
+
+
+def test_a_sample_list_under_another_name_still_gives_a_histogram(tmp_path: Path):
+    (tmp_path / "speed.json").write_text(json.dumps({"freshness": [5, 7, 9, 30]}))
     out, _ = render(tmp_path)
     assert "![freshness histogram](speed_freshness.png)" in out.read_text()
-    assert (tmp_path / "speed_freshness.png").stat().st_size > 1000
