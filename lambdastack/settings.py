@@ -183,7 +183,7 @@ class ServingSettings(_Section):
     feed_k_default: int = Field(20, ge=1)
     feed_k_max: int = Field(200, ge=1)
     speed_buckets_max: int = Field(48, ge=1)
-    candidates_max: int = Field(150, ge=1)
+    candidates_max: int = Field(60, ge=1)
     speed_movers_n: int = Field(20, ge=1)
     trending_n: int = Field(20, ge=1)
     recent_neighbours_n: int = Field(5, ge=0)

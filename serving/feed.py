@@ -42,7 +42,7 @@ SOURCES = (
 
 @dataclass(frozen=True)
 class FeedConfig:
-    candidates_max: int = 150
+    candidates_max: int = 60
     trending_n: int = 20
     recent_neighbours_n: int = 5
     recent_items_n: int = 5  # newest interactions whose neighbours are candidates
