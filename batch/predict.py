@@ -8,7 +8,6 @@ comes out once: in `predictions/` (line, id, score) or in `errors/` (line, error
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from lambdastack.errors import DataError
-from lambdastack.features import FEATURE_NAMES
+from lambdastack.features import feature_row
 from lambdastack.settings import Settings
 from lambdastack.versions import VersionLayout
 
@@ -34,17 +33,7 @@ def parse_instance(text: str) -> tuple[list[float] | None, str | None, str | Non
         return None, None, "<line>: must be a JSON object"
     ident = obj.get("id")
     ident = None if ident is None else str(ident)
-    errors, values = [], []
-    for name in FEATURE_NAMES:
-        v = obj.get(name)
-        if v is None:
-            errors.append(f"{name}: is required")
-        elif isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(float(v)):
-            errors.append(f"{name}: must be a finite number")
-        else:
-            values.append(float(v))
-    extra = sorted(set(obj) - set(FEATURE_NAMES) - {"id"})
-    errors += [f"{name}: is not a feature of the model" for name in extra]
+    values, errors = feature_row(obj, allowed=frozenset({"id"}))
     return (None, ident, "; ".join(errors)) if errors else (values, ident, None)
 
 

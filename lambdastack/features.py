@@ -38,6 +38,26 @@ DECAY_PER_MS = math.log(2) / HALF_LIFE_MS
 _TYPE_WEIGHT = {"view": 1.0, "click": 1.0, "like": 2.0, "share": 3.0, "skip": -0.5}
 
 
+def feature_row(
+    values: Mapping[str, Any], prefix: str = "", allowed: frozenset[str] = frozenset()
+) -> tuple[list[float] | None, list[str]]:
+    """(row in FEATURE_NAMES order, []) of a mapping of feature values, or (None, errors): every
+    missing, non-finite or unknown field named as `{prefix}{name}: reason`; `allowed` names other
+    keys that may stand beside the features (e.g. an id)."""
+    errors, row = [], []
+    for name in FEATURE_NAMES:
+        v = values.get(name)
+        if v is None:
+            errors.append(f"{prefix}{name}: is required")
+        elif isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(float(v)):
+            errors.append(f"{prefix}{name}: must be a finite number")
+        else:
+            row.append(float(v))
+    extra = sorted(set(values) - set(FEATURE_NAMES) - allowed)
+    errors += [f"{prefix}{name}: is not a feature of the model" for name in extra]
+    return (None, errors) if errors else (row, [])
+
+
 def event_weight(etype: str, value: float) -> float:
     """How much an event says the user wants the item (negative: does not)."""
     if etype == "watch":

@@ -7,13 +7,12 @@ field and the reason in its place; the others are still scored.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from lambdastack.events import MAX_ID_LEN
-from lambdastack.features import FEATURE_NAMES
+from lambdastack.features import feature_row
 from serving.schemas import ID_RE
 
 
@@ -37,16 +36,7 @@ def _id(name: str, v: Any) -> str | None:
 def _features(raw: Any) -> Parsed:
     if not isinstance(raw, Mapping):
         return Parsed(error="features: must be an object of feature values")
-    errors, row = [], []
-    for name in FEATURE_NAMES:
-        v = raw.get(name)
-        if v is None:
-            errors.append(f"features.{name}: is required")
-        elif isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(float(v)):
-            errors.append(f"features.{name}: must be a finite number")
-        else:
-            row.append(float(v))
-    errors += [f"features.{n}: is not a feature of the model" for n in sorted(set(raw) - set(FEATURE_NAMES))]
+    row, errors = feature_row(raw, prefix="features.")
     return Parsed(error="; ".join(errors)) if errors else Parsed(row=row)
 
 

@@ -320,9 +320,14 @@ class SignalLoader:
                         continue
                     rec = SignalRecord(m.key(), m.value(), m.timestamp()[1])
                     (users if m.topic() == users_topic else signals).append(rec)
+                if keyless := sum(r.key is None for r in (*signals, *users)):
+                    print(f"[loader] skipping {keyless} record(s) without a key", file=sys.stderr, flush=True)
                 signals, users = newest_per_key(signals), newest_per_key(users)
-                writes = router.writes((r.key, r.value) for r in signals)
-                writes += user_writes(((r.key, r.value) for r in users), user_layout, recent_n)
+                # (newest_per_key keeps keyed records only; the filter tells the type checker)
+                writes = router.writes((r.key, r.value) for r in signals if r.key is not None)
+                writes += user_writes(
+                    ((r.key, r.value) for r in users if r.key is not None), user_layout, recent_n
+                )
                 self.records += len(signals) + len(users)
                 if writes:
                     self._writer.apply(writes)

@@ -39,15 +39,17 @@ def decode_counts(raw: bytes | None) -> dict[str, int] | None:
     return out
 
 
+def _removals(key: str, start_ms: int) -> list[Write]:
+    """HDELs of every type's field (and the all-types one) of one bucket or minute (a tombstone)."""
+    return [Write("hdel", key, KeyLayout.item_field(start_ms, t)) for t in (ALL_TYPES, *EVENT_TYPES)]
+
+
 def writes_for(item_id: str, bucket_ms: int, counts: dict[str, int] | None, layout: KeyLayout) -> list[Write]:
     """The absolute writes of one item x hour bucket record: a field per type in the item's hash
     and the all-types count in the bucket's ZSET."""
     item_key, bucket_key = layout.item(item_id), layout.bucket(bucket_ms)
     if counts is None:
-        gone = [
-            Write("hdel", item_key, KeyLayout.item_field(bucket_ms, t)) for t in (ALL_TYPES, *EVENT_TYPES)
-        ]
-        return [*gone, Write("zrem", bucket_key, item_id)]
+        return [*_removals(item_key, bucket_ms), Write("zrem", bucket_key, item_id)]
     out = [Write("hset", item_key, KeyLayout.item_field(bucket_ms, t), n) for t, n in counts.items()]
     out.append(Write("zadd", bucket_key, item_id, counts[ALL_TYPES]))
     return out
@@ -65,7 +67,7 @@ def minute_writes(
     written (the loader deletes them anyway, see `stale_minute_fields`)."""
     key = layout.item_minutes(item_id)
     if counts is None:
-        return [Write("hdel", key, KeyLayout.item_field(minute_ms, t)) for t in (ALL_TYPES, *EVENT_TYPES)]
+        return _removals(key, minute_ms)
     if minute_ms < now_ms - retention_ms:
         return []
     ttl_s = retention_ms // 1000
