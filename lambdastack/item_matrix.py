@@ -52,10 +52,8 @@ class ItemMatrix:
         return ItemMatrix({i: n for n, i in enumerate(ids)}, unit, share, genre_index, counts, primary)
 
     def rows(self, item_ids: Sequence[str]) -> np.ndarray:
-        unknown = len(self.unit) - 1
-        return np.fromiter(
-            (self.index.get(i, unknown) for i in item_ids), dtype=np.int64, count=len(item_ids)
-        )
+        unknown, get = len(self.unit) - 1, self.index.get
+        return np.array([get(i, unknown) for i in item_ids], dtype=np.int64)
 
     def features(self, state: UserState, rows: np.ndarray, counts: np.ndarray, t: int) -> np.ndarray:
         """The FEATURE_NAMES matrix of (user with `state`, each item row, t), equal to
@@ -63,9 +61,10 @@ class ItemMatrix:
         x = np.zeros((len(rows), len(FEATURE_NAMES)))
         x[:, 0] = np.log1p(np.maximum(counts, 0))
         x[:, 1] = math.log1p(state.n)
+        unit = self.unit[rows]
         interest = _unit(state.interest)
-        if interest is not None and self.unit.shape[1] == len(interest):
-            x[:, 2] = self.unit[rows] @ interest
+        if interest is not None and unit.shape[1] == len(interest):
+            x[:, 2] = unit @ interest
         if state.n and self.genre_share.shape[1]:
             user = np.zeros(self.genre_share.shape[1])
             for g, c in state.genres.items():
@@ -74,7 +73,7 @@ class ItemMatrix:
             x[:, 3] = self.genre_share[rows] @ user / state.n
         last = self.index.get(state.last_item) if state.last_item is not None else None
         if last is not None:
-            x[:, 4] = self.unit[rows] @ self.unit[last]
+            x[:, 4] = unit @ self.unit[last]
         if state.last_t is not None and t > state.last_t:
             x[:, 5] = math.log1p((t - state.last_t) / 3_600_000)
         return x

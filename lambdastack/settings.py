@@ -189,6 +189,7 @@ class ServingSettings(_Section):
     recent_neighbours_n: int = Field(5, ge=0)
     cold_start_events: int = Field(3, ge=0)
     genre_cap: float = Field(0.4, gt=0, le=1)
+    user_cache_max: int = Field(50_000, ge=1)
     predict_instances_max: int = Field(1000, ge=1)
     max_body_bytes: int = Field(65536, ge=1024)
     cors_origins: tuple[str, ...] = ()

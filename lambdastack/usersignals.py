@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+import orjson
+
 RECENT_FIELD = "recent"
 FRESH_FIELD = "fresh"
 
@@ -40,7 +42,7 @@ def encode_recent(interactions: list[Interaction]) -> str:
 def decode_recent(raw: str | bytes | None) -> list[Interaction]:
     if not raw:
         return []
-    return [Interaction(str(a), str(b), float(c), int(d)) for a, b, c, d in json.loads(raw)]
+    return [Interaction(str(a), str(b), float(c), int(d)) for a, b, c, d in orjson.loads(raw)]
 
 
 def encode_fresh(fresh: FreshCandidates) -> str:
@@ -57,7 +59,7 @@ def encode_fresh(fresh: FreshCandidates) -> str:
 def decode_fresh(raw: str | bytes | None) -> FreshCandidates | None:
     if not raw:
         return None
-    d = json.loads(raw)
+    d = orjson.loads(raw)
     return FreshCandidates(
         str(d["view_version"]),
         str(d["model_version"]),

@@ -26,7 +26,7 @@ from serving import schemas
 from serving.endpoints import Context, json_response, router
 from serving.feed import FeedConfig
 from serving.ingest import EventSink
-from serving.logs import RequestContext, configure_logging, request_id
+from serving.logs import AccessLog, RequestContext, configure_logging, request_id
 from serving.metrics import Metrics
 from serving.security import BodyLimit, KeyStore
 from serving.snapshot import Snapshot
@@ -148,6 +148,13 @@ def create_app(settings: Settings) -> FastAPI:
         FeedConfig.from_settings(settings.serving),
     )
 
+    access_log = AccessLog() if settings.serving.access_log else None
+
+    async def flush_access_log() -> None:
+        while access_log is not None:
+            await asyncio.sleep(0.5)
+            access_log.flush()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await state.speed.open()
@@ -155,9 +162,12 @@ def create_app(settings: Settings) -> FastAPI:
             await asyncio.to_thread(state.load_current)
         except Exception:  # noqa: BLE001 - serve from the speed view until a version loads
             log.exception("loading the current batch version failed; serving without one")
-        follower = asyncio.create_task(state.follow())
+        tasks = [asyncio.create_task(state.follow()), asyncio.create_task(flush_access_log())]
         yield
-        follower.cancel()
+        for task in tasks:
+            task.cancel()
+        if access_log is not None:
+            access_log.flush()
         await state.speed.close()
         await asyncio.to_thread(ctx.sink.close)
 
@@ -179,5 +189,5 @@ def create_app(settings: Settings) -> FastAPI:
             allow_headers=["X-API-Key", "X-Request-ID", "Content-Type"],
         )
     app.add_middleware(BodyLimit, limit=settings.serving.max_body_bytes)
-    app.add_middleware(RequestContext, metrics=metrics, access_log=settings.serving.access_log)
+    app.add_middleware(RequestContext, metrics=metrics, access_log=access_log)
     return app

@@ -251,6 +251,7 @@ def run(
             with _process(api_argv, env, work / "api.log"):
                 _wait(lambda: _up(api_port), 120, "the API ready")
                 base = f"http://127.0.0.1:{api_port}"
+                _check_feed(base, users[0])
                 _wrk(wrk, base, ["-s", str(script)], 8, 2)  # warm-up
                 result = _measure(wrk, base, script, connections, duration_s, repeats, echo)
     result["setup"] = {
@@ -265,6 +266,18 @@ def run(
         "candidates_max": settings.serving.candidates_max,
     }
     return result
+
+
+def _check_feed(base: str, user: str) -> None:
+    """The feed answers from both views before it is measured (a degraded one would be cheaper)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{base}/v1/users/{user}/feed?k=20", timeout=10) as r:
+        body = json.loads(r.read())
+    if body["degraded"] or not body["items"] or body["view_version"] is None:
+        raise ServiceError(f"the feed is degraded or empty before the benchmark: {json.dumps(body)[:500]}")
+    if not any(i["speed_count"] for i in body["items"]) and body["signal_age_ms"] is None:
+        raise ServiceError("the feed used no speed signal before the benchmark")
 
 
 def _port_open(port: int) -> bool:

@@ -14,7 +14,7 @@ from lambdastack.events import validate
 from lambdastack.keys import ALL_TYPES
 from lambdastack.settings import Settings
 from serving import schemas
-from serving.feed import Feed, FeedConfig, known_candidates, rank_feed
+from serving.feed import Feed, FeedConfig, batch_side, rank_feed
 from serving.ingest import EventSink
 from serving.metrics import Metrics
 from serving.predict import parse_instances
@@ -84,15 +84,15 @@ def feed_body(feed: Feed, snap: Snapshot) -> dict[str, Any]:
 
 
 def _record_feed(m: Metrics, feed: Feed) -> None:
-    m.feeds.labels(feed.variant, feed.model_version or "none").inc()
+    m.child(m.feeds, feed.variant, feed.model_version or "none").inc()
     per_source: dict[str, int] = defaultdict(int)
     for item in feed.items:
         for source in item.sources:
             per_source[source] += 1
     for source, n in per_source.items():
-        m.items.labels(source, feed.variant).inc(n)
+        m.child(m.items, source, feed.variant).inc(n)
     if feed.degraded:
-        m.degraded.labels("/v1/users/{user_id}/feed").inc()
+        m.child(m.degraded, "/v1/users/{user_id}/feed").inc()
     if feed.signal_age_ms is not None:
         m.signal_age.observe(feed.signal_age_ms / 1000)
 
@@ -130,8 +130,8 @@ def router(ctx: Context) -> APIRouter:
         snap = ctx.state.snapshot  # one version for the whole request
         k = k or s.feed_k_default
         t = now_ms()
-        known = known_candidates(snap, user_id, k, ctx.feed)
-        speed = await ctx.state.speed.snapshot(user_id, snap.view.as_of_ms, t, known)
+        side = batch_side(snap, user_id, k, ctx.feed)  # cached per version: known candidates
+        speed = await ctx.state.speed.snapshot(user_id, snap.view.as_of_ms, t, list(side.known), side.joined)
         result = rank_feed(snap, speed, user_id, k, t, ctx.feed)
         _record_feed(ctx.metrics, result)
         return json_response(feed_body(result, snap))

@@ -11,8 +11,8 @@ can state its effect in one sentence.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -48,11 +48,18 @@ class FeedConfig:
     recent_items_n: int = 5  # newest interactions whose neighbours are candidates
     cold_start_events: int = 3
     genre_cap: float = 0.4
+    user_cache_max: int = 50_000  # users x k whose BatchSide a snapshot keeps
 
     @staticmethod
     def from_settings(s: ServingSettings) -> FeedConfig:
         return FeedConfig(
-            s.candidates_max, s.trending_n, s.recent_neighbours_n, 5, s.cold_start_events, s.genre_cap
+            s.candidates_max,
+            s.trending_n,
+            s.recent_neighbours_n,
+            5,
+            s.cold_start_events,
+            s.genre_cap,
+            s.user_cache_max,
         )
 
 
@@ -82,28 +89,83 @@ class Feed:
 
 class _Pool:
     """Candidates in the order they were found, each with the sources that proposed it. A source
-    proposes the first `n` items of its list the user has not seen; once the pool holds `limit`
-    items, a proposed item not in it yet is dropped (an item already in it still gets the source)."""
+    proposes the first `n` items of its list the user has not seen (`history` or `recent`); once
+    the pool holds `limit` items, a proposed item not in it yet is dropped (an item already in it
+    still gets the source)."""
 
-    def __init__(self, seen: frozenset[str], limit: int):
-        self.seen, self.limit = seen, limit
+    def __init__(self, history: frozenset[str], recent: frozenset[str], limit: int):
+        self.history, self.recent, self.limit = history, recent, limit
         self.sources: dict[str, list[str]] = {}
 
     def add(self, items: Iterable[str], source: str, n: int) -> None:
         taken = 0
+        history, recent, sources = self.history, self.recent, self.sources
         for item in items:
             if taken >= n:
                 return
-            if item in self.seen:
+            if item in history or item in recent:
                 continue
             taken += 1
-            srcs = self.sources.get(item)
+            srcs = sources.get(item)
             if srcs is None:
-                if len(self.sources) >= self.limit:
+                if len(sources) >= self.limit:
                     continue
-                self.sources[item] = srcs = []
+                sources[item] = srcs = []
             if source not in srcs:
                 srcs.append(source)
+
+    def merge(self, proposed: Mapping[str, tuple[str, ...]]) -> None:
+        """Add what several sources proposed, in order (BatchSide.proposed): the same pool as
+        their `add` calls one after the other, for lists nothing in it has been seen from."""
+        sources, limit = self.sources, self.limit
+        for item, by in proposed.items():
+            srcs = sources.get(item)
+            if srcs is None:
+                if len(sources) < limit:
+                    sources[item] = list(by)
+                continue
+            for source in by:
+                if source not in srcs:
+                    srcs.append(source)
+
+
+# A batch list is kept to its first n + RECENT_MARGIN items the batch history has not seen: taking
+# the first n the user has not seen from it is exact as long as at most RECENT_MARGIN of them are
+# among the recent interactions (the speed layer keeps speed.user_recent_n, 20 by default; a
+# longer `recent` takes the uncached path).
+RECENT_MARGIN = 64
+
+
+def _unseen(items: Iterable[str], history: frozenset[str], n: int) -> tuple[str, ...]:
+    out: list[str] = []
+    for item in items:
+        if len(out) >= n:
+            break
+        if item not in history:
+            out.append(item)
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSide:
+    """What one user's feed takes from a batch version for one k, worked out once per version: the
+    batch state, the batch lists (unseen by the batch history, cut as RECENT_MARGIN says) and the
+    candidates whose speed counts are read (`known`, also newline-joined for the Redis script)."""
+
+    history: frozenset[str]
+    state: UserState  # the batch state as of the as-of; copied before events are folded in
+    cold: bool
+    cluster: int | None  # the batch's cluster for the user (None: chosen from the live state)
+    candidates: tuple[str, ...]
+    cluster_popular: tuple[str, ...]  # of `cluster` when it is not None
+    popular: tuple[str, ...]
+    n_candidates: int  # how many of its candidates the batch proposes
+    n_popular: int  # how many items each popular list proposes
+    known: tuple[str, ...]
+    joined: str
+    # item -> the batch sources proposing it, in pool order, for the batch cluster (or no cluster);
+    # exact while no recent interaction is among the items
+    proposed: Mapping[str, tuple[str, ...]]
 
 
 def is_cold(snapshot: Snapshot, user_id: str, cfg: FeedConfig) -> bool:
@@ -111,23 +173,63 @@ def is_cold(snapshot: Snapshot, user_id: str, cfg: FeedConfig) -> bool:
     return row is None or int(row["n"]) < cfg.cold_start_events
 
 
+def batch_side(snapshot: Snapshot, user_id: str, k: int, cfg: FeedConfig) -> BatchSide:
+    """The user's BatchSide for k, from the snapshot's cache (filled on first use)."""
+    cache = snapshot.batch_sides
+    key = (user_id, k, cfg)
+    side = cache.get(key)
+    if side is None:
+        side = _batch_side(snapshot, user_id, k, cfg)
+        if len(cache) >= cfg.user_cache_max:
+            del cache[next(iter(cache))]  # the oldest entry
+        cache[key] = side
+    return side
+
+
+def _batch_side(snapshot: Snapshot, user_id: str, k: int, cfg: FeedConfig) -> BatchSide:
+    view = snapshot.view
+    history = view.seen(user_id)
+    state = view.user_state(user_id)
+    row = view.profiles.get(user_id)
+    cluster = int(row["cluster"]) if row is not None and row.get("cluster") is not None else None
+    cold = is_cold(snapshot, user_id, cfg)
+    n = 2 * k if cold else k
+    side = BatchSide(
+        history,
+        state,
+        cold,
+        cluster,
+        _unseen(view.candidates.get(user_id, ()), history, cfg.candidates_max + RECENT_MARGIN),
+        () if cluster is None else _unseen(view.popular(f"cluster:{cluster}"), history, n + RECENT_MARGIN),
+        _unseen(view.popular(), history, n + RECENT_MARGIN),
+        cfg.candidates_max,
+        n,
+        (),
+        "",
+        {},
+    )
+    pool = _Pool(history, frozenset(), cfg.candidates_max)
+    _batch_sources(pool, snapshot, side, view.cluster_of(user_id, state))
+    known = tuple(pool.sources)
+    unlimited = _Pool(history, frozenset(), 1 << 62)
+    _batch_sources(unlimited, snapshot, side, cluster)
+    proposed = {item: tuple(by) for item, by in unlimited.sources.items()}
+    return replace(side, known=known, joined="\n".join(known), proposed=proposed)
+
+
 def known_candidates(snapshot: Snapshot, user_id: str, k: int, cfg: FeedConfig) -> list[str]:
     """The batch-side candidates known before reading Redis (their speed counts are read exactly)."""
-    view = snapshot.view
-    pool = _Pool(view.seen(user_id), cfg.candidates_max)
-    _batch_sources(pool, snapshot, user_id, view.cluster_of(user_id, view.user_state(user_id)), k, cfg)
-    return list(pool.sources)
+    return list(batch_side(snapshot, user_id, k, cfg).known)
 
 
-def _batch_sources(
-    pool: _Pool, snapshot: Snapshot, user_id: str, cluster: int | None, k: int, cfg: FeedConfig
-) -> None:
-    view = snapshot.view
-    pool.add(view.candidates.get(user_id, ()), BATCH_CANDIDATES, cfg.candidates_max)
-    n = 2 * k if is_cold(snapshot, user_id, cfg) else k
+def _batch_sources(pool: _Pool, snapshot: Snapshot, side: BatchSide, cluster: int | None) -> None:
+    """The batch lists in pool order; `cluster` is the user's (batch or nearest to the live state)."""
+    pool.add(side.candidates, BATCH_CANDIDATES, side.n_candidates)
     if cluster is not None:
-        pool.add(view.popular(f"cluster:{cluster}"), CLUSTER_POPULAR, n)
-    pool.add(view.popular(), BATCH_POPULAR, n)
+        own = cluster == side.cluster
+        near = side.cluster_popular if own else snapshot.view.popular(f"cluster:{cluster}")
+        pool.add(near, CLUSTER_POPULAR, side.n_popular)
+    pool.add(side.popular, BATCH_POPULAR, side.n_popular)
 
 
 def _speed_sources(pool: _Pool, snapshot: Snapshot, speed: SpeedSnapshot, cfg: FeedConfig) -> None:
@@ -137,8 +239,20 @@ def _speed_sources(pool: _Pool, snapshot: Snapshot, speed: SpeedSnapshot, cfg: F
     for interaction in newest:
         near = snapshot.view.neighbours.get(interaction.item_id, ())
         pool.add(near, RECENT_NEIGHBOURS, cfg.recent_neighbours_n)
-    pool.add((i for i, _ in speed.trending), TRENDING, cfg.trending_n)
-    pool.add((i for i, _ in speed.movers), SPEED_POPULAR, cfg.trending_n)
+    pool.add([i for i, _ in speed.trending], TRENDING, cfg.trending_n)
+    pool.add([i for i, _ in speed.movers], SPEED_POPULAR, cfg.trending_n)
+
+
+def _whole_lists(snapshot: Snapshot, user_id: str, side: BatchSide, cfg: FeedConfig) -> BatchSide:
+    view, everything = snapshot.view, 1 << 62
+    return replace(
+        side,
+        candidates=_unseen(view.candidates.get(user_id, ()), side.history, everything),
+        cluster_popular=_unseen(view.popular(f"cluster:{side.cluster}"), side.history, everything)
+        if side.cluster is not None
+        else (),
+        popular=_unseen(view.popular(), side.history, everything),
+    )
 
 
 def diversify(order: Sequence[int], genres: Sequence[str | None], k: int, genre_cap: float) -> list[int]:
@@ -167,35 +281,49 @@ def _scores(snapshot: Snapshot, user_id: str, x: np.ndarray) -> tuple[str, str |
     return variant, ranker.version, ranker.predict(x)
 
 
+def candidate_pool(
+    snapshot: Snapshot, speed: SpeedSnapshot, user_id: str, side: BatchSide, state: UserState, cfg: FeedConfig
+) -> dict[str, list[str]]:
+    """The candidates (in the order found) and the sources that proposed each: the speed sources,
+    then the batch ones; nothing the user has seen; at most cfg.candidates_max."""
+    recent = frozenset(i.item_id for i in speed.recent)
+    pool = _Pool(side.history, recent, cfg.candidates_max)
+    _speed_sources(pool, snapshot, speed, cfg)
+    cluster = side.cluster if side.cluster is not None else snapshot.view.cluster_of(user_id, state)
+    if cluster == side.cluster and recent.isdisjoint(side.proposed):
+        pool.merge(side.proposed)
+    else:
+        if len(recent) > RECENT_MARGIN:  # the cut batch lists might run short: use whole ones
+            side = _whole_lists(snapshot, user_id, side, cfg)
+        _batch_sources(pool, snapshot, side, cluster)
+    return pool.sources
+
+
 def rank_feed(
     snapshot: Snapshot, speed: SpeedSnapshot, user_id: str, k: int, now_ms: int, cfg: FeedConfig | None = None
 ) -> Feed:
     """Merge, rank, filter and diversify the user's feed from one snapshot of each view."""
     cfg = cfg or FeedConfig()
     view = snapshot.view
-    state: UserState = apply_since(view.side, view.user_state(user_id), view.as_of_ms, speed.recent)
-    seen = view.seen(user_id) | {i.item_id for i in speed.recent}
-    pool = _Pool(seen, cfg.candidates_max)
-    _speed_sources(pool, snapshot, speed, cfg)
-    _batch_sources(pool, snapshot, user_id, view.cluster_of(user_id, state), k, cfg)
-    items = list(pool.sources)
-    rows = view.matrix.rows(items)
-    batch_counts = view.matrix.counts[rows]
-    speed_counts = np.fromiter((speed.counts.get(i, 0) for i in items), dtype=np.int64, count=len(items))
-    x = view.matrix.features(state, rows, batch_counts + speed_counts, now_ms)
+    side = batch_side(snapshot, user_id, k, cfg)
+    state: UserState = apply_since(view.side, side.state.copy(), view.as_of_ms, speed.recent)
+    sources = candidate_pool(snapshot, speed, user_id, side, state, cfg)
+    items = list(sources)
+    matrix = view.matrix
+    rows = matrix.rows(items)
+    batch_counts = matrix.counts[rows]
+    get = speed.counts.get
+    speed_counts = np.array([get(i, 0) for i in items], dtype=np.int64)
+    x = matrix.features(state, rows, batch_counts + speed_counts, now_ms)
     variant, model_version, scores = _scores(snapshot, user_id, x)
     order = np.argsort(-scores, kind="stable").tolist()  # ties: the order the sources found them
-    genres = [view.matrix.genre[r] for r in rows]
+    genre = matrix.genre
+    genres = [genre[r] for r in rows.tolist()]
     chosen = diversify(order, [genres[n] for n in order], k, cfg.genre_cap)
+    # numpy scalars are slow one by one: plain lists for the few chosen
+    score_l, batch_l, speed_l = scores.tolist(), batch_counts.tolist(), speed_counts.tolist()
     ranked = tuple(
-        FeedItem(
-            items[n],
-            float(scores[n]),
-            int(batch_counts[n]),
-            int(speed_counts[n]),
-            tuple(pool.sources[items[n]]),
-            genres[n],
-        )
+        FeedItem(items[n], score_l[n], batch_l[n], speed_l[n], tuple(sources[items[n]]), genres[n])
         for n in chosen
     )
     newest = speed.newest_signal_ms()
@@ -207,7 +335,7 @@ def rank_feed(
         variant=variant,
         as_of_ms=view.as_of_ms,
         degraded=not speed.ok or view.version is None,
-        cold_start=is_cold(snapshot, user_id, cfg),
+        cold_start=side.cold,
         signal_age_ms=None if newest is None else max(0, now_ms - newest),
         candidates=len(items),
     )

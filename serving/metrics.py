@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
@@ -11,6 +13,7 @@ AGE_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 86400)
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.latency = Histogram(
             "lambdastack_request_seconds",
             "Request latency by route",
@@ -52,6 +55,14 @@ class Metrics:
             buckets=AGE_BUCKETS,
             registry=r,
         )
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, looked up once (prometheus_client's lookup takes a lock)."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def loaded(self, view: str | None, model: str | None, challenger: str | None) -> None:
         self.versions.clear()

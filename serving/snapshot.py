@@ -5,7 +5,8 @@ that took the reference sees exactly one version from start to end."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from lambdastack.settings import ABSettings
 from lambdastack.versions import VersionLayout
@@ -24,6 +25,8 @@ class Snapshot:
     challenger: Ranker | None = None
     ab_share: float = 0.0
     ab_salt: str = ""
+    # per-user work derived from `view` once (serving.feed.batch_side); filled by requests
+    batch_sides: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @staticmethod
     def empty() -> Snapshot:

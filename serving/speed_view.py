@@ -7,6 +7,7 @@ or answers with something unreadable, the reader returns `SpeedSnapshot.unavaila
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections import defaultdict
@@ -26,6 +27,7 @@ from lambdastack.usersignals import (
     decode_fresh,
     decode_recent,
 )
+from serving.resp import RespConnection, RespError
 
 log = logging.getLogger("lambdastack.serving")
 MINUTE_MS = 60_000
@@ -88,7 +90,8 @@ def parse_user(raw_recent: Any, raw_fresh: Any) -> tuple[tuple[Interaction, ...]
 def merge_bucket_replies(
     candidates: Sequence[str], replies: Sequence[Any], n_buckets: int, movers_n: int
 ) -> tuple[dict[str, int], tuple[tuple[str, int], ...]]:
-    """Sum per-bucket ZMSCORE (candidates) and ZREVRANGE (movers) replies over the buckets."""
+    """Sum per-bucket ZMSCORE (candidates) and ZREVRANGE (movers) replies over the buckets: the
+    reference of what SNAPSHOT_LUA sums inside Redis (the evaluation harness calls this one)."""
     counts: dict[str, int] = defaultdict(int)
     movers: dict[str, int] = defaultdict(int)
     step = 2 if candidates else 1
@@ -99,10 +102,17 @@ def merge_bucket_replies(
             for item, score in zip(candidates, replies[n * step + 1], strict=True):
                 if score is not None:
                     counts[item] += int(score)
+    return with_movers(dict(counts), movers, movers_n)
+
+
+def with_movers(
+    counts: dict[str, int], movers: Mapping[str, int], movers_n: int
+) -> tuple[dict[str, int], tuple[tuple[str, int], ...]]:
+    """`counts` completed with every mover's total, and the `movers_n` top movers (ties: by id)."""
     for item, total in movers.items():
         counts.setdefault(item, total)
     top = sorted(movers, key=lambda i: (-movers[i], i))[:movers_n]
-    return dict(counts), tuple((i, movers[i]) for i in top)
+    return counts, tuple((i, movers[i]) for i in top)
 
 
 def minute_windows(raw: Mapping[Any, Any], now_ms: int) -> dict[str, dict[str, int]]:
@@ -118,10 +128,13 @@ def minute_windows(raw: Mapping[Any, Any], now_ms: int) -> dict[str, dict[str, i
     return {w: {ALL_TYPES: 0, **c} for w, c in out.items()}
 
 
-# One round trip for a feed: the user's hash, the newest trending window and, per bucket, the top
-# movers and the counts of the candidates (ARGV[4], newline-separated), returned as one JSON
-# string (cheap to parse, unlike hundreds of RESP lines). The trending key is found inside the
-# script from `trending:latest`, which a single (non-cluster) Redis allows.
+# One round trip for a feed: the user's hash, the newest trending window and the speed counts
+# summed over the buckets since the as-of, inside Redis: per candidate (ARGV[4], newline-separated,
+# aligned; false where no bucket holds it) and per mover (each bucket's ARGV[3] most engaged,
+# totals in first-seen order; Python picks the top, as `merge_bucket_replies` does). Buckets that
+# do not exist are skipped. One JSON string comes back (cheap to parse, unlike hundreds of RESP
+# lines). The trending key is found inside the script from `trending:latest`, which a single
+# (non-cluster) Redis allows.
 SNAPSHOT_LUA = """
 local out = {}
 local u = redis.call('HMGET', KEYS[1], 'recent', 'fresh')
@@ -138,20 +151,32 @@ out.trending = trending
 local cands = {}
 for id in string.gmatch(ARGV[4], '[^\\n]+') do cands[#cands + 1] = id end
 local n = #cands
-local buckets = {}
+local counts = {}
+for i = 1, n do counts[i] = false end
+local totals, order = {}, {}
 for b = 3, #KEYS do
-  local movers = {}
-  local top = redis.call('ZREVRANGE', KEYS[b], 0, tonumber(ARGV[3]) - 1, 'WITHSCORES')
-  for j = 1, #top, 2 do movers[#movers + 1] = {top[j], tonumber(top[j + 1])} end
-  buckets[#buckets + 1] = movers
-  if n > 0 then
-    local scores = redis.call('ZMSCORE', KEYS[b], unpack(cands))
-    local counts = {}
-    for i = 1, n do counts[i] = scores[i] and tonumber(scores[i]) or cjson.null end
-    buckets[#buckets + 1] = counts
+  if redis.call('EXISTS', KEYS[b]) == 1 then
+    local top = redis.call('ZREVRANGE', KEYS[b], 0, tonumber(ARGV[3]) - 1, 'WITHSCORES')
+    for j = 1, #top, 2 do
+      local m = top[j]
+      if totals[m] == nil then
+        totals[m] = 0
+        order[#order + 1] = m
+      end
+      totals[m] = totals[m] + tonumber(top[j + 1])
+    end
+    if n > 0 then
+      local scores = redis.call('ZMSCORE', KEYS[b], unpack(cands))
+      for i = 1, n do
+        if scores[i] then counts[i] = (counts[i] or 0) + tonumber(scores[i]) end
+      end
+    end
   end
 end
-out.buckets = buckets
+out.counts = counts
+local movers = {}
+for j = 1, #order do movers[j] = {order[j], totals[order[j]]} end
+out.movers = movers
 return cjson.encode(out)
 """
 
@@ -160,18 +185,23 @@ def _list(v: Any) -> list[Any]:
     return v if isinstance(v, list) else []  # cjson encodes an empty table as {}
 
 
-def decode_snapshot(
-    reply: dict[str, Any], candidates: list[str], n_buckets: int, movers_n: int
-) -> SpeedSnapshot:
+def decode_snapshot(reply: dict[str, Any], candidates: list[str], movers_n: int) -> SpeedSnapshot:
     """The SpeedSnapshot of one decoded SNAPSHOT_LUA reply."""
     recent, fresh = parse_user(reply.get("recent"), reply.get("fresh"))
     trending = tuple((str(m), float(sc)) for m, sc in _list(reply.get("trending")))
-    buckets = [_list(b) for b in _list(reply.get("buckets"))]
-    counts, movers = merge_bucket_replies(candidates, buckets, n_buckets, movers_n)
+    summed = _list(reply.get("counts"))
+    if len(summed) != len(candidates):
+        raise ValueError(f"the snapshot script counted {len(summed)} of {len(candidates)} candidates")
+    counts = {c: int(v) for c, v in zip(candidates, summed, strict=True) if v is not False}
+    totals = {str(m): int(t) for m, t in _list(reply.get("movers"))}
+    counts, movers = with_movers(counts, totals, movers_n)
     end = reply.get("trending_end")
     return SpeedSnapshot(
         True, counts, movers, recent, fresh, trending, int(end) if trending and end else None
     )
+
+
+_SNAPSHOT_SHA = hashlib.sha1(SNAPSHOT_LUA.encode()).hexdigest()
 
 
 class SpeedView:
@@ -183,7 +213,8 @@ class SpeedView:
         self._client: Any = None
         self._retry_after_s = retry_after_s
         self._down_until = 0.0
-        self._script: Any = None
+        self._trending_prefix = self._layout.trending(0).removesuffix("0")  # + window end = its key
+        self._feed_conn: RespConnection | None = None
 
     async def open(self) -> None:
         import redis.asyncio as aioredis
@@ -198,15 +229,18 @@ class SpeedView:
             socket_connect_timeout=budget,
             retry_on_timeout=False,
         )
+        self._feed_conn = RespConnection(r.host, r.port, r.db, budget)
 
     async def close(self) -> None:
         if self._client is not None:
             await self._client.aclose()
+        if self._feed_conn is not None:
+            self._feed_conn.close()
 
     def _errors(self) -> tuple[type[BaseException], ...]:
         import redis
 
-        return (redis.RedisError, OSError, TimeoutError, ValueError)
+        return (redis.RedisError, RespError, OSError, TimeoutError, ValueError)
 
     async def _run(self, pipe: Any) -> list[Any] | None:
         """Execute a pipeline; None (and back off) on any failure or timeout."""
@@ -226,30 +260,39 @@ class SpeedView:
             return False
 
     async def snapshot(
-        self, user_id: str, as_of_ms: int, now_ms: int, candidates: list[str]
+        self, user_id: str, as_of_ms: int, now_ms: int, candidates: list[str], joined: str | None = None
     ) -> SpeedSnapshot:
-        """The user's signals, trending items and the speed counts of candidates and movers."""
+        """The user's signals, trending items and the speed counts of candidates and movers.
+        `joined` is "\\n".join(candidates) when the caller has it already."""
         s = self._settings.serving
         buckets = buckets_since(as_of_ms, now_ms, self._settings.batch.bucket_s, s.speed_buckets_max)
-        keys = [self._layout.user(user_id), self._layout.trending_latest()]
-        keys += [self._layout.bucket(b) for b in buckets]
-        trending_prefix = self._layout.trending(0).removesuffix("0")  # + window_end_ms = its key
+        lay = self._layout
         # the candidates travel as one newline-joined argument (ids never hold one: ID_PATTERN):
         # packing 150 arguments cost more than the script itself
-        args = [trending_prefix, s.trending_n, s.speed_movers_n, "\n".join(candidates)]
+        joined = "\n".join(candidates) if joined is None else joined
+        args = (self._trending_prefix, s.trending_n, s.speed_movers_n, joined)
+        keys = [lay.user(user_id), lay.trending_latest(), *(lay.bucket(b) for b in buckets)]
         reply = await self._eval(keys, args)
         if reply is None:
             return SpeedSnapshot.unavailable()
-        return decode_snapshot(reply, candidates, len(buckets), s.speed_movers_n)
-
-    async def _eval(self, keys: list[str], args: list[Any]) -> Any:
-        """Run the snapshot script (EVALSHA, loaded on first use); None on failure or timeout."""
-        if time.monotonic() < self._down_until:
-            return None
         try:
-            if self._script is None:
-                self._script = self._client.register_script(SNAPSHOT_LUA)
-            raw = await self._script(keys=keys, args=args)
+            return decode_snapshot(reply, candidates, s.speed_movers_n)
+        except (ValueError, TypeError, KeyError) as e:
+            log.warning("unreadable snapshot reply, serving without the speed view: %s", e)
+            return SpeedSnapshot.unavailable()
+
+    async def _eval(self, keys: list[str], args: tuple[Any, ...]) -> Any:
+        """Run the snapshot script (EVALSHA; EVAL when Redis lacks it); None on failure or timeout."""
+        if time.monotonic() < self._down_until or self._feed_conn is None:
+            return None
+        conn = self._feed_conn
+        try:
+            try:
+                raw = await conn.call("EVALSHA", _SNAPSHOT_SHA, len(keys), *keys, *args)
+            except RespError as e:
+                if not str(e).startswith("NOSCRIPT"):
+                    raise
+                raw = await conn.call("EVAL", SNAPSHOT_LUA, len(keys), *keys, *args)
             return orjson.loads(raw)
         except self._errors() as e:
             self._down_until = time.monotonic() + self._retry_after_s

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +31,9 @@ class ServingState:
         if vid is None or vid == self.snapshot.version:
             return False
         fresh = snapshots.build(self.layout, vid, self.settings.serving.ab)
+        # the version's millions of objects are long-lived: keep them out of the collector's
+        # full passes, which otherwise walk them all and stall requests for milliseconds
+        gc.freeze()
         self.snapshot = fresh
         self.on_swap(fresh)
         log.info(

@@ -16,6 +16,34 @@ from lambdastack.stack.process import ManagedProcess
 T = TypeVar("T")
 
 
+class OwnRedis:
+    """A redis-server of one test module on its own port (DEBUG allowed, so it can be made slow)."""
+
+    def __init__(self, home: Path, port: int):
+        self.home, self.port = home, port
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        from lambdastack.stack.process import port_open
+        from serving.bench import private_redis_argv
+
+        self.home.mkdir(parents=True, exist_ok=True)
+        argv = private_redis_argv("redis-server", self.port, self.home, "--enable-debug-command", "local")
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        eventually(lambda: port_open("127.0.0.1", self.port), 20, "the test Redis start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+    def client(self) -> Any:
+        import redis
+
+        return redis.Redis(port=self.port, socket_timeout=5)
+
+
 def eventually(check: Callable[[], T], timeout_s: float, what: str, interval_s: float = 0.25) -> T:
     """Poll until `check` returns a truthy value; fail naming `what` and the last value."""
     deadline = time.monotonic() + timeout_s

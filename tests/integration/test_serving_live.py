@@ -18,49 +18,24 @@ from typing import Any
 import httpx
 import pyarrow.parquet as pq
 import pytest
-import redis
 
 from batch.job import run as batch_run
 from lambdastack.features import FEATURE_NAMES
 from lambdastack.keys import KeyLayout, bucket_start
 from lambdastack.registry import promote, rollback
 from lambdastack.stack import kafka
-from lambdastack.stack.process import ManagedProcess, port_open
+from lambdastack.stack.process import ManagedProcess
 from lambdastack.usersignals import FreshCandidates, Interaction, encode_fresh, encode_recent
 from lambdastack.versions import VersionLayout
-from serving.bench import private_redis_argv
 from tests.conftest import SLOT, Isolated, make_isolated
 from tests.integration.conftest import start_api
-from tests.integration.helpers import consume_all, eventually, load_synthetic
+from tests.integration.helpers import OwnRedis, consume_all, eventually, load_synthetic
 
 pytestmark = pytest.mark.integration
 HOUR = 3_600_000
 DAY = 24 * HOUR
 KEY = "k" * 32
 REDIS_PORT = 16379 + 10 * SLOT + 7  # this module's own Redis, which a test stops and restarts
-
-
-class OwnRedis:
-    """A redis-server for this module only, on its own port."""
-
-    def __init__(self, home: Path):
-        self.home = home
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.home.mkdir(parents=True, exist_ok=True)
-        argv = private_redis_argv("redis-server", REDIS_PORT, self.home, "--enable-debug-command", "local")
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        eventually(lambda: port_open("127.0.0.1", REDIS_PORT), 20, "the test Redis start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=REDIS_PORT, socket_timeout=5)
 
 
 @dataclass
@@ -98,7 +73,7 @@ def live(services, base_env, tmp_path_factory) -> Iterator[Live]:
     for v in versions:
         t = pq.read_table(layout.view_dir(v, "item_stats"), columns=["item_id", "events"]).to_pylist()
         counts[v] = {r["item_id"]: r["events"] for r in t}
-    own = OwnRedis(tmp / "redis")
+    own = OwnRedis(tmp / "redis", REDIS_PORT)
     own.start()
     kafka.create_topics(s)
     api = start_api(iso)

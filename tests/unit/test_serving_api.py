@@ -3,6 +3,7 @@ ids, metrics and degraded answers (no service is needed for any of these)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -111,6 +112,19 @@ def test_request_ids_are_kept_or_made(client):
     assert r.headers["x-request-id"] == "abc-123"
     made = client.get("/health", headers={"X-Request-ID": "bad id\twith tab"}).headers["x-request-id"]
     assert made != "bad id\twith tab" and len(made) == 32
+
+
+def test_each_request_leaves_one_json_access_log_line_with_its_request_id(tmp_path, capfd):
+    app = create_app(settings(tmp_path, LAMBDASTACK_SERVING__ACCESS_LOG="true"))
+    with TestClient(app, raise_server_exceptions=False) as c:
+        c.get("/health", headers={"X-Request-ID": "req-1"})
+        c.get("/v1/users/u1/feed", params={"k": 0}, headers={"X-Request-ID": "req-2"})
+    # buffered, and written at shutdown at the latest
+    lines = [json.loads(x) for x in capfd.readouterr().err.splitlines() if '"lambdastack.access"' in x]
+    by_id = {line["request_id"]: line for line in lines}
+    assert by_id["req-1"]["status"] == 200 and by_id["req-1"]["route"] == "/health"
+    assert by_id["req-2"]["status"] == 422 and by_id["req-2"]["route"] == "/v1/users/{user_id}/feed"
+    assert all(line["level"] == "info" and line["ms"] >= 0 and "ts" in line for line in lines)
 
 
 def test_no_version_and_no_redis_degrade_the_feed_and_fail_readiness(client):

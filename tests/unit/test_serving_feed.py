@@ -19,6 +19,8 @@ from serving.feed import (
     SPEED_POPULAR,
     TRENDING,
     FeedConfig,
+    batch_side,
+    candidate_pool,
     diversify,
     known_candidates,
     rank_feed,
@@ -163,6 +165,74 @@ def test_every_source_is_named_on_the_items_it_proposed(model):
     assert CLUSTER_POPULAR in by_id["i39"].sources
     assert any(BATCH_POPULAR in i.sources for i in feed.items)
     assert feed.signal_age_ms == NOW - (AS_OF + 60_000)
+
+
+def _reference_pool(snap: Snapshot, sp: SpeedSnapshot, user: str, k: int, cfg: FeedConfig) -> dict:
+    """The pool as first specified: every source over its whole list, one after the other."""
+    view = snap.view
+    state = online_state(view, user, sp.recent)
+    seen = view.seen(user) | {i.item_id for i in sp.recent}
+    pool: dict[str, list[str]] = {}
+
+    def add(items, source: str, n: int) -> None:
+        taken = 0
+        for item in items:
+            if taken >= n:
+                return
+            if item in seen:
+                continue
+            taken += 1
+            if item not in pool:
+                if len(pool) >= cfg.candidates_max:
+                    continue
+                pool[item] = []
+            if source not in pool[item]:
+                pool[item].append(source)
+
+    if sp.fresh is not None:
+        add([i for i, _ in sp.fresh.items], SPEED_FRESH, cfg.candidates_max)
+    for e in sorted(sp.recent, key=lambda i: -i.event_time_ms)[: cfg.recent_items_n]:
+        add(view.neighbours.get(e.item_id, ()), RECENT_NEIGHBOURS, cfg.recent_neighbours_n)
+    add([i for i, _ in sp.trending], TRENDING, cfg.trending_n)
+    add([i for i, _ in sp.movers], SPEED_POPULAR, cfg.trending_n)
+    add(view.candidates.get(user, ()), BATCH_CANDIDATES, cfg.candidates_max)
+    row = view.profiles.get(user)
+    n = 2 * k if row is None or row["n"] < cfg.cold_start_events else k
+    cluster = view.cluster_of(user, state)
+    if cluster is not None:
+        add(view.popular(f"cluster:{cluster}"), CLUSTER_POPULAR, n)
+    add(view.popular(), BATCH_POPULAR, n)
+    return pool
+
+
+def test_the_cached_batch_side_gives_the_pool_the_whole_lists_give():
+    """Cut lists, pre-merged batch proposals and the fallback when a recent item is among them
+    give the same candidates, in the same order, with the same sources, as the whole lists."""
+    snap = world()
+    rng = np.random.default_rng(3)
+    ids = [f"i{n}" for n in range(40)]
+    for trial in range(300):
+        cfg = FeedConfig(
+            candidates_max=int(rng.integers(3, 45)),
+            trending_n=int(rng.integers(1, 8)),
+            recent_neighbours_n=int(rng.integers(0, 3)),
+            cold_start_events=int(rng.integers(0, 5)),
+        )
+        user, k = ["u1", "u2", "u3"][trial % 3], int(rng.integers(1, 15))
+        recent = tuple(
+            Interaction(str(i), "view", 1.0, AS_OF + int(t))
+            for i, t in zip(rng.choice(ids, int(rng.integers(0, 6))), rng.integers(0, 1000, 6), strict=False)
+        )
+        sp = speed(
+            recent=recent,
+            fresh=FreshCandidates("v", "v", AS_OF, tuple((str(i), 0.5) for i in rng.choice(ids, 4))),
+            trending=tuple((str(i), 1.0) for i in rng.choice(ids, 5, replace=False)),
+            movers=tuple((str(i), 3) for i in rng.choice(ids, 5, replace=False)),
+        )
+        side = batch_side(snap, user, k, cfg)
+        state = online_state(snap.view, user, recent)
+        got = candidate_pool(snap, sp, user, side, state, cfg)
+        assert got == _reference_pool(snap, sp, user, k, cfg), (trial, user, k, cfg)
 
 
 def test_a_cold_start_user_gets_cluster_trending_and_popular_items(model):

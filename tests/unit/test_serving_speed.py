@@ -74,13 +74,20 @@ def test_the_snapshot_script_reply_decodes_with_empty_tables_as_lists():
         "fresh": None,
         "trending_end": 600,
         "trending": [["t1", 2.5]],
-        "buckets": [[["a", 3]], [3, None], {}, [None, 4]],
+        "counts": [3, False, 4],
+        "movers": [["m", 2], ["a", 3], ["z", 3]],
     }
-    snap = decode_snapshot(reply, ["a", "b"], 2, 10)
-    assert snap.ok and snap.counts == {"a": 3, "b": 4} and snap.movers == (("a", 3),)
+    snap = decode_snapshot(reply, ["a", "b", "c"], 2)
+    # a candidate no bucket holds has no count; a mover's total counts for it too; ties by id
+    assert snap.ok and snap.counts == {"a": 3, "c": 4, "m": 2, "z": 3}
+    assert snap.movers == (("a", 3), ("z", 3))
     assert snap.trending == (("t1", 2.5),) and snap.trending_end_ms == 600
     assert snap.recent == (Interaction("i1", "view", 1.0, 5),) and snap.fresh is None
     empty = decode_snapshot(
-        {"recent": None, "fresh": None, "trending_end": None, "trending": {}, "buckets": {}}, [], 0, 5
+        {"recent": None, "fresh": None, "trending_end": None, "trending": {}, "counts": {}, "movers": {}},
+        [],
+        5,
     )
     assert empty.ok and empty.counts == {} and empty.trending_end_ms is None
+    with pytest.raises(ValueError, match="counted 1 of 2"):
+        decode_snapshot({**reply, "counts": [1]}, ["a", "b"], 2)

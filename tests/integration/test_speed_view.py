@@ -1,0 +1,113 @@
+"""The feed's one Redis round trip against a real Redis (this module's own, so that it can be made
+slow and stopped): the snapshot script's sums equal the per-bucket reference the evaluation
+harness uses, a Redis that lost its scripts is served, and a slow, stopped or absent Redis
+degrades the read instead of failing it, then the reads recover."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lambdastack.keys import KeyLayout
+from lambdastack.settings import Settings
+from lambdastack.usersignals import Interaction, encode_recent
+from serving.speed_view import SpeedSnapshot, SpeedView, buckets_since, merge_bucket_replies
+from tests.conftest import SLOT
+from tests.integration.helpers import OwnRedis
+
+pytestmark = pytest.mark.integration
+H = 3_600_000
+PORT = 16379 + 10 * SLOT + 8
+
+
+@pytest.fixture
+def own(tmp_path: Path) -> Iterator[OwnRedis]:
+    r = OwnRedis(tmp_path / "redis", PORT)
+    r.start()
+    yield r
+    r.stop()
+
+
+def _settings(isolated, port: int = PORT) -> Settings:
+    s = isolated.settings
+    return s.model_copy(update={"redis": s.redis.model_copy(update={"port": port})})
+
+
+def _read(view: SpeedView, candidates: list[str], as_of: int, now: int, pause_s: float = 0) -> SpeedSnapshot:
+    async def go() -> SpeedSnapshot:
+        await view.open()
+        try:
+            await asyncio.sleep(pause_s)
+            return await view.snapshot("u1", as_of, now, candidates)
+        finally:
+            await view.close()
+
+    return asyncio.run(go())
+
+
+def test_the_script_sums_buckets_as_the_reference_does_and_survives_a_script_flush(isolated, own):
+    s = _settings(isolated)
+    r, keys = own.client(), KeyLayout(s.redis.key_prefix)
+    now = int(time.time() * 1000)
+    as_of = now - 6 * H
+    buckets = buckets_since(as_of, now, s.batch.bucket_s, s.serving.speed_buckets_max)
+    rng = random.Random(7)
+    items = [f"i{n}" for n in range(40)]
+    for b in buckets[::2] + buckets[-1:]:  # every other bucket exists, the newest always
+        r.zadd(keys.bucket(b), {i: rng.randint(1, 30) for i in rng.sample(items, 25)})
+    r.hset(keys.user("u1"), "recent", encode_recent([Interaction("i3", "view", 1.0, now - 5)]))
+    candidates = [*items[:30], "absent-1", "absent-2"]
+    movers_n = s.serving.speed_movers_n
+
+    replies: list[object] = []  # what the evaluation harness sums: per bucket, as redis-py reads it
+    for b in buckets:
+        replies.append(r.zrevrange(keys.bucket(b), 0, movers_n - 1, withscores=True))
+        replies.append(r.zmscore(keys.bucket(b), candidates) if r.exists(keys.bucket(b)) else [None] * 32)
+    counts, movers = merge_bucket_replies(candidates, replies, len(buckets), movers_n)
+
+    snap = _read(SpeedView(s), candidates, as_of, now)
+    assert snap.ok and snap.counts == counts and snap.movers == movers
+    assert "absent-1" not in snap.counts and len(snap.movers) == movers_n
+    assert [i.item_id for i in snap.recent] == ["i3"]
+
+    r.script_flush()  # a restarted Redis has no scripts: EVALSHA fails, EVAL loads it again
+    again = _read(SpeedView(s), [], as_of, now)
+    assert again.ok and again.movers == movers and again.recent == snap.recent
+
+
+def test_a_slow_stopped_or_absent_redis_degrades_the_read_then_reads_recover(isolated, own):
+    s = _settings(isolated)
+    budget_s = s.redis.socket_timeout_ms / 1000
+    now = int(time.time() * 1000)
+    view = SpeedView(s, retry_after_s=0.2)
+
+    async def scenario() -> tuple[bool, bool, float, bool]:
+        await view.open()
+        try:
+            before = (await view.snapshot("u1", 0, now, ["a"])).ok
+            sleeper = threading.Thread(target=lambda: own.client().execute_command("DEBUG", "SLEEP", "1"))
+            sleeper.start()
+            await asyncio.sleep(0.1)
+            started = time.monotonic()
+            slow = (await view.snapshot("u1", 0, now, ["a"])).ok
+            took = time.monotonic() - started
+            await asyncio.to_thread(sleeper.join)
+            await asyncio.sleep(0.3)  # past retry_after_s: the next read reconnects
+            return before, slow, took, (await view.snapshot("u1", 0, now, ["a"])).ok
+        finally:
+            await view.close()
+
+    before, slow, took, after = asyncio.run(scenario())
+    assert before and not slow and took < budget_s + 0.5 and after
+
+    own.stop()
+    assert not _read(SpeedView(s), ["a"], 0, now).ok
+    own.start()
+    assert _read(SpeedView(s), ["a"], 0, now).ok
+    assert not _read(SpeedView(_settings(isolated, port=1)), ["a"], 0, now).ok  # nothing listens
