@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import statistics
 import subprocess
@@ -31,20 +30,9 @@ TARGET_RATIO = 0.5
 
 def wrk_binary() -> str:
     """Path of wrk, installing Debian's package when it is missing."""
-    found = shutil.which("wrk")
-    if found:
-        return found
-    if os.geteuid() != 0:
-        raise ServiceError("wrk is not installed; run: sudo apt-get install wrk")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "wrk"]):
-        done = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        if done.returncode != 0:
-            raise ServiceError(f"installing wrk failed ({' '.join(cmd)}): {done.stderr.strip()[-500:]}")
-    found = shutil.which("wrk")
-    if not found:
-        raise ServiceError("apt-get installed wrk but it is not on PATH")
-    return found
+    from lambdastack.stack.debian import ensure_binary
+
+    return ensure_binary("wrk", "wrk")[0]
 
 
 def parse_wrk(text: str) -> dict[str, float]:
@@ -219,12 +207,9 @@ def run(
     repeats: int = 3,
     echo: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    wrk = wrk_binary()
-    redis_server = shutil.which("redis-server")
-    if redis_server is None:
-        from lambdastack.stack.redis import server_binary
+    from lambdastack.stack.redis import server_binary
 
-        redis_server = server_binary()
+    wrk, redis_server = wrk_binary(), server_binary()
     with tempfile.TemporaryDirectory(prefix="lambdastack-bench-") as tmp:
         work = Path(tmp)
         views_dir = ensure_version(settings, views, work, echo)

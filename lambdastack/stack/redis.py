@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 
 from lambdastack.errors import ServiceError
 from lambdastack.settings import Settings
+from lambdastack.stack.debian import ensure_binary
 from lambdastack.stack.process import ManagedProcess, port_open, wait_until
 
 
@@ -17,23 +16,9 @@ def process(settings: Settings) -> ManagedProcess:
 
 def server_binary() -> str:
     """Path of redis-server, installing Debian's package when it is missing."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    if os.geteuid() != 0:
-        raise ServiceError("redis-server is not installed; run: sudo apt-get install redis-server")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "redis-server"]):
-        done = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        if done.returncode != 0:
-            raise ServiceError(
-                f"installing redis-server failed ({' '.join(cmd)}): {done.stderr.strip()[-500:]}"
-            )
-    found = shutil.which("redis-server")
-    if not found:
-        raise ServiceError("apt-get installed redis-server but it is not on PATH")
-    # Debian starts a system instance on 6379 after install; the stack runs its own.
-    subprocess.run(["service", "redis-server", "stop"], capture_output=True)
+    found, installed = ensure_binary("redis-server", "redis-server")
+    if installed:  # Debian starts a system instance on 6379 after install; the stack runs its own
+        subprocess.run(["service", "redis-server", "stop"], capture_output=True)
     return found
 
 
