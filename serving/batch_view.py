@@ -7,11 +7,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lambdastack.features import ItemSide, UserState, state_from_row
 from lambdastack.item_matrix import ItemMatrix
 from lambdastack.versions import VersionLayout
+from serving.columnar import ItemLists, ItemSets, Rows
 
 GLOBAL_SCOPE = "global"
 PROFILE_COLUMNS = ["user_id", "n", "interest", "t_ref", "genre_names", "genre_counts", "last_item", "last_t"]
@@ -25,12 +28,12 @@ class BatchView:
     item_ids: np.ndarray  # object array of str, most engaged first
     item_events: np.ndarray  # int64, aligned with item_ids
     titles: dict[str, str]
-    history: dict[str, frozenset[str]]
+    history: Mapping[str, frozenset[str]]  # per user: serving.columnar.ItemSets once loaded
     index: dict[str, int] = field(repr=False)
     side: ItemSide = field(default_factory=lambda: ItemSide({}, {}), repr=False)
-    profiles: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    profiles: Mapping[str, dict[str, Any]] = field(default_factory=dict, repr=False)  # columnar.Rows
     model: bytes | None = field(default=None, repr=False)
-    candidates: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
+    candidates: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)  # columnar
     popular_lists: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
     neighbours: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
     centroids: Mapping[int, np.ndarray] = field(default_factory=dict, repr=False)  # unit interest
@@ -74,31 +77,57 @@ class BatchView:
         return max(sorted(sims), key=lambda c: sims[c])
 
 
-def _read(layout: VersionLayout, version: str, view: str, columns: list[str]) -> list[dict[str, Any]]:
-    """The columns of a view that it has (older versions lack some), as rows; none if absent."""
+def _table(layout: VersionLayout, version: str, view: str, columns: list[str]) -> pa.Table | None:
+    """The columns of a view that it has (older versions lack some); None if the view is absent."""
     path = layout.view_dir(version, view)
     if not path.exists():
-        return []
+        return None
     present = set(pq.ParquetDataset(path).schema.names)
-    return pq.read_table(path, columns=[c for c in columns if c in present]).to_pylist()
+    return pq.read_table(path, columns=[c for c in columns if c in present])
 
 
-def _profiles(layout: VersionLayout, version: str) -> dict[str, dict[str, Any]]:
-    rows = _read(layout, version, "user_profiles", PROFILE_COLUMNS + PROFILE_EXTRA)
-    return {r["user_id"]: r for r in rows}
+def _read(layout: VersionLayout, version: str, view: str, columns: list[str]) -> list[dict[str, Any]]:
+    """A (small) view as rows; none if absent."""
+    table = _table(layout, version, view, columns)
+    return [] if table is None else table.to_pylist()
 
 
-def _centroids(profiles: Mapping[str, Mapping[str, Any]]) -> dict[int, np.ndarray]:
+def _profiles(table: pa.Table | None) -> Mapping[str, dict[str, Any]]:
+    return {} if table is None else Rows(table, "user_id")
+
+
+def _centroids(table: pa.Table | None) -> dict[int, np.ndarray]:
+    """Mean unit interest per batch cluster, summed in row order."""
+    if table is None or "cluster" not in table.column_names or "interest" not in table.column_names:
+        return {}
     sums: dict[int, np.ndarray] = {}
-    for r in profiles.values():
-        if r.get("cluster") is None or r.get("interest") is None:
+    for cluster, interest in zip(table["cluster"].to_pylist(), table["interest"].to_pylist(), strict=True):
+        if cluster is None or interest is None:
             continue
-        v = np.asarray(r["interest"], dtype=np.float64)
+        v = np.asarray(interest, dtype=np.float64)
         n = float(np.linalg.norm(v))
         if n > 0:
-            c = int(r["cluster"])
+            c = int(cluster)
             sums[c] = sums.get(c, np.zeros_like(v)) + v / n
     return {c: v / (float(np.linalg.norm(v)) or 1.0) for c, v in sums.items()}
+
+
+def _per_user_lists(tables: Mapping[str, pa.Table | None], vocabulary: np.ndarray) -> dict[str, ItemLists]:
+    return {
+        view: ItemLists([str(u) for u in t["user_id"].to_pylist()], t["items"], vocabulary)
+        if t is not None
+        else ItemLists([], pa.array([], type=pa.list_(pa.string())), vocabulary)
+        for view, t in tables.items()
+    }
+
+
+def _vocabulary(*tables: pa.Table | None) -> np.ndarray:
+    """Every item id the per-user lists name, once."""
+    values = [t["items"].combine_chunks().flatten().cast(pa.string()) for t in tables if t is not None]
+    if not values:
+        return np.asarray([], dtype=object)
+    unique = pc.unique(pa.chunked_array(values, type=pa.string()))
+    return np.asarray(unique.to_pylist(), dtype=object)
 
 
 def _side(layout: VersionLayout, version: str) -> ItemSide:
@@ -122,7 +151,7 @@ def _popular(layout: VersionLayout, version: str, by_events: np.ndarray) -> dict
 
 
 def load(layout: VersionLayout, version: str) -> BatchView:
-    """Read one complete version's views."""
+    """Read one complete version's views (per-user ones in columnar form, serving.columnar)."""
     manifest = layout.manifest(version)
     stats = pq.read_table(layout.view_dir(version, "item_stats"), columns=["item_id", "events"])
     order = np.argsort(-stats["events"].to_numpy(), kind="stable")
@@ -130,27 +159,29 @@ def load(layout: VersionLayout, version: str) -> BatchView:
     events = stats["events"].to_numpy()[order].astype(np.int64)
     items = _read(layout, version, "items", ["item_id", "title"])
     titles = {r["item_id"]: r["title"] for r in items if r.get("title")}
-    history = {
-        u: frozenset(v) for u, v in _lists(layout, version, "user_history", "user_id", "items").items()
+    per_user = {
+        "user_history": _table(layout, version, "user_history", ["user_id", "items"]),
+        "candidates": _table(layout, version, "candidates", ["user_id", "items"]),
     }
+    lists = _per_user_lists(per_user, _vocabulary(*per_user.values()))
     model_file = layout.version_dir(version) / "model" / "ranker.onnx"
     side = _side(layout, version)
-    profiles = _profiles(layout, version)
+    profile_table = _table(layout, version, "user_profiles", PROFILE_COLUMNS + PROFILE_EXTRA)
     return BatchView(
         version=version,
         as_of_ms=int(manifest["as_of_ms"]),
         item_ids=ids,
         item_events=events,
         titles=titles,
-        history=history,
+        history=ItemSets(lists["user_history"]),
         index={str(i): n for n, i in enumerate(ids)},
         side=side,
-        profiles=profiles,
+        profiles=_profiles(profile_table),
         model=model_file.read_bytes() if model_file.exists() else None,
-        candidates=_lists(layout, version, "candidates", "user_id", "items"),
+        candidates=lists["candidates"],
         popular_lists=_popular(layout, version, ids),
         neighbours=_lists(layout, version, "item_neighbours", "item_id", "neighbours"),
-        centroids=_centroids(profiles),
+        centroids=_centroids(profile_table),
         matrix=ItemMatrix.build(side, {str(i): int(n) for i, n in zip(ids, events, strict=True)}),
         manifest=manifest,
     )

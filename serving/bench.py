@@ -213,6 +213,11 @@ def run(
     with tempfile.TemporaryDirectory(prefix="lambdastack-bench-") as tmp:
         work = Path(tmp)
         views_dir = ensure_version(settings, views, work, echo)
+        load = measure_load(views_dir)
+        echo(
+            f"version load: {load['load_s']} s for {load['users']} users; a full garbage collection "
+            f"then takes {load['full_gc_ms']} ms over {load['gc_tracked_objects']} objects"
+        )
         redis_port, api_port = _free_port(), _free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("LAMBDASTACK_")}
         env.update(
@@ -239,6 +244,7 @@ def run(
                 _check_feed(base, users[0])
                 _wrk(wrk, base, ["-s", str(script)], 8, 2)  # warm-up
                 result = _measure(wrk, base, script, connections, duration_s, repeats, echo)
+    result["version_load"] = load
     result["setup"] = {
         "views_dir": str(views_dir) if views is not None else "generated or configured",
         "users": len(users),
@@ -263,6 +269,32 @@ def _check_feed(base: str, user: str) -> None:
         raise ServiceError(f"the feed is degraded or empty before the benchmark: {json.dumps(body)[:500]}")
     if not any(i["speed_count"] for i in body["items"]) and body["signal_age_ms"] is None:
         raise ServiceError("the feed used no speed signal before the benchmark")
+
+
+def measure_load(views: Path) -> dict[str, Any]:
+    """Loading the current version as the API does: seconds, objects the garbage collector then
+    tracks, and how long one full collection over them takes."""
+    import gc
+
+    from serving import batch_view
+
+    layout = VersionLayout(views)
+    gc.collect()
+    before = len(gc.get_objects())
+    started = time.perf_counter()
+    view = batch_view.load(layout, layout.require_current())
+    load_s = time.perf_counter() - started
+    gc.collect()
+    started = time.perf_counter()
+    gc.collect()
+    full_gc_ms = (time.perf_counter() - started) * 1000
+    return {
+        "load_s": round(load_s, 2),
+        "gc_tracked_objects": len(gc.get_objects()) - before,
+        "full_gc_ms": round(full_gc_ms, 1),
+        "users": len(view.profiles),
+        "items": len(view.item_ids),
+    }
 
 
 def _port_open(port: int) -> bool:

@@ -126,6 +126,7 @@ def _serving_section(result: Mapping[str, Any], out_dir: Path) -> Iterator[str]:
         plots.latency_by_connections(rows, out_dir / "serving_latency.png")
         yield "\n![serving latency against connections](serving_latency.png)\n"
     yield from _scalars(result.get("targets") or {}, "targets")
+    yield from _scalars(result.get("version_load") or {}, "version_load")
     yield ""
 
 

@@ -193,8 +193,8 @@ def test_operations_endpoints(live):
         'lambdastack_request_seconds_bucket{le="0.005",method="GET",route="/v1/users/{user_id}/feed"}'
         in metrics
     )
-    log = live.api.log_file.read_text()
-    assert '"request_id":"req-42"' in log
+    # the access log is buffered and written at least every 0.5 s
+    eventually(lambda: '"request_id":"req-42"' in live.api.log_file.read_text(), 5, "the access log line")
 
 
 def test_schemathesis_finds_no_server_error_or_schema_violation(live):

@@ -69,7 +69,8 @@ def test_render_writes_what_exists_and_names_what_is_missing(tmp_path: Path):
                 "trivial": {"rps": 8000, "p50_ms": 0.8, "p99_ms": 2.5},
                 "feed_over_trivial_rps": 0.15,
             },
-        }
+        },
+        "version_load": {"load_s": 2.7, "users": 42133},
     }
     (tmp_path / "serving.json").write_text(json.dumps(serving))
     speed = {
@@ -88,6 +89,7 @@ def test_render_writes_what_exists_and_names_what_is_missing(tmp_path: Path):
     report = (tmp_path / "REPORT.md").read_text()
     assert "## Evaluation: prequential replay" in report and "| merged | known |" in report
     assert "| 8 | 1200 | 6.0 | 20.0 | 8000 | 0.15 |" in report
+    assert "- `version_load.load_s`: 2.7" in report
     assert "| 1000.0 | 990.0 | 80.0 | 200.0 | 400.0 | 12 | True |" in report
     assert "`batch.json`" in report.split("## Missing")[1]
     for png in (
