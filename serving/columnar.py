@@ -10,14 +10,31 @@ version's lifetime.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+V = TypeVar("V")
 
-class ItemLists(Mapping[str, tuple[str, ...]]):
+
+class _Keyed(Mapping[str, V]):
+    """A mapping whose keys are the rows of columns: `_rows` numbers them."""
+
+    _rows: dict[str, int]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._rows
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+
+class ItemLists(_Keyed[tuple[str, ...]]):
     """key -> tuple of item ids, from a list<string> column (CSR over `vocabulary` numbers)."""
 
     def __init__(self, keys: list[str], lists: pa.ChunkedArray | pa.Array, vocabulary: np.ndarray):
@@ -49,21 +66,12 @@ class ItemLists(Mapping[str, tuple[str, ...]]):
         got = self._slice(key)
         return 0 if got is None else len(got)
 
-    def __contains__(self, key: object) -> bool:
-        return key in self._rows
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._rows)
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-
-class ItemSets(Mapping[str, frozenset[str]]):
+class ItemSets(_Keyed[frozenset[str]]):
     """key -> frozenset of item ids (the same CSR as ItemLists)."""
 
     def __init__(self, lists: ItemLists):
-        self._lists = lists
+        self._lists, self._rows = lists, lists._rows
 
     def __getitem__(self, key: str) -> frozenset[str]:
         return frozenset(self._lists[key])
@@ -71,17 +79,8 @@ class ItemSets(Mapping[str, frozenset[str]]):
     def size(self, key: str) -> int:
         return self._lists.size(key)
 
-    def __contains__(self, key: object) -> bool:
-        return key in self._lists
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._lists)
-
-    def __len__(self) -> int:
-        return len(self._lists)
-
-
-class Rows(Mapping[str, dict[str, Any]]):
+class Rows(_Keyed[dict[str, Any]]):
     """key -> one row of an Arrow table as a dict (the columns other than the key)."""
 
     def __init__(self, table: pa.Table, key: str):
@@ -91,12 +90,3 @@ class Rows(Mapping[str, dict[str, Any]]):
     def __getitem__(self, key: str) -> dict[str, Any]:
         n = self._rows[key]
         return {name: col[n].as_py() for name, col in self._columns}
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._rows
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._rows)
-
-    def __len__(self) -> int:
-        return len(self._rows)
