@@ -41,7 +41,8 @@ class ItemLists(_Keyed[tuple[str, ...]]):
         self._rows = {k: n for n, k in enumerate(keys)}
         arr = lists.combine_chunks() if isinstance(lists, pa.ChunkedArray) else lists
         arr = pc.fill_null(arr, pa.scalar([], type=arr.type))
-        self._offsets = np.asarray(arr.offsets.to_numpy(), dtype=np.int64)
+        offsets = np.asarray(arr.offsets.to_numpy(), dtype=np.int64)
+        self._offsets = offsets - offsets[0]  # flatten() starts at the first list's values
         flat = arr.flatten()
         vocab = pa.array(vocabulary.tolist(), type=pa.string())
         numbers = pc.index_in(flat.cast(pa.string()), value_set=vocab)
@@ -62,10 +63,6 @@ class ItemLists(_Keyed[tuple[str, ...]]):
             raise KeyError(key)
         return tuple(self._vocabulary[got].tolist())
 
-    def size(self, key: str) -> int:
-        got = self._slice(key)
-        return 0 if got is None else len(got)
-
 
 class ItemSets(_Keyed[frozenset[str]]):
     """key -> frozenset of item ids (the same CSR as ItemLists)."""
@@ -75,9 +72,6 @@ class ItemSets(_Keyed[frozenset[str]]):
 
     def __getitem__(self, key: str) -> frozenset[str]:
         return frozenset(self._lists[key])
-
-    def size(self, key: str) -> int:
-        return self._lists.size(key)
 
 
 class Rows(_Keyed[dict[str, Any]]):

@@ -150,7 +150,7 @@ def _unseen(items: Iterable[str], history: frozenset[str], n: int) -> tuple[str,
 class BatchSide:
     """What one user's feed takes from a batch version for one k, worked out once per version: the
     batch state, the batch lists (unseen by the batch history, cut as RECENT_MARGIN says) and the
-    candidates whose speed counts are read (`known`, also newline-joined for the Redis script)."""
+    candidates whose speed counts are read (`known`)."""
 
     history: frozenset[str]
     state: UserState  # the batch state as of the as-of; copied before events are folded in
@@ -159,10 +159,8 @@ class BatchSide:
     candidates: tuple[str, ...]
     cluster_popular: tuple[str, ...]  # of `cluster` when it is not None
     popular: tuple[str, ...]
-    n_candidates: int  # how many of its candidates the batch proposes
     n_popular: int  # how many items each popular list proposes
     known: tuple[str, ...]
-    joined: str
     # item -> the batch sources proposing it, in pool order, for the batch cluster (or no cluster);
     # exact while no recent interaction is among the items
     proposed: Mapping[str, tuple[str, ...]]
@@ -202,19 +200,16 @@ def _batch_side(snapshot: Snapshot, user_id: str, k: int, cfg: FeedConfig) -> Ba
         _unseen(view.candidates.get(user_id, ()), history, cfg.candidates_max + RECENT_MARGIN),
         () if cluster is None else _unseen(view.popular(f"cluster:{cluster}"), history, n + RECENT_MARGIN),
         _unseen(view.popular(), history, n + RECENT_MARGIN),
-        cfg.candidates_max,
         n,
         (),
-        "",
         {},
     )
     pool = _Pool(history, frozenset(), cfg.candidates_max)
-    _batch_sources(pool, snapshot, side, view.cluster_of(user_id, state))
-    known = tuple(pool.sources)
+    _batch_sources(pool, snapshot, side, view.cluster_of(user_id, state), cfg)
     unlimited = _Pool(history, frozenset(), 1 << 62)
-    _batch_sources(unlimited, snapshot, side, cluster)
+    _batch_sources(unlimited, snapshot, side, cluster, cfg)
     proposed = {item: tuple(by) for item, by in unlimited.sources.items()}
-    return replace(side, known=known, joined="\n".join(known), proposed=proposed)
+    return replace(side, known=tuple(pool.sources), proposed=proposed)
 
 
 def known_candidates(snapshot: Snapshot, user_id: str, k: int, cfg: FeedConfig) -> list[str]:
@@ -222,9 +217,11 @@ def known_candidates(snapshot: Snapshot, user_id: str, k: int, cfg: FeedConfig) 
     return list(batch_side(snapshot, user_id, k, cfg).known)
 
 
-def _batch_sources(pool: _Pool, snapshot: Snapshot, side: BatchSide, cluster: int | None) -> None:
+def _batch_sources(
+    pool: _Pool, snapshot: Snapshot, side: BatchSide, cluster: int | None, cfg: FeedConfig
+) -> None:
     """The batch lists in pool order; `cluster` is the user's (batch or nearest to the live state)."""
-    pool.add(side.candidates, BATCH_CANDIDATES, side.n_candidates)
+    pool.add(side.candidates, BATCH_CANDIDATES, cfg.candidates_max)
     if cluster is not None:
         own = cluster == side.cluster
         near = side.cluster_popular if own else snapshot.view.popular(f"cluster:{cluster}")
@@ -295,7 +292,7 @@ def candidate_pool(
     else:
         if len(recent) > RECENT_MARGIN:  # the cut batch lists might run short: use whole ones
             side = _whole_lists(snapshot, user_id, side, cfg)
-        _batch_sources(pool, snapshot, side, cluster)
+        _batch_sources(pool, snapshot, side, cluster, cfg)
     return pool.sources
 
 

@@ -91,8 +91,6 @@ class RequestContext:
 
     def __init__(self, app: ASGIApp, metrics: Metrics, access_log: AccessLog | None):
         self.app, self.metrics, self.access_log = app, metrics, access_log
-        self._latency: dict[tuple[str, str], Any] = {}  # label children, looked up once
-        self._responses: dict[tuple[str, int], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -120,7 +118,9 @@ class RequestContext:
         finally:
             elapsed = time.perf_counter() - start
             route = getattr(scope.get("route"), "path", "unmatched")
-            self._observe(route, scope["method"], status, elapsed)
+            m = self.metrics
+            m.child(m.latency, route, scope["method"]).observe(elapsed)
+            m.child(m.responses, route, str(status)).inc()
             if self.access_log is not None:
                 self.access_log.write(
                     {
@@ -132,13 +132,3 @@ class RequestContext:
                         "ms": round(elapsed * 1000, 3),
                     }
                 )
-
-    def _observe(self, route: str, method: str, status: int, elapsed: float) -> None:
-        latency = self._latency.get((route, method))
-        if latency is None:
-            latency = self._latency[(route, method)] = self.metrics.latency.labels(route, method)
-        latency.observe(elapsed)
-        responses = self._responses.get((route, status))
-        if responses is None:
-            responses = self._responses[(route, status)] = self.metrics.responses.labels(route, str(status))
-        responses.inc()

@@ -185,7 +185,7 @@ def _list(v: Any) -> list[Any]:
     return v if isinstance(v, list) else []  # cjson encodes an empty table as {}
 
 
-def decode_snapshot(reply: dict[str, Any], candidates: list[str], movers_n: int) -> SpeedSnapshot:
+def decode_snapshot(reply: dict[str, Any], candidates: Sequence[str], movers_n: int) -> SpeedSnapshot:
     """The SpeedSnapshot of one decoded SNAPSHOT_LUA reply."""
     recent, fresh = parse_user(reply.get("recent"), reply.get("fresh"))
     trending = tuple((str(m), float(sc)) for m, sc in _list(reply.get("trending")))
@@ -260,17 +260,15 @@ class SpeedView:
             return False
 
     async def snapshot(
-        self, user_id: str, as_of_ms: int, now_ms: int, candidates: list[str], joined: str | None = None
+        self, user_id: str, as_of_ms: int, now_ms: int, candidates: Sequence[str]
     ) -> SpeedSnapshot:
-        """The user's signals, trending items and the speed counts of candidates and movers.
-        `joined` is "\\n".join(candidates) when the caller has it already."""
+        """The user's signals, trending items and the speed counts of candidates and movers."""
         s = self._settings.serving
         buckets = buckets_since(as_of_ms, now_ms, self._settings.batch.bucket_s, s.speed_buckets_max)
         lay = self._layout
         # the candidates travel as one newline-joined argument (ids never hold one: ID_PATTERN):
         # packing 150 arguments cost more than the script itself
-        joined = "\n".join(candidates) if joined is None else joined
-        args = (self._trending_prefix, s.trending_n, s.speed_movers_n, joined)
+        args = (self._trending_prefix, s.trending_n, s.speed_movers_n, "\n".join(candidates))
         keys = [lay.user(user_id), lay.trending_latest(), *(lay.bucket(b) for b in buckets)]
         reply = await self._eval(keys, args)
         if reply is None:

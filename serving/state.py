@@ -31,8 +31,8 @@ class ServingState:
         if vid is None or vid == self.snapshot.version:
             return False
         fresh = snapshots.build(self.layout, vid, self.settings.serving.ab)
-        # the version's millions of objects are long-lived: keep them out of the collector's
-        # full passes, which otherwise walk them all and stall requests for milliseconds
+        # the version's objects are long-lived: keep them out of the collector's full passes,
+        # which otherwise walk them all and stall requests
         gc.freeze()
         self.snapshot = fresh
         self.on_swap(fresh)

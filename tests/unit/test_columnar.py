@@ -14,11 +14,13 @@ def test_lists_and_sets_give_each_key_its_items_in_order():
     lists = ItemLists(["u1", "u2", "u3"], pa.array([["c", "a", "c"], None, []]), VOCAB)
     assert lists["u1"] == ("c", "a", "c") and lists["u2"] == () and lists["u3"] == ()
     assert lists.get("nobody", ()) == () and "u1" in lists and "x" not in lists
-    assert len(lists) == 3 and list(lists) == ["u1", "u2", "u3"] and lists.size("u1") == 3
+    assert len(lists) == 3 and list(lists) == ["u1", "u2", "u3"]
     sets = ItemSets(lists)
     assert sets["u1"] == frozenset({"a", "c"}) and sets.get("nobody", frozenset()) == frozenset()
     chunked = pa.chunked_array([pa.array([["d"]]), pa.array([["b", "a"]])])
     assert dict(ItemLists(["x", "y"], chunked, VOCAB)) == {"x": ("d",), "y": ("b", "a")}
+    sliced = pa.array([["a"], ["b", "c"]]).slice(1)  # its offsets do not start at 0
+    assert ItemLists(["x"], sliced, VOCAB)["x"] == ("b", "c")
 
 
 def test_an_item_outside_the_vocabulary_is_refused_at_load():
