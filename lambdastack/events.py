@@ -21,6 +21,10 @@ from lambdastack.errors import ValidationError
 SCHEMA_VERSION = 1
 MAX_ID_LEN = 128
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")
+# user and item ids become parts of Redis keys (`lambdastack.keys`), whose separator is ':', so
+# they may not hold one: an item "foo:min" would otherwise write into item "foo"'s minute hash
+KEY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
+_KEY_ID_RE = re.compile(KEY_ID_PATTERN)
 # event times outside this range are rejected as clock errors
 _MIN_TIME_MS = 0
 _MAX_FUTURE_MS = 24 * 3600 * 1000
@@ -73,10 +77,19 @@ def parse_time(value: Any) -> int:
     try:
         dt = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
-        raise ValueError(f"{value!r} is not an RFC 3339 timestamp") from None
+        raise ValueError(f"{_shown(value)} is not an RFC 3339 timestamp") from None
     if dt.tzinfo is None:
-        raise ValueError(f"{value!r} has no time zone (add Z or an offset)")
-    return int(round(dt.timestamp() * 1000))
+        raise ValueError(f"{_shown(value)} has no time zone (add Z or an offset)")
+    try:
+        return int(round(dt.timestamp() * 1000))
+    except (OverflowError, ValueError):
+        raise ValueError(f"{_shown(value)} is outside the range of event times") from None
+
+
+def _shown(value: Any) -> str:
+    """A value as a reason quotes it: its repr, cut to 60 characters."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _check_id(field: str, v: Any, errors: list[tuple[str, str]]) -> str:
@@ -88,7 +101,9 @@ def _check_id(field: str, v: Any, errors: list[tuple[str, str]]) -> str:
         errors.append((field, "must not be empty"))
     elif len(s) > MAX_ID_LEN:
         errors.append((field, f"must be at most {MAX_ID_LEN} characters"))
-    elif not _ID_RE.match(s):
+    elif field != "event_id" and not _KEY_ID_RE.fullmatch(s):
+        errors.append((field, "may hold only letters, digits and _ . - (not first)"))
+    elif not _ID_RE.fullmatch(s):
         errors.append((field, "may hold only letters, digits and _ . : - (not first)"))
     return s
 
@@ -99,7 +114,11 @@ def _check_value(etype: str, v: Any, errors: list[tuple[str, str]]) -> float:
     if isinstance(v, bool) or not isinstance(v, int | float):
         errors.append(("value", "must be a number"))
         return 0.0
-    x = float(v)
+    try:
+        x = float(v)
+    except OverflowError:
+        errors.append(("value", "is too large"))
+        return 0.0
     if x != x or x in (float("inf"), float("-inf")):
         errors.append(("value", "must be a finite number"))
     elif etype == EventType.RATING and not 0.0 <= x <= 5.0:
@@ -110,22 +129,38 @@ def _check_value(etype: str, v: Any, errors: list[tuple[str, str]]) -> float:
 
 
 def validate(raw: Any, now_ms: int | None = None) -> tuple[Event | None, list[tuple[str, str]]]:
-    """Check one decoded wire object; return the event, or None and every bad field with why."""
+    """Check one decoded wire object; return the event, or None and every bad field with why.
+
+    Total: whatever `raw` holds, this returns (it never raises), and every reason is printable
+    UTF-8 (a field name with a lone surrogate is escaped), so a consumer can always pass it on.
+    """
+    try:
+        event, errors = _validate(raw, now_ms)
+    except Exception as e:  # a shape no check foresaw: rejected with a reason, never a crash
+        return None, [("<event>", f"could not be validated ({type(e).__name__})")]
+    return event, [(_printable(f), _printable(r)) for f, r in errors]
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _validate(raw: Any, now_ms: int | None) -> tuple[Event | None, list[tuple[str, str]]]:
     if not isinstance(raw, dict):
         return None, [("<event>", "must be a JSON object")]
     errors: list[tuple[str, str]] = []
     for name in sorted(set(raw) - set(FIELDS)):
-        errors.append((name, "is not a field of the event schema"))
+        errors.append((name[:MAX_ID_LEN], "is not a field of the event schema"))
     for name in ("event_id", "user_id", "item_id", "type", "event_time"):
         if raw.get(name) is None:
             errors.append((name, "is required"))
     version = raw.get("schema_version", SCHEMA_VERSION)
     if version != SCHEMA_VERSION:
-        errors.append(("schema_version", f"must be {SCHEMA_VERSION}, got {version!r}"))
+        errors.append(("schema_version", f"must be {SCHEMA_VERSION}, got {_shown(version)}"))
     ids = {f: _check_id(f, raw[f], errors) for f in ("event_id", "user_id", "item_id") if f in raw}
     etype = raw.get("type")
     if etype is not None and etype not in EVENT_TYPES:
-        errors.append(("type", f"must be one of {', '.join(EVENT_TYPES)}; got {etype!r}"))
+        errors.append(("type", f"must be one of {', '.join(EVENT_TYPES)}; got {_shown(etype)}"))
     value = _check_value(str(etype), raw.get("value"), errors)
     time_ms = 0
     if raw.get("event_time") is not None:
@@ -155,7 +190,11 @@ def decode(payload: bytes | str, now_ms: int | None = None) -> tuple[Event | Non
     try:
         raw = json.loads(payload)
     except (ValueError, UnicodeDecodeError) as e:
-        return None, [("<record>", f"is not valid JSON: {e}")]
+        return None, [("<record>", _printable(f"is not valid JSON: {e}"))]
+    except RecursionError:
+        return None, [("<record>", "is nested too deeply to be an event")]
+    except Exception as e:  # json.loads of bytes may raise others (e.g. TypeError): never a crash
+        return None, [("<record>", f"could not be decoded ({type(e).__name__})")]
     return validate(raw, now_ms)
 
 

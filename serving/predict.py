@@ -29,7 +29,7 @@ def _id(name: str, v: Any) -> str | None:
     if not isinstance(v, str) or not v:
         return f"{name}: must be a non-empty string"
     if len(v) > MAX_ID_LEN or not ID_RE.match(v):
-        return f"{name}: may hold only letters, digits and _ . : - (at most {MAX_ID_LEN})"
+        return f"{name}: may hold only letters, digits and _ . - (at most {MAX_ID_LEN})"
     return None
 
 

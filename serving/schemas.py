@@ -7,7 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
+from lambdastack.events import KEY_ID_PATTERN
+
+ID_PATTERN = KEY_ID_PATTERN
 ID_RE = re.compile(ID_PATTERN)
 
 

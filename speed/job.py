@@ -111,17 +111,40 @@ def _status(client: Any) -> str:
     return str(client.get_job_status().result()).rsplit(".", 1)[-1]
 
 
-def _watch(client: Any, stop: threading.Event, on_end: Callable[[], None]) -> None:
-    """Stop the process when the job ends by itself (e.g. restarts exhausted)."""
-    while not stop.wait(2.0):
+def _watch(
+    client: Any,
+    stop: threading.Event,
+    on_end: Callable[[str], None],
+    unreachable_s: float,
+    every_s: float = 2.0,
+) -> None:
+    """Stop the process when the job ends by itself (e.g. restarts exhausted) or when its cluster
+    has not answered for `unreachable_s` (a JobManager or mini-cluster JVM that died)."""
+    last_seen = time.monotonic()
+    while not stop.wait(every_s):
         try:
             status = _status(client)
-        except Exception:  # noqa: BLE001 - a cluster briefly unreachable is not the job's end
+        except Exception as e:  # noqa: BLE001 - briefly unreachable is not the job's end; long is
+            if time.monotonic() - last_seen > unreachable_s:
+                on_end(f"the Flink cluster has not answered for {unreachable_s:.0f} s ({type(e).__name__})")
+                return
             continue
+        last_seen = time.monotonic()
         if status in TERMINAL:
-            print(f"[speed] the job ended by itself ({status}); stopping", file=sys.stderr, flush=True)
-            on_end()
+            on_end(f"the job ended by itself ({status})")
             return
+
+
+def _guarded(name: str, target: Callable[[], None], on_end: Callable[[str], None]) -> Callable[[], None]:
+    """`target`, stopping the whole process if it fails (a dead companion never runs on quietly)."""
+
+    def run() -> None:
+        try:
+            target()
+        except BaseException as e:  # noqa: BLE001 - reported, and the process stops with an error
+            on_end(f"the {name} failed: {type(e).__name__}: {e}")
+
+    return run
 
 
 def _stop_with_savepoint(client: Any, directory: str) -> str:
@@ -191,12 +214,20 @@ def run(settings: Settings, options: RunOptions | None = None) -> None:
     stop = threading.Event()
     savepoint = [settings.speed.savepoint_on_stop]
 
+    failure: list[str] = []
+
     def _stop(signum: int, frame: object) -> None:
         savepoint[0] = savepoint[0] or signum == signal.SIGUSR1
         stop.set()
         loader.stop()
         if archiver is not None:
             archiver.stop()
+
+    def _fail(reason: str) -> None:
+        if not failure:
+            failure.append(reason)
+            print(f"[speed] {reason}; stopping", file=sys.stderr, flush=True)
+        _stop(signal.SIGTERM, None)
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
         signal.signal(sig, _stop)
@@ -212,11 +243,13 @@ def run(settings: Settings, options: RunOptions | None = None) -> None:
         record_run(settings, os.getpid(), str(client.get_job_id()))
         threads = [
             threading.Thread(
-                target=_watch, args=(client, stop, lambda: _stop(signal.SIGTERM, None)), daemon=True
+                target=_watch, args=(client, stop, _fail, settings.speed.job_unreachable_s), daemon=True
             )
         ]
         if archiver is not None:
-            threads.append(threading.Thread(target=archiver.run, name="archiver"))
+            threads.append(
+                threading.Thread(target=_guarded("archiver", archiver.run, _fail), name="archiver")
+            )
         for t in threads:
             t.start()
         print(f"[speed] job {client.get_job_id()} running; loading signals into Redis", flush=True)
@@ -234,3 +267,5 @@ def run(settings: Settings, options: RunOptions | None = None) -> None:
         forget_run(settings, os.getpid())
         if metrics is not None:
             metrics.stop()
+    if failure:
+        raise ServiceError(f"the speed job stopped: {failure[0]}")

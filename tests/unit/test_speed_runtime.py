@@ -142,3 +142,56 @@ def test_bench_percentiles_and_payloads():
     assert sum(b"bench-invalid" in b for b in batch) == 2
     first = json.loads(batch[0])
     assert first["event_time"] == "2026-01-01T00:00:00.000Z" and first["item_id"].startswith("i")
+
+
+class _Client:
+    """A job client whose status calls answer as scripted: a status string or an exception."""
+
+    def __init__(self, answers):
+        self.answers = list(answers)
+
+    def get_job_status(self):
+        answer = self.answers.pop(0) if self.answers else self.answers_last
+        self.answers_last = answer
+        if isinstance(answer, Exception):
+            raise answer
+
+        class _Done:
+            def result(self_inner):
+                return f"JobStatus.{answer}"
+
+        return _Done()
+
+
+def test_the_watch_stops_the_process_when_the_cluster_stops_answering():
+    import threading
+
+    from speed.job import _watch
+
+    ended: list[str] = []
+    client = _Client(["RUNNING", ConnectionError("refused")])
+    _watch(client, threading.Event(), ended.append, unreachable_s=0.05, every_s=0.01)
+    assert ended and "has not answered for" in ended[0] and "ConnectionError" in ended[0]
+
+
+def test_the_watch_stops_the_process_when_the_job_ends_and_tolerates_a_brief_outage():
+    import threading
+
+    from speed.job import _watch
+
+    ended: list[str] = []
+    client = _Client(["RUNNING", ConnectionError("blip"), "RUNNING", "FAILED"])
+    _watch(client, threading.Event(), ended.append, unreachable_s=5.0, every_s=0.01)
+    assert ended == ["the job ended by itself (FAILED)"]
+
+
+def test_a_failing_companion_stops_the_process_with_its_reason():
+    from speed.job import _guarded
+
+    ended: list[str] = []
+
+    def archiver():
+        raise RecursionError("maximum recursion depth exceeded")
+
+    _guarded("archiver", archiver, ended.append)()
+    assert ended == ["the archiver failed: RecursionError: maximum recursion depth exceeded"]
