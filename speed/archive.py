@@ -6,7 +6,7 @@ covers offsets first..last of one partition. Progress lives only in those names:
 partition resumes after the highest `last` on disk (consumer-group offsets are not used), so a
 crash anywhere neither loses nor repeats a record.
 
-A roll (a partition's offset range, possibly several event dates) is appended with batch.master's
+A roll (a partition's offset range, possibly several event dates) is appended with lambdastack.master's
 writer: staged under `_staging/{roll}/`, renamed into place, staging removed. A crash leaves the
 staging directory behind; on start such a roll is undone (its files in place deleted) and its
 offsets are read again, so progress only ever counts complete rolls. Invalid records are skipped
@@ -27,12 +27,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from batch.master import append
-from lambdastack.datasets.tables import EVENTS_SCHEMA
 from lambdastack.events import Event, decode
+from lambdastack.master import append
 from lambdastack.settings import Settings
+from lambdastack.tables import EVENTS_SCHEMA
 
-STAGING = "_staging"  # batch.master.append stages each load in _staging/{load_id}
+STAGING = "_staging"  # lambdastack.master.append stages each load in _staging/{load_id}
 _NAME = re.compile(
     r"^part-kafka-(?P<topic>.+)-p(?P<partition>\d+)-(?P<first>\d+)-(?P<last>\d+)-\d+\.parquet$"
 )
@@ -56,7 +56,7 @@ def next_offsets(master_dir: Path, topic: str) -> dict[int, int]:
 def recover(master_dir: Path) -> int:
     """Undo rolls a crash interrupted; returns how many.
 
-    batch.master.append renames a roll's files into place only after all of them were written, and
+    lambdastack.master.append renames a roll's files into place only after all of them were written, and
     removes its staging directory last; so a staging directory left behind marks an interrupted
     roll. Its files already in place are deleted with it, and its offsets are read again.
     """
@@ -70,7 +70,7 @@ def recover(master_dir: Path) -> int:
 
 
 def write_roll(events: list[Event], master_dir: Path, rid: str) -> int:
-    """Append one roll to the master dataset with batch.master's writer; returns the rows."""
+    """Append one roll to the master dataset with lambdastack.master's writer; returns the rows."""
     table = pa.table(
         {
             "event_id": [e.event_id for e in events],

@@ -11,9 +11,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from lambdastack import jars
 from lambdastack.errors import ServiceError
 from lambdastack.settings import Settings
-from lambdastack.stack import jvm
 from speed import sql, users
 from speed.archive import Archiver
 from speed.control import forget_run, record_run, record_savepoint
@@ -27,7 +27,7 @@ def _table_env(settings: Settings, parallelism: int | None, options: RunOptions 
     from pyflink.common import Configuration
     from pyflink.table import EnvironmentSettings, TableEnvironment
 
-    connector = jvm.flink_kafka_connector(settings)
+    connector = jars.flink_kafka_connector(settings)
     if not connector.is_file():
         raise ServiceError(f"the Flink Kafka connector {connector} is missing; run `lambdastack stack fetch`")
     options = options or RunOptions(parallelism=parallelism)

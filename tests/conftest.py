@@ -46,8 +46,8 @@ def test_settings(base_env: dict[str, str]) -> Settings:
 @pytest.fixture(scope="session")
 def services(test_settings: Settings) -> Iterator[Settings]:
     """Kafka and Redis of the test stack, ready."""
-    from lambdastack.stack import kafka, redis
-    from lambdastack.stack.manager import down, up_infra
+    from tools.stack import kafka, redis
+    from tools.stack.manager import down, up_infra
 
     already = kafka.process(test_settings).running() and redis.process(test_settings).running()
     up_infra(test_settings, echo=lambda _msg: None)

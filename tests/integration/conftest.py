@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from lambdastack.stack import kafka
-from lambdastack.stack.process import ManagedProcess, port_open
 from tests.conftest import Isolated
 from tests.integration.helpers import eventually, start_cli
+from tools.stack import kafka
+from tools.stack.process import ManagedProcess, port_open
 
 
 def start_speed_job(iso: Isolated, timeout_s: float = 120) -> ManagedProcess:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from lambdastack.settings import Settings
-from lambdastack.stack.process import ManagedProcess
+from tools.stack.process import ManagedProcess
 
 T = TypeVar("T")
 
@@ -24,8 +24,8 @@ class OwnRedis:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        from lambdastack.stack.process import port_open
-        from serving.bench import private_redis_argv
+        from tools.bench.serving import private_redis_argv
+        from tools.stack.process import port_open
 
         self.home.mkdir(parents=True, exist_ok=True)
         argv = private_redis_argv("redis-server", self.port, self.home, "--enable-debug-command", "local")
@@ -80,13 +80,13 @@ def consume_all(settings: Settings, topic: str, expect: int, timeout_s: float = 
 def start_cli(name: str, args: list[str], env: dict[str, str], logs: Path) -> ManagedProcess:
     """Run `lambdastack ARGS` in the background with its own log."""
     proc = ManagedProcess(name, logs)
-    proc.start([sys.executable, "-m", "lambdastack", *args], env=env)
+    proc.start([sys.executable, "-m", "tools", *args], env=env)
     return proc
 
 
 def run_cli(args: list[str], env: dict[str, str], timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "lambdastack", *args],
+        [sys.executable, "-m", "tools", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -95,10 +95,10 @@ def run_cli(args: list[str], env: dict[str, str], timeout_s: float = 300) -> sub
 
 
 def load_synthetic(settings: Settings, *, duplicates: int = 0, **world: Any) -> Any:
-    """Write a synthetic world (lambdastack.datasets.synthetic.generate(**world)) into the test's
+    """Write a synthetic world (tools.datasets.synthetic.generate(**world)) into the test's
     master dataset and catalogue; `duplicates` first events are loaded twice. Returns the events."""
-    from batch.master import append, write_catalogue
-    from lambdastack.datasets.synthetic import generate
+    from lambdastack.master import append, write_catalogue
+    from tools.datasets.synthetic import generate
 
     events, items = generate(**world)
     append(events, settings.path(settings.data.master_dir))

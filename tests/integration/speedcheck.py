@@ -15,9 +15,9 @@ from lambdastack.events import Event
 from lambdastack.keys import KeyLayout, bucket_start
 from lambdastack.producer import EventProducer
 from lambdastack.settings import Settings
-from lambdastack.stack.process import ManagedProcess
 from tests.conftest import Isolated, make_isolated
 from tests.integration.helpers import eventually, start_cli
+from tools.stack.process import ManagedProcess
 
 Key = tuple[str, int, str]
 

@@ -9,12 +9,12 @@ import time
 
 import pytest
 
-from batch.master import read
+from lambdastack.master import read
 from lambdastack.producer import EventProducer
-from lambdastack.stack import kafka
 from tests.conftest import make_isolated
 from tests.integration.helpers import eventually, start_cli
 from tests.integration.speedcheck import make_events
+from tools.stack import kafka
 
 pytestmark = pytest.mark.integration
 BAD = [b"not json", b'{"event_id": "x"}']

@@ -196,7 +196,7 @@ def batch_run(env: dict[str, str], as_of: str, log: Path) -> Iterator[subprocess
     """`lambdastack batch run` in its own session; the whole group is SIGKILLed on the way out."""
     with open(log, "w") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "lambdastack", "batch", "run", "--as-of", as_of],
+            [sys.executable, "-m", "tools", "batch", "run", "--as-of", as_of],
             env={**env, "PYTHONUNBUFFERED": "1"},  # progress lines as they happen
             stdout=subprocess.PIPE,
             stderr=err,

@@ -11,10 +11,10 @@ import pytest
 from batch.job import run as batch_run
 from lambdastack.events import Event
 from lambdastack.producer import EventProducer
-from lambdastack.simulate import burst
 from tests.conftest import make_isolated
 from tests.integration.conftest import start_api, start_speed_job
 from tests.integration.helpers import eventually, load_synthetic
+from tools.simulate import burst
 
 pytestmark = pytest.mark.integration
 DAY = 86_400_000

@@ -12,8 +12,6 @@ import pytest
 import redis as redis_client
 
 from batch.job import run as batch_run
-from lambdastack.evaluation.replay import open_variants
-from lambdastack.evaluation.variants import MERGED, Variants
 from lambdastack.events import Event
 from lambdastack.keys import KeyLayout, bucket_start
 from lambdastack.producer import EventProducer
@@ -21,6 +19,8 @@ from lambdastack.usersignals import FRESH_FIELD, RECENT_FIELD
 from tests.conftest import make_isolated
 from tests.integration.conftest import start_api, start_speed_job
 from tests.integration.helpers import eventually, load_synthetic
+from tools.evaluation.replay import open_variants
+from tools.evaluation.variants import MERGED, Variants
 
 pytestmark = pytest.mark.integration
 HOUR = 3_600_000

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from lambdastack.stack import kafka
 from tests.integration.helpers import consume_all, run_cli
+from tools.stack import kafka
 
 pytestmark = pytest.mark.integration
 

@@ -23,13 +23,13 @@ from batch.job import run as batch_run
 from lambdastack.features import FEATURE_NAMES
 from lambdastack.keys import KeyLayout, bucket_start
 from lambdastack.registry import promote, rollback
-from lambdastack.stack import kafka
-from lambdastack.stack.process import ManagedProcess
 from lambdastack.usersignals import FreshCandidates, Interaction, encode_fresh, encode_recent
 from lambdastack.versions import VersionLayout
 from tests.conftest import SLOT, Isolated, make_isolated
 from tests.integration.conftest import start_api
 from tests.integration.helpers import OwnRedis, consume_all, eventually, load_synthetic
+from tools.stack import kafka
+from tools.stack.process import ManagedProcess
 
 pytestmark = pytest.mark.integration
 HOUR = 3_600_000

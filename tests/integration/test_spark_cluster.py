@@ -12,10 +12,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from lambdastack.stack import spark
 from lambdastack.versions import VersionLayout
 from tests.conftest import Isolated
 from tests.integration.helpers import eventually, load_synthetic, run_cli
+from tools.stack import spark
 
 pytestmark = pytest.mark.integration
 START = 1_767_225_600_000  # 2026-01-01
@@ -59,7 +59,7 @@ def test_the_whole_job_runs_on_a_standalone_cluster_like_in_local_mode(
     env = {**isolated.env, "PYSPARK_PYTHON": sys.executable}
     local_env = {**env, "LAMBDASTACK_DATA__VIEWS_DIR": str(tmp_path / "views-local")}
     local = subprocess.Popen(
-        [sys.executable, "-m", "lambdastack", "batch", "run", "--master", "local[2]", "--as-of", AS_OF],
+        [sys.executable, "-m", "tools", "batch", "run", "--master", "local[2]", "--as-of", AS_OF],
         env=local_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

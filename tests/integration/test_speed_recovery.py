@@ -12,8 +12,6 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from lambdastack.stack import flink, kafka
-from lambdastack.stack.process import ManagedProcess
 from tests.conftest import Isolated
 from tests.integration.helpers import eventually
 from tests.integration.speedcheck import (
@@ -26,6 +24,8 @@ from tests.integration.speedcheck import (
     wait_exact,
 )
 from tests.integration.test_spark_cluster import _free_ports
+from tools.stack import flink, kafka
+from tools.stack.process import ManagedProcess
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from lambdastack.stack import kafka
 from tests.integration.helpers import run_cli
 from tests.integration.speedcheck import (
     expected_counts,
@@ -21,6 +20,7 @@ from tests.integration.speedcheck import (
     start_speed,
     wait_exact,
 )
+from tools.stack import kafka
 
 pytestmark = pytest.mark.integration
 

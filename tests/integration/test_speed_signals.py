@@ -19,13 +19,13 @@ from lambdastack.events import Event
 from lambdastack.keys import KeyLayout
 from lambdastack.producer import EventProducer
 from lambdastack.settings import Settings, load_settings
-from lambdastack.stack.process import ManagedProcess
 from speed.loader import SignalLoader
 from speed.windows import MINUTE_MS, window_sums
 from tests.conftest import Isolated, make_isolated
 from tests.integration import speed_versions
 from tests.integration.conftest import start_speed_job
 from tests.integration.helpers import eventually
+from tools.stack.process import ManagedProcess
 
 pytestmark = pytest.mark.integration
 SHORT_WINDOWS = {

@@ -10,9 +10,9 @@ import pytest
 import redis as redis_client
 
 from lambdastack.settings import load_settings
-from lambdastack.stack import kafka, redis
-from lambdastack.stack.manager import MEMBER_ENV, down, status, up_infra
-from lambdastack.stack.process import port_open
+from tools.stack import kafka, redis
+from tools.stack.manager import MEMBER_ENV, down, status, up_infra
+from tools.stack.process import port_open
 
 pytestmark = pytest.mark.integration
 

@@ -10,10 +10,10 @@ import httpx
 import psutil
 import pytest
 
-from lambdastack.stack.manager import MEMBER_ENV
-from lambdastack.stack.process import port_open
 from tests.conftest import PORT_SHIFT
 from tests.integration.helpers import eventually, run_cli
+from tools.stack.manager import MEMBER_ENV
+from tools.stack.process import port_open
 
 pytestmark = pytest.mark.integration
 PORTS = {

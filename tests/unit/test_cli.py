@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from lambdastack.cli import main
+from tools.cli import main
 
 pytestmark = pytest.mark.unit
 
@@ -41,7 +41,7 @@ def test_help_everywhere(cmd, capsys):
 def test_batch_run_without_data_is_a_sentence_not_a_stack_trace(tmp_path):
     env = {"LAMBDASTACK_DATA__MASTER_DIR": str(tmp_path / "none"), "PATH": "/usr/bin:/bin"}
     done = subprocess.run(
-        [sys.executable, "-m", "lambdastack", "batch", "run"], capture_output=True, text=True, env=env
+        [sys.executable, "-m", "tools", "batch", "run"], capture_output=True, text=True, env=env
     )
     assert done.returncode == 1
     assert done.stderr.startswith("lambdastack: the master dataset")

@@ -11,9 +11,9 @@ import pytest
 import yaml
 from packaging.specifiers import SpecifierSet
 
-from lambdastack.cli import _parser
 from lambdastack.settings import Settings, load_settings
 from lambdastack.topics import topic_specs
+from tools.cli import _parser
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,11 +1,11 @@
 import pyarrow.compute as pc
 import pytest
 
-from batch.master import append, read, read_catalogue, write_catalogue
-from lambdastack.datasets.movielens import read_folder
-from lambdastack.datasets.synthetic import generate
 from lambdastack.errors import DataError
 from lambdastack.events import validate
+from lambdastack.master import append, read, read_catalogue, write_catalogue
+from tools.datasets.movielens import read_folder
+from tools.datasets.synthetic import generate
 
 pytestmark = pytest.mark.unit
 

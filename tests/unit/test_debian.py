@@ -3,7 +3,7 @@
 import pytest
 
 from lambdastack.errors import ServiceError
-from lambdastack.stack import debian
+from tools.stack import debian
 
 pytestmark = pytest.mark.unit
 

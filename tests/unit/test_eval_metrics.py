@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from lambdastack.evaluation.metrics import Cell, Scoreboard, binned, hit, ndcg, rank_in_feed
+from tools.evaluation.metrics import Cell, Scoreboard, binned, hit, ndcg, rank_in_feed
 
 pytestmark = pytest.mark.unit
 

@@ -8,19 +8,6 @@ import dataclasses
 import numpy as np
 import pytest
 
-from lambdastack.evaluation.metrics import rank_in_feed
-from lambdastack.evaluation.replay import replay
-from lambdastack.evaluation.speedstate import SpeedState, entry, zrevrange
-from lambdastack.evaluation.split import Split
-from lambdastack.evaluation.variants import (
-    BATCH_ONLY,
-    MERGED,
-    POPULARITY,
-    SPEED_ONLY,
-    Variants,
-    catalogue_only,
-    catalogue_scorer,
-)
 from lambdastack.events import Event
 from lambdastack.features import ItemSide, UserState
 from lambdastack.item_matrix import ItemMatrix
@@ -30,6 +17,19 @@ from serving.feed import FeedConfig
 from serving.snapshot import Snapshot
 from speed.snapshot import Snapshot as ScoringSnapshot
 from speed.user_window import parse_window
+from tools.evaluation.metrics import rank_in_feed
+from tools.evaluation.replay import replay
+from tools.evaluation.speedstate import SpeedState, entry, zrevrange
+from tools.evaluation.split import Split
+from tools.evaluation.variants import (
+    BATCH_ONLY,
+    MERGED,
+    POPULARITY,
+    SPEED_ONLY,
+    Variants,
+    catalogue_only,
+    catalogue_scorer,
+)
 
 pytestmark = pytest.mark.unit
 AS_OF = 1_800_000_000_000  # a bucket start

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from lambdastack.cli import main
-from lambdastack.evaluation.metrics import Scoreboard
-from lambdastack.evaluation.report import eval_table, eval_targets, render
+from tools.cli import main
+from tools.evaluation.metrics import Scoreboard
+from tools.evaluation.report import eval_table, eval_targets, render
 
 pytestmark = pytest.mark.unit
 
@@ -122,7 +122,7 @@ def test_speed_samples_give_a_histogram_per_rate(tmp_path: Path):
     out, _ = render(tmp_path)
     assert "![freshness histogram per rate](speed_freshness.png)" in out.read_text()
     assert (tmp_path / "speed_freshness.png").stat().st_size > 1000
-    from lambdastack.evaluation.report import _samples_by_rate
+    from tools.evaluation.report import _samples_by_rate
 
     assert _samples_by_rate({"runs": runs}) == {
         "1000.0 events/s": [5.0, 7.0, 9.0, 30.0, 6.0, 8.0],

@@ -1,10 +1,10 @@
 import pyarrow as pa
 import pytest
 
-from lambdastack.datasets.tables import events_table
 from lambdastack.errors import DataError
-from lambdastack.evaluation.split import events_from_table, segment, split_events, time_ordered
 from lambdastack.events import Event
+from lambdastack.tables import events_table
+from tools.evaluation.split import events_from_table, segment, split_events, time_ordered
 
 pytestmark = pytest.mark.unit
 H = 3_600_000
@@ -70,7 +70,7 @@ def test_segment_by_history():
 
 
 def test_both_movielens_formats_split_alike(tmp_path):
-    from lambdastack.datasets.movielens import read_folder
+    from tools.datasets.movielens import read_folder
 
     rows = [
         ("1", "10", "4", "100"),

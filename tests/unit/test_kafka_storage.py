@@ -2,7 +2,7 @@ import base64
 
 import pytest
 
-from lambdastack.stack.kafka import new_cluster_id
+from tools.stack.kafka import new_cluster_id
 
 pytestmark = pytest.mark.unit
 

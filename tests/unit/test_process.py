@@ -2,7 +2,7 @@ import shutil
 
 import pytest
 
-from lambdastack.stack.process import ManagedProcess
+from tools.stack.process import ManagedProcess
 
 pytestmark = pytest.mark.unit
 

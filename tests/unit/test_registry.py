@@ -5,10 +5,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch.publish import publish
-from lambdastack.cli import main
 from lambdastack.errors import DataError, NoVersionError
 from lambdastack.registry import history, history_file, promote, record, rollback
 from lambdastack.versions import MANIFEST, VersionLayout
+from tools.cli import main
 
 pytestmark = pytest.mark.unit
 

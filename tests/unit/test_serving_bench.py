@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lambdastack.errors import ServiceError
-from serving.bench import lua_script, parse_wrk
+from tools.bench.serving import lua_script, parse_wrk
 
 pytestmark = pytest.mark.unit
 REPORT = """Running 5s test @ http://127.0.0.1:8000/ping

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from batch.master import read
 from lambdastack.errors import ConfigError
 from lambdastack.events import Event
+from lambdastack.master import read
 from lambdastack.settings import load_settings
 from speed import archive
-from speed.bench import INVALID_EVERY, payloads, percentiles
 from speed.control import latest_file, record_savepoint, resolve_savepoint
 from speed.metrics import covered_time, freshness_seconds
 from speed.options import RunOptions, flink_config, parse_cluster
+from tools.bench.speed import INVALID_EVERY, payloads, percentiles
 
 pytestmark = pytest.mark.unit
 CONF = Path(__file__).resolve().parents[2] / "conf" / "lambdastack.yaml"

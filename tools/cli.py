@@ -6,8 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from lambdastack import __version__, commands
+from lambdastack import __version__
 from lambdastack.errors import LambdastackError
+from tools import commands
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -4,26 +4,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from pathlib import Path
 
 from lambdastack.errors import ServiceError
+from lambdastack.jars import flink_kafka_connector, jars_dir, kafka_classpath
 from lambdastack.settings import Settings
-
-
-def jars_dir(settings: Settings) -> Path:
-    return settings.state_dir / "jars"
-
-
-def kafka_classpath(settings: Settings) -> Path:
-    return jars_dir(settings) / f"kafka-{settings.kafka.version}"
-
-
-def flink_kafka_connector(settings: Settings) -> Path:
-    return (
-        jars_dir(settings)
-        / "flink"
-        / f"flink-sql-connector-kafka-{settings.speed.kafka_connector_version}.jar"
-    )
 
 
 def fetched(settings: Settings) -> bool:

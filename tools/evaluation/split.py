@@ -34,7 +34,7 @@ class Split:
 
 
 def events_from_table(table: pa.Table) -> list[Event]:
-    """Events of an events table (lambdastack.datasets.tables layout), in table order."""
+    """Events of an events table (lambdastack.tables layout), in table order."""
     d = table.select(["event_id", "user_id", "item_id", "type", "value", "event_time"]).to_pydict()
     times = table.column("event_time").cast(pa.int64()).to_pylist()
     return [

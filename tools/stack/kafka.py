@@ -11,9 +11,9 @@ from pathlib import Path
 
 from lambdastack.errors import ServiceError
 from lambdastack.settings import Settings
-from lambdastack.stack import jvm
-from lambdastack.stack.process import ManagedProcess, port_open, wait_until
 from lambdastack.topics import topic_specs
+from tools.stack import jvm
+from tools.stack.process import ManagedProcess, port_open, wait_until
 
 _LOG4J = """status = warn
 appender.console.type = Console

@@ -25,7 +25,7 @@ import psutil
 
 from lambdastack.errors import ServiceError
 from lambdastack.settings import Settings
-from lambdastack.stack.process import ManagedProcess, port_open, wait_until
+from tools.stack.process import ManagedProcess, port_open, wait_until
 
 
 def flink_home() -> Path:

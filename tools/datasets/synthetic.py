@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from lambdastack.datasets.tables import ITEMS_SCHEMA, events_table
+from lambdastack.tables import ITEMS_SCHEMA, events_table
 
 TOPICS = {
     "comedy": ["standup", "sketch", "prank", "parody", "satire"],

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from lambdastack.datasets.synthetic import make_world, sample_items, sample_types
 from lambdastack.events import Event
 from lambdastack.producer import paced
+from tools.datasets.synthetic import make_world, sample_items, sample_types
 
 
 def stream(

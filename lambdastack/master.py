@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from lambdastack.datasets.tables import EVENTS_SCHEMA, ITEMS_SCHEMA
+from lambdastack.tables import EVENTS_SCHEMA, ITEMS_SCHEMA
 
 
 def append(table: pa.Table, master_dir: Path, load_id: str | None = None) -> int:

@@ -28,7 +28,7 @@ from lambdastack.errors import ServiceError
 from lambdastack.events import format_time
 from lambdastack.keys import KeyLayout, bucket_start
 from lambdastack.settings import Settings, load_settings
-from lambdastack.stack.process import ManagedProcess, wait_until
+from tools.stack.process import ManagedProcess, wait_until
 
 PROBE_EVERY_S = 0.05
 POLL_EVERY_S = 0.005
@@ -226,7 +226,7 @@ def _produce(settings: Settings, batch: list[bytes], rate: float, probes: _Probe
 
 
 def _one_run(settings: Settings, job_pid: int, rate: float, seconds: float, run_id: str) -> dict[str, Any]:
-    from lambdastack.stack import kafka, redis
+    from tools.stack import kafka, redis
 
     start_ms = int(time.time() * 1000)
     buckets = {bucket_start(start_ms, settings.batch.bucket_s)}
@@ -318,7 +318,7 @@ def _summary(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _start_job(settings: Settings, env: dict[str, str], logs: Path) -> ManagedProcess:
     proc = ManagedProcess("bench-speed-job", logs)
-    proc.start([sys.executable, "-m", "lambdastack", "speed", "run"], env=env)
+    proc.start([sys.executable, "-m", "tools", "speed", "run"], env=env)
     try:
         ready = "running; loading signals"
         wait_until(lambda: ready in proc.log_tail(30), 600, "the bench's speed job", proc)
@@ -330,7 +330,7 @@ def _start_job(settings: Settings, env: dict[str, str], logs: Path) -> ManagedPr
 
 def run(settings: Settings, rates: list[float], seconds: float, repeat: int = 1) -> dict[str, Any]:
     """Start an isolated speed job, warm it up, run every rate `repeat` times; the results."""
-    from lambdastack.stack import kafka
+    from tools.stack import kafka
 
     tag = uuid.uuid4().hex[:8]
     env = {**os.environ, **bench_env(tag)}

@@ -8,8 +8,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from lambdastack.evaluation import plots
-from lambdastack.evaluation.variants import BATCH_ONLY, MERGED, VARIANTS
+from tools.evaluation import plots
+from tools.evaluation.variants import BATCH_ONLY, MERGED, VARIANTS
 
 LAYERS = ("batch", "speed", "serving", "eval")
 SEGMENTS = ("all", "known", "new")

@@ -39,7 +39,7 @@ def _timed_run(env: dict[str, str], echo: Callable[[str], None]) -> tuple[float,
     """Run `lambdastack batch run`; (wall seconds, peak RSS bytes of its tree, stdout)."""
     start = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lambdastack", "batch", "run"],
+        [sys.executable, "-m", "tools", "batch", "run"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -104,9 +104,9 @@ def run(
     settings: Settings, sizes: list[int], movielens: Path | None, echo: Callable[[str], None] = print
 ) -> dict[str, Any]:
     """Measure each synthetic size and the MovieLens folder; report time growth against N."""
-    from batch.master import append, write_catalogue
-    from lambdastack.datasets.movielens import read_folder
-    from lambdastack.datasets.synthetic import generate
+    from lambdastack.master import append, write_catalogue
+    from tools.datasets.movielens import read_folder
+    from tools.datasets.synthetic import generate
 
     results = []
     for n in sizes:

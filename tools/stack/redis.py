@@ -6,8 +6,8 @@ import subprocess
 
 from lambdastack.errors import ServiceError
 from lambdastack.settings import Settings
-from lambdastack.stack.debian import ensure_binary
-from lambdastack.stack.process import ManagedProcess, port_open, wait_until
+from tools.stack.debian import ensure_binary
+from tools.stack.process import ManagedProcess, port_open, wait_until
 
 
 def process(settings: Settings) -> ManagedProcess:

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from lambdastack.datasets.tables import ITEMS_SCHEMA, events_table
 from lambdastack.errors import DataError
+from lambdastack.tables import ITEMS_SCHEMA, events_table
 
 # the 19 genre flags of u.item, used when u.genre is absent
 _OLD_GENRES = [

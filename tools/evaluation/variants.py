@@ -17,13 +17,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lambdastack.evaluation.speedstate import SpeedState
 from lambdastack.item_matrix import ItemMatrix
 from serving.batch_view import BatchView
 from serving.feed import FeedConfig, known_candidates, rank_feed
 from serving.snapshot import Snapshot
 from serving.speed_view import SpeedSnapshot
 from speed.snapshot import Snapshot as ScoringSnapshot
+from tools.evaluation.speedstate import SpeedState
 
 POPULARITY, BATCH_ONLY, SPEED_ONLY, MERGED = "popularity", "batch_only", "speed_only", "merged"
 VARIANTS = (POPULARITY, BATCH_ONLY, SPEED_ONLY, MERGED)

@@ -12,8 +12,8 @@ import psutil
 
 from lambdastack.errors import ServiceError
 from lambdastack.settings import Settings
-from lambdastack.stack import kafka, redis
-from lambdastack.stack.process import ManagedProcess, port_open, wait_until
+from tools.stack import kafka, redis
+from tools.stack.process import ManagedProcess, port_open, wait_until
 
 # set in the environment of every process the stack starts, so `down` finds orphans after a crash
 MEMBER_ENV = "LSTACK_MEMBER_OF"
@@ -63,7 +63,7 @@ def start_app(settings: Settings, name: str, argv: list[str]) -> int:
     if (running := proc.pid()) is not None:
         return running
     offset = proc.log_file.stat().st_size if proc.log_file.exists() else 0
-    pid = proc.start([sys.executable, "-m", "lambdastack", *argv], env=_member_env(settings))
+    pid = proc.start([sys.executable, "-m", "tools", *argv], env=_member_env(settings))
     if name == "api":
         host, port = _addresses(settings)["api"]
         wait_until(lambda: port_open(host, port), settings.stack.ready_timeout_s, "the API", proc)

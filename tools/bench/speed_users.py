@@ -1,4 +1,4 @@
-"""Throughput of the user pipeline inside the real speed job: `python -m speed.users_bench`.
+"""Throughput of the user pipeline inside the real speed job: `python -m tools.bench.speed_users`.
 
 Needs Kafka, Redis and a published version (the configured stack and views). Writes a backlog of
 synthetic events for the version's users and items to fresh topics, starts `lambdastack speed run`
@@ -24,9 +24,9 @@ from lambdastack.events import Event
 from lambdastack.keys import KeyLayout
 from lambdastack.producer import EventProducer
 from lambdastack.settings import Settings, load_settings
-from lambdastack.stack import kafka
 from lambdastack.versions import VersionLayout
 from speed.snapshot import load_snapshot
+from tools.stack import kafka
 
 MARKERS = 8
 TYPES = ["view", "click", "like", "share", "skip", "watch", "rating"]
@@ -80,7 +80,7 @@ def run(settings: Settings, n: int, timeout_s: float) -> dict[str, float]:
         for e in events + markers:
             producer.send(e)
     r, keys = redis.Redis(host=s.redis.host, port=s.redis.port), KeyLayout(s.redis.key_prefix)
-    proc = subprocess.Popen([sys.executable, "-m", "lambdastack", "speed", "run"], env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "tools", "speed", "run"], env=env)
     try:
         started = time.monotonic()
         while not r.exists(keys.user(events[0].user_id)):

@@ -1,12 +1,12 @@
 """`lambdastack eval replay`: the prequential replay of a MovieLens-format folder.
 
 Protocol: events in time order (stable for ties); the batch layer runs on the history before
-the bucket-aligned cut (lambdastack.evaluation.split); the rest is replayed in time order. For
+the bucket-aligned cut (tools.evaluation.split); the rest is replayed in time order. For
 each test interaction (u, i, t) whose item u has not interacted with before, every variant is
 asked for u's top-k feed at t from the state built so far (the version plus all earlier test
 events), then the event is applied to the speed state. Repeated interactions are applied but not
 asked about. The target's rank is taken among the feed's items minus everything u has seen
-(ties pessimistic, lambdastack.evaluation.metrics); an item outside the feed is a miss.
+(ties pessimistic, tools.evaluation.metrics); an item outside the feed is a miss.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lambdastack.evaluation.metrics import Scoreboard, rank_in_feed
-from lambdastack.evaluation.speedstate import SpeedState
-from lambdastack.evaluation.split import KNOWN, NEW, Split, segment
-from lambdastack.evaluation.variants import MERGED, SPEED_ONLY, VARIANTS, Query, Variants
 from lambdastack.events import Event
 from lambdastack.settings import Settings
 from lambdastack.versions import VersionLayout
+from tools.evaluation.metrics import Scoreboard, rank_in_feed
+from tools.evaluation.speedstate import SpeedState
+from tools.evaluation.split import KNOWN, NEW, Split, segment
+from tools.evaluation.variants import MERGED, SPEED_ONLY, VARIANTS, Query, Variants
 
 
 @dataclass(frozen=True)
@@ -39,11 +39,11 @@ class Asked:
 
 def open_variants(settings: Settings, version: str, k: int) -> Variants:
     """The four variants over a published version (in `settings`' views dir) and a new speed state."""
-    from lambdastack.evaluation.variants import catalogue_only, catalogue_scorer
     from serving.feed import FeedConfig
     from serving.snapshot import build
     from speed.baseline import load as load_baseline
     from speed.snapshot import load_snapshot
+    from tools.evaluation.variants import catalogue_only, catalogue_scorer
 
     layout = VersionLayout(settings.path(settings.data.views_dir))
     full = build(layout, version, settings.serving.ab)
@@ -123,9 +123,9 @@ def run(
     echo: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Split, build the batch version, replay; the JSON-ready result."""
-    from lambdastack.datasets.movielens import read_folder
-    from lambdastack.evaluation.history import build_version
-    from lambdastack.evaluation.split import events_from_table, split_events
+    from tools.datasets.movielens import read_folder
+    from tools.evaluation.history import build_version
+    from tools.evaluation.split import events_from_table, split_events
 
     started = time.monotonic()
     events = events_from_table(read_folder(dataset_dir).events)

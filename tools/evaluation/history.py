@@ -44,8 +44,8 @@ def build_version(
     """Load the dataset into `work_dir` and run the batch job as of the cut (or reuse the version a
     previous run built from the same data and cut); (work settings, version id)."""
     from batch import job
-    from batch.master import append, write_catalogue
-    from lambdastack.datasets.movielens import read_folder
+    from lambdastack.master import append, write_catalogue
+    from tools.datasets.movielens import read_folder
 
     ws = work_settings(settings, work_dir)
     layout = VersionLayout(ws.path(ws.data.views_dir))

@@ -30,7 +30,7 @@ TARGET_RATIO = 0.5
 
 def wrk_binary() -> str:
     """Path of wrk, installing Debian's package when it is missing."""
-    from lambdastack.stack.debian import ensure_binary
+    from tools.stack.debian import ensure_binary
 
     return ensure_binary("wrk", "wrk")[0]
 
@@ -133,8 +133,8 @@ def ensure_version(settings: Settings, views: Path | None, work: Path, echo: Cal
     if views is not None:
         raise ServiceError(f"--views {views} holds no published version")
     from batch.job import run as batch_run
-    from batch.master import append, write_catalogue
-    from lambdastack.datasets.synthetic import generate
+    from lambdastack.master import append, write_catalogue
+    from tools.datasets.synthetic import generate
 
     echo("no published version: generating synthetic data and running the batch job once ...")
     now = int(time.time() * 1000)
@@ -207,7 +207,7 @@ def run(
     repeats: int = 3,
     echo: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    from lambdastack.stack.redis import server_binary
+    from tools.stack.redis import server_binary
 
     wrk, redis_server = wrk_binary(), server_binary()
     with tempfile.TemporaryDirectory(prefix="lambdastack-bench-") as tmp:
@@ -237,7 +237,7 @@ def run(
             ]
             script = work / "feed.lua"
             script.write_text(lua_script(paths))
-            api_argv = [sys.executable, "-m", "lambdastack", "serve", "--port", str(api_port)]
+            api_argv = [sys.executable, "-m", "tools", "serve", "--port", str(api_port)]
             with _process(api_argv, env, work / "api.log"):
                 _wait(lambda: _up(api_port), 120, "the API ready")
                 base = f"http://127.0.0.1:{api_port}"
@@ -298,7 +298,7 @@ def measure_load(views: Path) -> dict[str, Any]:
 
 
 def _port_open(port: int) -> bool:
-    from lambdastack.stack.process import port_open
+    from tools.stack.process import port_open
 
     return port_open("127.0.0.1", port)
 

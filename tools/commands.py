@@ -20,7 +20,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def stack_fetch(args: argparse.Namespace) -> int:
-    from lambdastack.stack import jvm
+    from tools.stack import jvm
 
     s = _settings(args)
     connector = s.speed.kafka_connector_version
@@ -31,14 +31,14 @@ def stack_fetch(args: argparse.Namespace) -> int:
 
 
 def stack_up(args: argparse.Namespace) -> int:
-    from lambdastack.stack.manager import up_infra
+    from tools.stack.manager import up_infra
 
     up_infra(_settings(args))
     return 0
 
 
 def down(args: argparse.Namespace) -> int:
-    from lambdastack.stack.manager import down as stop_all
+    from tools.stack.manager import down as stop_all
 
     stop_all(_settings(args))
     print("stack stopped")
@@ -46,7 +46,7 @@ def down(args: argparse.Namespace) -> int:
 
 
 def stack_status(args: argparse.Namespace) -> int:
-    from lambdastack.stack.manager import status
+    from tools.stack.manager import status
 
     rows = status(_settings(args))
     for r in rows:
@@ -56,8 +56,8 @@ def stack_status(args: argparse.Namespace) -> int:
 
 
 def _load_movielens(s: Settings, folder: Path) -> int:
-    from batch.master import append, write_catalogue
-    from lambdastack.datasets.movielens import read_folder
+    from lambdastack.master import append, write_catalogue
+    from tools.datasets.movielens import read_folder
 
     data = read_folder(folder)
     n = append(data.events, s.path(s.data.master_dir), load_id=f"movielens-{uuid.uuid4().hex[:8]}")
@@ -76,8 +76,8 @@ def data_load_movielens(args: argparse.Namespace) -> int:
 
 
 def data_generate(args: argparse.Namespace) -> int:
-    from batch.master import append, write_catalogue
-    from lambdastack.datasets.synthetic import generate
+    from lambdastack.master import append, write_catalogue
+    from tools.datasets.synthetic import generate
 
     s = _settings(args)
     end = int(time.time() * 1000)
@@ -110,7 +110,7 @@ def produce(args: argparse.Namespace) -> int:
             with src:
                 sent, dead = send_lines(producer, src, args.rate, source=args.file)
         else:
-            from lambdastack.simulate import burst, stream
+            from tools.simulate import burst, stream
 
             events = burst(args.item, args.user, args.count) if args.item else stream(args.rate, args.seconds)
             sent, dead = 0, 0
@@ -156,7 +156,7 @@ def batch_crontab(args: argparse.Namespace) -> int:
 
 
 def bench_batch(args: argparse.Namespace) -> int:
-    from batch import bench
+    from tools.bench import batch as bench
 
     s = _settings(args)
     movielens = (
@@ -179,7 +179,7 @@ def bench_batch(args: argparse.Namespace) -> int:
 
 
 def bench_serving(args: argparse.Namespace) -> int:
-    from serving import bench
+    from tools.bench import serving as bench
 
     result = bench.run(
         _settings(args),
@@ -230,7 +230,7 @@ def speed_archive(args: argparse.Namespace) -> int:
 
 
 def speed_cluster(args: argparse.Namespace) -> int:
-    from lambdastack.stack import flink
+    from tools.stack import flink
 
     s = _settings(args)
     if args.state == "up":
@@ -242,7 +242,7 @@ def speed_cluster(args: argparse.Namespace) -> int:
 
 
 def bench_speed(args: argparse.Namespace) -> int:
-    from speed import bench
+    from tools.bench import speed as bench
 
     s = _settings(args)
     result = bench.run(s, args.rate, args.seconds, args.repeat)
@@ -322,8 +322,8 @@ def _wait_for_feed(url: str, timeout_s: float) -> dict[str, Any]:
 
 
 def up(args: argparse.Namespace) -> int:
-    from lambdastack.stack.manager import start_app, up_infra
     from lambdastack.versions import VersionLayout
+    from tools.stack.manager import start_app, up_infra
 
     s = _settings(args)
     up_infra(s)
@@ -373,8 +373,8 @@ def _demo_user(s: Settings) -> str:
 
 
 def eval_replay(args: argparse.Namespace) -> int:
-    from lambdastack.evaluation import replay
-    from lambdastack.evaluation.report import eval_table, write_json
+    from tools.evaluation import replay
+    from tools.evaluation.report import eval_table, write_json
 
     if args.k < 1:
         raise DataError(f"--k must be at least 1, not {args.k}")
@@ -392,7 +392,7 @@ def eval_replay(args: argparse.Namespace) -> int:
 
 
 def report(args: argparse.Namespace) -> int:
-    from lambdastack.evaluation.report import render
+    from tools.evaluation.report import render
 
     out, missing = render(Path(args.results))
     print(f"report in {out}" + (f" (missing: {', '.join(missing)})" if missing else ""))

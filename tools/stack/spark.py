@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lambdastack.errors import ServiceError
-from lambdastack.stack.process import ManagedProcess, port_open, wait_until
+from tools.stack.process import ManagedProcess, port_open, wait_until
 
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
 WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"

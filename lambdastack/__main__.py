@@ -1,3 +1,0 @@
-from lambdastack.cli import main
-
-raise SystemExit(main())

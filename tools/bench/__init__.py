@@ -1,0 +1,1 @@
+"""Benchmarks of each layer (`lambdastack bench ...`), writing JSON."""
