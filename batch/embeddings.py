@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from batch.vectors import combine, normalize_rows, top_n
+from lambdastack import features
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -36,18 +37,18 @@ class ItemVectors:
 
 
 def weight_col() -> Column:
-    """lambdastack.features.event_weight as a Spark expression (a unit test keeps them equal)."""
+    """lambdastack.features.event_weight as a Spark expression, built from its definition there
+    (TYPE_WEIGHTS and the watch and rating rules)."""
     from pyspark.sql import functions as F
 
     t, v = F.col("type"), F.col("value")
-    return (
-        F.when(t == "watch", 1.0 + F.least(F.greatest(v, F.lit(0.0)), F.lit(120.0)) / 60.0)
-        .when(t == "rating", v / 2.5 - 1.0)
-        .when(t == "like", 2.0)
-        .when(t == "share", 3.0)
-        .when(t == "skip", -0.5)
-        .otherwise(1.0)
+    watched = F.least(F.greatest(v, F.lit(0.0)), F.lit(features.WATCH_CAP_S))
+    weight = F.when(t == "watch", 1.0 + watched / features.WATCH_S_PER_UNIT).when(
+        t == "rating", v / features.RATING_MIDPOINT - 1.0
     )
+    for etype, w in features.TYPE_WEIGHTS.items():
+        weight = weight.when(t == etype, w)
+    return weight.otherwise(features.OTHER_TYPE_WEIGHT)
 
 
 def _tokens(catalogue: DataFrame) -> DataFrame:

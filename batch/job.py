@@ -1,5 +1,10 @@
 """`lambdastack batch run`: master dataset -> views, embeddings, profiles, candidates, ranking
-model -> a new published version."""
+model -> a new published version.
+
+`run` reads as the protocol: read the events before the as-of, then each step writes its views
+into a locked staging directory (aggregates, embeddings, profiles, candidates, model), then the
+manifest is built and `batch.publish.publish` turns the staging directory into the next version
+(batch/publish.py states the protocol)."""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,13 +23,16 @@ import pyarrow.parquet as pq
 
 from lambdastack import __version__, feature_baseline
 from lambdastack.errors import DataError
-from lambdastack.features import FEATURE_NAMES
+from lambdastack.features import FEATURE_NAMES, ItemSide
 from lambdastack.keys import bucket_start
 from lambdastack.settings import Settings
 from lambdastack.versions import VIEW_SCHEMA_VERSION, VersionLayout
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
+
+    from batch.embeddings import ItemVectors
+    from batch.ranker import TrainedRanker
 
 
 VIEWS = {
@@ -86,6 +95,20 @@ def _read_events(spark: Any, master: Path, as_of: int) -> DataFrame:
     return events_before(raw, as_of)
 
 
+@dataclass
+class _Staging:
+    """What every step of a run writes to: the Spark session, the staging directory, the row
+    count of each view, the progress log."""
+
+    spark: Any
+    dir: Path
+    progress: _Progress
+    rows: dict[str, int] = field(default_factory=dict)
+
+    def spark_view(self, name: str, df: DataFrame) -> None:
+        df.coalesce(1).write.parquet(str(self.dir / name))
+
+
 def run(
     settings: Settings,
     as_of_ms: int | None = None,
@@ -93,18 +116,11 @@ def run(
     echo: Callable[[str], None] = print,
 ) -> str:
     """Compute every view as of an instant and publish them; returns the new version id."""
-    from pyspark.sql import functions as F
-
-    from batch import candidates, embeddings, profiles, ranker, training
     from batch.publish import clean_stale_staging, open_staging, publish
     from batch.session import spark_session
-    from batch.vectors import combine
-    from batch.views import item_stats, items_view, user_history
-    from lambdastack.features import ItemSide
 
     b = settings.batch
     master = settings.path(settings.data.master_dir)
-    catalogue_path = settings.path(settings.data.catalogue_dir) / "items.parquet"
     layout = VersionLayout(settings.path(settings.data.views_dir))
     _check_master(master)
     as_of = aligned_as_of(as_of_ms, b.bucket_s)
@@ -112,23 +128,47 @@ def run(
     progress("start", f"starting Spark ({master_url or b.spark_master})")
     spark = spark_session(settings, master_url)
     clean_stale_staging(layout)
-    staging, lock = open_staging(layout, uuid.uuid4().hex[:12])
-    rows: dict[str, int] = {}
+    staging_dir, lock = open_staging(layout, uuid.uuid4().hex[:12])
+    st = _Staging(spark, staging_dir, progress)
 
-    events = _read_events(spark, master, as_of).cache()
+    events, n_events = _events(st, master, as_of)
+    history, items = _aggregates(st, events, settings.path(settings.data.catalogue_dir) / "items.parquet")
+    vectors, user_als = _embeddings(st, events, items, b.neighbours_n)
+    side, tags = _item_side(items, vectors)
+    prof = _profiles(st, events, side, tags, user_als, b.clusters)
+    _candidates(st, events, history, prof, vectors, as_of, settings)
+    trained, training_data = _model(st, events, vectors, side, settings)
+
+    manifest = _manifest(st, events, n_events, as_of, settings, trained, training_data)
+    events.unpersist()
+    vid = publish(layout, st.dir, manifest, b.keep_versions, expected=VIEWS)
+    lock.close()
+    progress("publish", f"published {vid} (as-of {as_of})")
+    return vid
+
+
+def _events(st: _Staging, master: Path, as_of: int) -> tuple[DataFrame, int]:
+    """The events before the as-of (cached: every step reads them) and their count."""
+    events = _read_events(st.spark, master, as_of).cache()
     n_events = events.count()
     if n_events == 0:
         raise DataError(f"the master dataset {master} has no event before the as-of {as_of} ms")
-    progress("read", f"read {n_events} events before as-of {as_of}")
+    st.progress("read", f"read {n_events} events before as-of {as_of}")
+    return events, n_events
+
+
+def _aggregates(st: _Staging, events: DataFrame, catalogue_path: Path) -> tuple[DataFrame, DataFrame]:
+    """Views item_stats, user_history and items; returns (user history, items), cached."""
+    from batch.views import item_stats, items_view, user_history
 
     stats = item_stats(events).cache()
-    stats.coalesce(1).write.parquet(str(staging / "item_stats"))
-    rows["item_stats"] = stats.count()
+    st.spark_view("item_stats", stats)
+    st.rows["item_stats"] = stats.count()
     history = user_history(events).cache()
-    history.coalesce(1).write.parquet(str(staging / "user_history"))
-    rows["user_history"] = history.count()
+    st.spark_view("user_history", history)
+    st.rows["user_history"] = history.count()
     if catalogue_path.exists():
-        catalogue = spark.read.parquet(str(catalogue_path))
+        catalogue = st.spark.read.parquet(str(catalogue_path))
     else:
         catalogue = stats.selectExpr(
             "item_id",
@@ -137,22 +177,31 @@ def run(
             "CAST(array() AS ARRAY<STRING>) AS tags",
         )
     items = items_view(catalogue, stats).cache()
-    items.coalesce(1).write.parquet(str(staging / "items"))
-    rows["items"] = items.count()
-    progress(
+    st.spark_view("items", items)
+    st.rows["items"] = items.count()
+    rows = st.rows
+    st.progress(
         "aggregates",
         f"item_stats {rows['item_stats']}, user_history {rows['user_history']}, items {rows['items']}",
     )
+    return history, items
+
+
+def _embeddings(
+    st: _Staging, events: DataFrame, items: DataFrame, neighbours_n: int
+) -> tuple[ItemVectors, pd.DataFrame]:
+    """Views item_embeddings and item_neighbours; returns (item vectors, users' ALS factors)."""
+    from batch import embeddings
 
     content = embeddings.content_vectors(items)
-    progress(
+    st.progress(
         "content",
         f"content vectors for {len(content)} items (TF-IDF, projected to {embeddings.CONTENT_DIM} dims)",
     )
-    item_als, user_als = embeddings.als_factors(spark, events)
-    progress("als", f"ALS rank {embeddings.ALS_RANK}: {len(item_als)} items, {len(user_als)} users")
+    item_als, user_als = embeddings.als_factors(st.spark, events)
+    st.progress("als", f"ALS rank {embeddings.ALS_RANK}: {len(item_als)} items, {len(user_als)} users")
     vectors = embeddings.item_vectors(content, item_als)
-    rows["item_embeddings"] = _write(
+    st.rows["item_embeddings"] = _write(
         pd.DataFrame(
             {
                 "item_id": vectors.item_ids,
@@ -161,24 +210,45 @@ def run(
                 "collaborative": vectors.has_collab,
             }
         ),
-        staging / "item_embeddings",
+        st.dir / "item_embeddings",
     )
-    neighbours = embeddings.neighbours(spark, vectors, b.neighbours_n)
-    neighbours.coalesce(1).write.parquet(str(staging / "item_neighbours"))
-    rows["item_neighbours"] = rows["item_embeddings"]
-    progress(
+    st.spark_view("item_neighbours", embeddings.neighbours(st.spark, vectors, neighbours_n))
+    st.rows["item_neighbours"] = st.rows["item_embeddings"]
+    st.progress(
         "embeddings",
-        f"item embeddings ({vectors.combined.shape[1]} dims) and {b.neighbours_n} neighbours each",
+        f"item embeddings ({vectors.combined.shape[1]} dims) and {neighbours_n} neighbours each",
     )
+    return vectors, user_als
 
+
+def _item_side(items: DataFrame, vectors: ItemVectors) -> tuple[ItemSide, dict[str, list[str]]]:
+    """What the features need about items (content vectors, genres), and each item's tags."""
     meta = items.select("item_id", "genres", "tags").toPandas()
     side = ItemSide(
         dict(zip(vectors.item_ids, vectors.content, strict=True)),
         {i: list(g) if g is not None else [] for i, g in zip(meta["item_id"], meta["genres"], strict=True)},
     )
     tags = {i: list(t) if t is not None else [] for i, t in zip(meta["item_id"], meta["tags"], strict=True)}
+    return side, tags
+
+
+def _profiles(
+    st: _Staging,
+    events: DataFrame,
+    side: ItemSide,
+    tags: dict[str, list[str]],
+    user_als: pd.DataFrame,
+    n_clusters: int,
+) -> pd.DataFrame:
+    """View user_profiles: each user's state, interest and ALS vectors combined, cluster."""
+    from batch import embeddings, profiles
+    from batch.vectors import combine
+
     prof = (
-        profiles.profiles(spark, events, side, tags).toPandas().sort_values("user_id").reset_index(drop=True)
+        profiles.profiles(st.spark, events, side, tags)
+        .toPandas()
+        .sort_values("user_id")
+        .reset_index(drop=True)
     )
     als_by_user = dict(zip(user_als["user_id"], user_als["features"], strict=True))
     interest = np.vstack(
@@ -190,66 +260,97 @@ def run(
     has = np.array([u in als_by_user for u in prof["user_id"]])
     prof["als"] = [list(map(float, x)) if h else None for x, h in zip(collab, has, strict=True)]
     prof["vector"] = list(combine(interest, collab, has))
-    clusters = profiles.clusters(spark, prof.rename(columns={"vector": "v"}), b.clusters)
+    clusters = profiles.clusters(st.spark, prof.rename(columns={"vector": "v"}), n_clusters)
     prof = prof.merge(clusters, on="user_id", how="left")
-    rows["user_profiles"] = _write(prof, staging / "user_profiles")
-    progress("profiles", f"profiles of {len(prof)} users, {b.clusters} clusters")
+    st.rows["user_profiles"] = _write(prof, st.dir / "user_profiles")
+    st.progress("profiles", f"profiles of {len(prof)} users, {n_clusters} clusters")
+    return prof
 
+
+def _candidates(
+    st: _Staging,
+    events: DataFrame,
+    history: DataFrame,
+    prof: pd.DataFrame,
+    vectors: ItemVectors,
+    as_of: int,
+    settings: Settings,
+) -> None:
+    """Views candidates (per user, unseen items nearest the user's vector) and popular."""
+    from batch import candidates
+
+    b = settings.batch
     seen = history.select("user_id", "items").toPandas()
     users = prof[["user_id", "vector"]].rename(columns={"vector": "v"}).merge(seen, on="user_id")
     users["seen"] = users["items"]
-    cands = candidates.user_candidates(spark, users, vectors, b.candidates_n)
-    cands.coalesce(1).write.parquet(str(staging / "candidates"))
-    rows["candidates"] = len(users)
-    pop = candidates.popular(events, spark.createDataFrame(prof[["user_id", "cluster"]]), as_of, b.popular_n)
-    pop.coalesce(1).write.parquet(str(staging / "popular"))
-    rows["popular"] = pop.count()
-    progress("candidates", f"{b.candidates_n} candidates per user; popular lists: {rows['popular']}")
+    st.spark_view("candidates", candidates.user_candidates(st.spark, users, vectors, b.candidates_n))
+    st.rows["candidates"] = len(users)
+    clusters = st.spark.createDataFrame(prof[["user_id", "cluster"]])
+    pop = candidates.popular(events, clusters, as_of, b.popular_n)
+    st.spark_view("popular", pop)
+    st.rows["popular"] = pop.count()
+    st.progress("candidates", f"{b.candidates_n} candidates per user; popular lists: {st.rows['popular']}")
 
+
+def _model(
+    st: _Staging, events: DataFrame, vectors: ItemVectors, side: ItemSide, settings: Settings
+) -> tuple[TrainedRanker, pd.DataFrame]:
+    """View model: the ranker trained on a point-in-time training set; returns it and the set."""
+    from pyspark.sql import functions as F
+
+    from batch import ranker, training
+
+    b = settings.batch
     times = events.select(F.unix_millis("event_time").alias("t"))
     train_from, validate_from = (
         int(x) for x in times.approxQuantile("t", [1 - b.train_fraction, 1 - b.train_fraction / 2], 0.0)
     )
     data = training.training_set(
-        spark, events, vectors.item_ids, side, train_from, b.train_max_queries, b.train_negatives
+        st.spark, events, vectors.item_ids, side, train_from, b.train_max_queries, b.train_negatives
     )
-    progress("training_set", f"training set: {len(data)} rows from {train_from} (point-in-time)")
+    st.progress("training_set", f"training set: {len(data)} rows from {train_from} (point-in-time)")
     trained = ranker.train(data, validate_from)
-    (staging / "model").mkdir(parents=True)
-    (staging / "model" / "ranker.onnx").write_bytes(trained.onnx)
-    (staging / "model" / "metrics.json").write_text(json.dumps(trained.metrics, indent=2, sort_keys=True))
+    (st.dir / "model").mkdir(parents=True)
+    (st.dir / "model" / "ranker.onnx").write_bytes(trained.onnx)
+    (st.dir / "model" / "metrics.json").write_text(json.dumps(trained.metrics, indent=2, sort_keys=True))
     m = trained.metrics
-    progress(
+    st.progress(
         "model",
         f"ranker AUC {m['auc']:.4f} (item_pop {m['baseline']['auc_item_pop']:.4f}), "
         f"log loss {m['log_loss']:.4f} (base rate {m['baseline']['log_loss_base_rate']:.4f})",
     )
+    return trained, data
 
+
+def _manifest(
+    st: _Staging,
+    events: DataFrame,
+    n_events: int,
+    as_of: int,
+    settings: Settings,
+    trained: TrainedRanker,
+    training_data: pd.DataFrame,
+) -> dict[str, Any]:
+    """The manifest of the version: its input, row counts, model, feature baseline, versions."""
     span = events.selectExpr(
         "min(unix_millis(event_time)) AS lo", "max(unix_millis(event_time)) AS hi"
     ).first()
     assert span is not None  # n_events > 0
-    manifest: dict[str, Any] = {
+    positives = training_data[training_data["label"] == 1]
+    return {
         "as_of_ms": as_of,
-        "bucket_s": b.bucket_s,
+        "bucket_s": settings.batch.bucket_s,
         "input": {
-            "master_dir": str(master),
+            "master_dir": str(settings.path(settings.data.master_dir)),
             "events": n_events,
             "min_event_ms": span["lo"],
             "max_event_ms": span["hi"],
         },
-        "rows": rows,
-        "model": {"file": "model/ranker.onnx", "metrics": m},
+        "rows": st.rows,
+        "model": {"file": "model/ranker.onnx", "metrics": trained.metrics},
         # the positives' feature distribution: live engagement events are compared with it (drift)
-        "feature_baseline": feature_baseline.build(
-            data[data["label"] == 1][list(FEATURE_NAMES)].to_numpy(), FEATURE_NAMES
-        ),
+        "feature_baseline": feature_baseline.build(positives[list(FEATURE_NAMES)].to_numpy(), FEATURE_NAMES),
         "schema_version": VIEW_SCHEMA_VERSION,
         "code_version": __version__,
-        "stage_seconds": progress.stages,
+        "stage_seconds": st.progress.stages,
     }
-    events.unpersist()
-    vid = publish(layout, staging, manifest, b.keep_versions, expected=VIEWS)
-    lock.close()
-    progress("publish", f"published {vid} (as-of {as_of})")
-    return vid

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -35,7 +36,15 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 HALF_LIFE_MS = 14 * 86_400_000
 DECAY_PER_MS = math.log(2) / HALF_LIFE_MS
-_TYPE_WEIGHT = {"view": 1.0, "click": 1.0, "like": 2.0, "share": 3.0, "skip": -0.5}
+# How much an event says the user wants the item (negative: does not); the one definition, which
+# the vectorised replays (event_weights) and the Spark jobs (batch/embeddings.py weight_col) follow.
+TYPE_WEIGHTS: Mapping[str, float] = MappingProxyType(
+    {"view": 1.0, "click": 1.0, "like": 2.0, "share": 3.0, "skip": -0.5}
+)
+OTHER_TYPE_WEIGHT = 1.0  # a type without a weight of its own
+WATCH_CAP_S = 120.0  # watch: 1 + min(max(seconds, 0), WATCH_CAP_S) / WATCH_S_PER_UNIT
+WATCH_S_PER_UNIT = 60.0
+RATING_MIDPOINT = 2.5  # rating: value / RATING_MIDPOINT - 1 (positive above the midpoint)
 
 
 def feature_row(
@@ -61,19 +70,19 @@ def feature_row(
 def event_weight(etype: str, value: float) -> float:
     """How much an event says the user wants the item (negative: does not)."""
     if etype == "watch":
-        return 1.0 + min(max(value, 0.0), 120.0) / 60.0
+        return 1.0 + min(max(value, 0.0), WATCH_CAP_S) / WATCH_S_PER_UNIT
     if etype == "rating":
-        return value / 2.5 - 1.0
-    return _TYPE_WEIGHT.get(etype, 1.0)
+        return value / RATING_MIDPOINT - 1.0
+    return TYPE_WEIGHTS.get(etype, OTHER_TYPE_WEIGHT)
 
 
 def event_weights(types: np.ndarray, values: np.ndarray) -> np.ndarray:
     """event_weight over arrays (the vectorised replays use it)."""
-    out = np.ones(len(types))
-    for etype, weight in _TYPE_WEIGHT.items():
+    out = np.full(len(types), OTHER_TYPE_WEIGHT)
+    for etype, weight in TYPE_WEIGHTS.items():
         out[types == etype] = weight
-    out = np.where(types == "watch", 1.0 + np.clip(values, 0.0, 120.0) / 60.0, out)
-    return np.where(types == "rating", values / 2.5 - 1.0, out)
+    out = np.where(types == "watch", 1.0 + np.clip(values, 0.0, WATCH_CAP_S) / WATCH_S_PER_UNIT, out)
+    return np.where(types == "rating", values / RATING_MIDPOINT - 1.0, out)
 
 
 def is_positive(etype: str, value: float) -> bool:

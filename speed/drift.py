@@ -94,27 +94,3 @@ def drift_writes(r: DriftReport, layout: KeyLayout, ttl_s: int) -> list[Write]:
         Write("hset", key, "view_version", r.view_version or "", ttl_s=ttl_s),
     ]
     return out
-
-
-class DriftGauges:
-    """Prometheus gauges of the newest drift report, on a registry the caller exports."""
-
-    def __init__(self, registry: Any):
-        from prometheus_client import Gauge
-
-        self.psi = Gauge(
-            "lambdastack_speed_drift_psi",
-            "PSI of a model feature against the training baseline",
-            ["feature"],
-            registry=registry,
-        )
-        self.alert = Gauge(
-            "lambdastack_speed_drift_alert",
-            "1 when a feature's PSI is above speed.drift_psi_alert",
-            registry=registry,
-        )
-
-    def observe(self, r: DriftReport) -> None:
-        for feature, value in r.psi.items():
-            self.psi.labels(feature).set(value)
-        self.alert.set(int(r.alert))

@@ -198,7 +198,11 @@ def _companions(settings: Settings) -> tuple[FreshnessMetrics | None, Any, Archi
             metrics = FreshnessMetrics().start(s.metrics_host, s.metrics_port)
         except ServiceError as e:  # another `speed run` holds the port: run on, without the exporter
             print(f"[speed] metrics exporter off: {e}", file=sys.stderr, flush=True)
-    loader = SignalLoader(settings, on_applied=metrics.observe if metrics else None)
+    loader = SignalLoader(
+        settings,
+        on_applied=metrics.observe if metrics else None,
+        on_drift=metrics.drift.observe if metrics else None,
+    )
     on_archived = metrics.archived.inc if metrics else None
     archiver = Archiver(settings, on_archived) if s.archive_enabled else None
     return metrics, loader, archiver

@@ -278,7 +278,7 @@ class SignalLoader:
         self._settings = settings
         self._writer = writer or RedisSignalWriter(settings)
         self._on_applied = on_applied  # sees the signal records of a batch once in Redis (metrics)
-        self._on_drift = on_drift  # sees each new drift report (e.g. drift.DriftGauges.observe)
+        self._on_drift = on_drift  # sees each new drift report (e.g. metrics.DriftGauges.observe)
         self._stop = threading.Event()
         self.records = 0
 

@@ -1,4 +1,5 @@
-"""Freshness of the speed view, as a Prometheus histogram exported by `speed run`.
+"""The metrics `speed run` exports to Prometheus: the freshness of the speed view, the records
+loaded and archived, and the newest drift report.
 
 A signal record (absolute count per item x bucket x type) is derived from many events. Its
 freshness is measured from the newest event time it covers (`max_event_ms` in the record value,
@@ -6,6 +7,9 @@ label since="event_time") to the moment its Redis write returned. While the sign
 that field, the record's Kafka timestamp (when Flink emitted it) is used instead, labelled
 since="signal_emit": the Flink-to-Redis part of the path. `lambdastack bench speed` measures the
 whole path, producer send to a readable Redis value, with a probe.
+
+The drift gauges hold the newest report the loader computed (the one it writes to `{p}:drift`):
+PSI per feature and the alert flag, replaced as a whole like the hash.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 import orjson
 
 from lambdastack.errors import ServiceError
+from speed.drift import DriftReport
 
 # seconds; dense where the targets are (p99 <= 250 ms / 500 ms)
 BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -45,8 +50,35 @@ def freshness_seconds(records: Sequence[Any], written_ms: int) -> list[tuple[str
     return out
 
 
+class DriftGauges:
+    """Prometheus gauges of the newest drift report, on a registry the caller exports."""
+
+    def __init__(self, registry: Any):
+        from prometheus_client import Gauge
+
+        self.psi = Gauge(
+            "lambdastack_speed_drift_psi",
+            "PSI of a model feature against the training baseline",
+            ["feature"],
+            registry=registry,
+        )
+        self.alert = Gauge(
+            "lambdastack_speed_drift_alert",
+            "1 when a feature's PSI is above speed.drift_psi_alert",
+            registry=registry,
+        )
+
+    def observe(self, r: DriftReport) -> None:
+        """The loader's drift hook: the gauges show this report only (a feature it lacks goes)."""
+        self.psi.clear()
+        for feature, value in r.psi.items():
+            self.psi.labels(feature).set(value)
+        self.alert.set(int(r.alert))
+
+
 class FreshnessMetrics:
-    """The histogram and its HTTP exporter (a registry of its own; started by `start()`)."""
+    """The speed process's metrics and their HTTP exporter (a registry of its own; started by
+    `start()`): freshness histogram, record counters, drift gauges."""
 
     def __init__(self) -> None:
         from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -67,6 +99,7 @@ class FreshnessMetrics:
             "Valid events archived to the master dataset",
             registry=self.registry,
         )
+        self.drift = DriftGauges(self.registry)
         self._server: Any = None
 
     def start(self, host: str, port: int) -> FreshnessMetrics:

@@ -141,6 +141,17 @@ def test_offline_training_features_equal_online_features(published):
         assert np.allclose(online, expected, rtol=0, atol=1e-9), (q, online, expected)
 
 
+def test_the_spark_event_weight_equals_event_weight(published):
+    """batch.embeddings.weight_col (Spark) gives lambdastack.features.event_weight of every event."""
+    from batch.embeddings import weight_col
+    from lambdastack.features import event_weight
+
+    spark = spark_session(published[0].settings)
+    rows = [(t, v) for t in (*EVENT_TYPES, "unknown") for v in (-3.0, 0.0, 1.0, 2.5, 4.5, 90.0, 300.0)]
+    got = spark.createDataFrame(rows, "type string, value double").select(weight_col().alias("w"))
+    assert [r["w"] for r in got.collect()] == [event_weight(t, v) for t, v in rows]
+
+
 def test_batch_predict_scores_every_line_or_reports_its_error(published, tmp_path):
     iso, _, vid = published
     good = {f: 0.5 for f in FEATURE_NAMES}

@@ -1,14 +1,21 @@
 import math
+import socket
+import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
+from prometheus_client import generate_latest
 
 from lambdastack.feature_baseline import bin_of, build
 from lambdastack.keys import KeyLayout
+from lambdastack.settings import load_settings
 from speed.drift import NO_BIN, bin_row, decode_bins, drift_writes, psi, report
+from speed.metrics import FreshnessMetrics
 
 pytestmark = pytest.mark.unit
 BASELINE = {"item_pop": {"edges": [1.0, 3.0], "proportions": [0.5, 0.25, 0.25]}}
+CONF = Path(__file__).resolve().parents[2] / "conf" / "lambdastack.yaml"
 
 
 def test_bins_are_left_closed_and_features_without_a_baseline_get_no_bin():
@@ -71,3 +78,49 @@ def _counts(edges, xs) -> dict[int, int]:
     for x in xs:
         out[bin_of(edges, x)] = out.get(bin_of(edges, x), 0) + 1
     return out
+
+
+def _drift_lines(text: str) -> list[str]:
+    return sorted(line for line in text.splitlines() if line.startswith("lambdastack_speed_drift"))
+
+
+def test_the_exporter_shows_the_newest_drift_report_only():
+    metrics = FreshnessMetrics()  # not started: its registry is what the HTTP exporter serves
+    baseline = {**BASELINE, "recency": {"edges": [1.0], "proportions": [0.5, 0.5]}}
+    first = report(60_000, {"item_pop": {2: 100}, "recency": {0: 50, 1: 50}}, baseline, 0.2, 1, "v1")
+    metrics.drift.observe(first)
+    assert _drift_lines(generate_latest(metrics.registry).decode()) == [
+        "lambdastack_speed_drift_alert 1.0",
+        f'lambdastack_speed_drift_psi{{feature="item_pop"}} {first.psi["item_pop"]}',
+        'lambdastack_speed_drift_psi{feature="recency"} 0.0',
+    ]
+    quiet = report(120_000, {"recency": {0: 50, 1: 50}}, baseline, 0.2, 1, "v1")
+    metrics.drift.observe(quiet)
+    assert _drift_lines(generate_latest(metrics.registry).decode()) == [
+        "lambdastack_speed_drift_alert 0.0",
+        'lambdastack_speed_drift_psi{feature="recency"} 0.0',
+    ]
+
+
+def test_speed_run_exports_each_drift_report_the_loader_computes(tmp_path):
+    from speed.job import _companions
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {
+        "LAMBDASTACK_STACK__STATE_DIR": str(tmp_path / "state"),
+        "LAMBDASTACK_SPEED__METRICS_HOST": "127.0.0.1",
+        "LAMBDASTACK_SPEED__METRICS_PORT": str(port),
+        "LAMBDASTACK_SPEED__ARCHIVE_ENABLED": "false",
+    }
+    metrics, loader, archiver = _companions(load_settings(CONF, environ=env))
+    assert metrics is not None and archiver is None
+    try:
+        loader._on_drift(report(60_000, {"item_pop": {2: 100}}, BASELINE, 0.2, 1, "v1"))
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            lines = _drift_lines(r.read().decode())
+    finally:
+        metrics.stop()
+    assert lines[0] == "lambdastack_speed_drift_alert 1.0"
+    assert lines[1].startswith('lambdastack_speed_drift_psi{feature="item_pop"} ') and len(lines) == 2

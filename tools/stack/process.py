@@ -137,12 +137,3 @@ def port_open(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.3)
         return s.connect_ex((host, port)) == 0
-
-
-def pids_listening(port: int) -> list[int]:
-    """Pids listening on a TCP port on this machine."""
-    pids = set()
-    for c in psutil.net_connections(kind="tcp"):
-        if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN and c.pid:
-            pids.add(c.pid)
-    return sorted(pids)

@@ -95,45 +95,17 @@ def start_standalone(
     work_dir = Path(env["SPARK_WORKER_DIR"])
     work_dir.mkdir(parents=True, exist_ok=True)
     try:
-        master.start(
-            [
-                spark_class,
-                MASTER_CLASS,
-                "--host",
-                host,
-                "--port",
-                str(master_port),
-                "--webui-port",
-                str(ui_port),
-            ],
-            env=env,
-            cwd=state_dir,
-        )
+        master_args = ["--host", host, "--port", str(master_port), "--webui-port", str(ui_port)]
+        master.start([spark_class, MASTER_CLASS, *master_args], env=env, cwd=state_dir)
         wait_until(
             lambda: port_open(host, master_port) and cluster_status(host, ui_port) is not None,
             timeout_s,
             "the Spark master",
             master,
         )
-        worker.start(
-            [
-                spark_class,
-                WORKER_CLASS,
-                url,
-                "--host",
-                host,
-                "--cores",
-                str(cores),
-                "--memory",
-                memory,
-                "--webui-port",
-                str(worker_ui_port),
-                "--work-dir",
-                str(work_dir),
-            ],
-            env=env,
-            cwd=state_dir,
-        )
+        worker_args = ["--host", host, "--cores", str(cores), "--memory", memory]
+        worker_args += ["--webui-port", str(worker_ui_port), "--work-dir", str(work_dir)]
+        worker.start([spark_class, WORKER_CLASS, url, *worker_args], env=env, cwd=state_dir)
         wait_until(lambda: _alive_workers(host, ui_port) >= 1, timeout_s, "the Spark worker", worker)
     except BaseException:
         stop_standalone(state_dir)

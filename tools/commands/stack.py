@@ -1,0 +1,115 @@
+"""`up`, `down` and `stack ...`: the local stack, and the demo that `up` starts on it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from lambdastack.errors import LambdastackError
+from lambdastack.settings import Settings
+from tools.commands import settings_of
+from tools.commands.data import data_generate, load_movielens
+
+
+def stack_fetch(args: argparse.Namespace) -> int:
+    from tools.stack import jvm
+
+    s = settings_of(args)
+    connector = s.speed.kafka_connector_version
+    print(f"resolving Kafka {s.kafka.version} and flink-sql-connector-kafka {connector} ...")
+    jvm.fetch(s)
+    print(f"JVM artifacts in {jvm.jars_dir(s)}")
+    return 0
+
+
+def stack_up(args: argparse.Namespace) -> int:
+    from tools.stack.manager import up_infra
+
+    up_infra(settings_of(args))
+    return 0
+
+
+def down(args: argparse.Namespace) -> int:
+    from tools.stack.manager import down as stop_all
+
+    stop_all(settings_of(args))
+    print("stack stopped")
+    return 0
+
+
+def stack_status(args: argparse.Namespace) -> int:
+    from tools.stack.manager import status
+
+    rows = status(settings_of(args))
+    for r in rows:
+        state = f"running (pid {r.pid})" if r.running else "stopped"
+        print(f"{r.name:<6} {state:<22} {r.address:<18} log: {r.log}")
+    return 0
+
+
+def up(args: argparse.Namespace) -> int:
+    from lambdastack.versions import VersionLayout
+    from tools.stack.manager import start_app, up_infra
+
+    s = settings_of(args)
+    up_infra(s)
+    master = s.path(s.data.master_dir)
+    movielens = Path(args.dataset) if args.dataset else s.path(s.data.movielens_dir)
+    if any(master.glob("event_date=*")):
+        print(f"master dataset already holds data: {master}")
+    elif movielens.is_dir() and not args.synthetic:
+        load_movielens(s, movielens)
+    else:
+        data_generate(
+            argparse.Namespace(
+                config=args.config, users=1000, items=500, events=100_000, days=30, seed=7, output=None
+            )
+        )
+    from batch.job import run as batch_run_job
+
+    layout = VersionLayout(s.path(s.data.views_dir))
+    if layout.current() is None:
+        batch_run_job(s)
+    print("starting the speed job ...")
+    start_app(s, "speed", ["speed", "run"])
+    print("starting the API ...")
+    start_app(s, "api", ["serve"])
+    user = _demo_user(s)
+    url = f"http://{s.serving.host}:{s.serving.port}/v1/users/{user}/feed?k=10"
+    feed = _wait_for_feed(url, s.stack.ready_timeout_s)
+    items = feed.get("items")
+    items = items if isinstance(items, list) else []
+    print(f"\nlambdastack is up. Feed of demo user {user} ({len(items)} items):\n  {url}")
+    if items:
+        last = items[-1]
+        print(f"Make item {last['item_id']} (count {last['count']}) rise in that feed, then fetch it again:")
+        print(f"  .venv/bin/lambdastack produce --simulate --item {last['item_id']} --count 300")
+    print("Stop everything:  make down")
+    return 0
+
+
+def _wait_for_feed(url: str, timeout_s: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                return dict(json.loads(r.read()))
+        except OSError as e:
+            last = str(e)
+            time.sleep(0.5)
+    raise LambdastackError(f"the feed at {url} did not answer within {timeout_s:.0f} s ({last})")
+
+
+def _demo_user(s: Settings) -> str:
+    import pyarrow.parquet as pq
+
+    from lambdastack.versions import VersionLayout
+
+    layout = VersionLayout(s.path(s.data.views_dir))
+    hist = pq.read_table(layout.view_dir(layout.require_current(), "user_history"), columns=["user_id"])
+    return str(hist["user_id"][0].as_py()) if hist.num_rows else "demo"
