@@ -6,7 +6,7 @@
 - `{p}:item:{item_id}:min` HASH, field `{minute_ms}:{type}` (and `{minute_ms}:*`) -> count in that
   event-time minute: the sliding windows (1 min, 10 min, 1 h) are sums of the last minutes.
 - `{p}:user:{user_id}` HASH of the user's real-time state (JSON values, see
-  `lambdastack.usersignals`): `recent` (last N interactions, each with its event time),
+  `lambdastack.speedview`): `recent` (last N interactions, each with its event time),
   `fresh` (fresh candidates scored by the model, with the view and model versions used).
 - `{p}:trending:{window_end_ms}` ZSET item_id -> trending score of the window ending there;
   `{p}:trending:latest` STRING -> window_end_ms of the newest complete window.

@@ -49,6 +49,7 @@ class RedisSettings(_Section):
     db: int = Field(0, ge=0)
     signal_ttl_s: int = Field(172800, gt=0)
     socket_timeout_ms: int = Field(50, gt=0)
+    loader_socket_timeout_ms: int = Field(5000, gt=0)  # the loader's writes (speed/loader.py)
     key_prefix: str = Field("ls", min_length=1, pattern=r"^[A-Za-z0-9_\-]+$")
 
 
@@ -146,6 +147,7 @@ class SpeedSettings(_Section):
     fresh_seeds: int = Field(3, ge=1)  # newest engaged items whose neighbours are candidates
     version_check_s: float = Field(1.0, gt=0)  # how often the scoring UDF looks at CURRENT
     users_flush_ms: int = Field(100, ge=1)  # the users sink keeps the newest record per key this long
+    users_flush_rows: int = Field(2000, ge=1)  # ... or until it holds this many keys
     score_events: bool = True  # per-event ONNX scoring (fresh candidates); off: `recent` only
     jvm_opts: str = "-XX:TieredStopAtLevel=1"  # JVM options of the job's JVM (local) / the cluster's
     signals_flush_ms: int = Field(50, ge=1)  # the signals sink keeps the newest record per key this long

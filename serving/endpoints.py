@@ -131,7 +131,7 @@ def router(ctx: Context) -> APIRouter:
         k = k or s.feed_k_default
         t = now_ms()
         side = batch_side(snap, user_id, k, ctx.feed)  # cached per version: known candidates
-        speed = await ctx.state.speed.snapshot(user_id, snap.view.as_of_ms, t, side.known)
+        speed = await ctx.state.speed.read_feed(user_id, snap.view.as_of_ms, t, side.known)
         result = rank_feed(snap, speed, user_id, k, t, ctx.feed)
         _record_feed(ctx.metrics, result)
         return json_response(feed_body(result, snap))

@@ -1,5 +1,5 @@
 """The feed: gather candidates from both views, rank them with the published model, keep the
-feed diverse. Pure logic over plain data (`Snapshot`, `SpeedSnapshot`): an evaluation harness
+feed diverse. Pure logic over plain data (`Snapshot`, `SpeedRead`): an evaluation harness
 calls `rank_feed` without any service.
 
 Diversity is a cap per primary genre (`genre_cap` of the feed at most) applied greedily in score
@@ -18,9 +18,9 @@ import numpy as np
 
 from lambdastack.features import UserState
 from lambdastack.settings import ServingSettings
+from lambdastack.speedview import SpeedRead
 from serving.ranking import apply_since
 from serving.snapshot import Snapshot
-from serving.speed_view import SpeedSnapshot
 
 SPEED_FRESH = "speed_fresh"  # the speed layer's fresh candidates for the user
 RECENT_NEIGHBOURS = "recent_neighbours"  # neighbours of the user's recent interactions
@@ -229,7 +229,7 @@ def _batch_sources(
     pool.add(side.popular, BATCH_POPULAR, side.n_popular)
 
 
-def _speed_sources(pool: _Pool, snapshot: Snapshot, speed: SpeedSnapshot, cfg: FeedConfig) -> None:
+def _speed_sources(pool: _Pool, snapshot: Snapshot, speed: SpeedRead, cfg: FeedConfig) -> None:
     if speed.fresh is not None:
         pool.add((i for i, _ in speed.fresh.items), SPEED_FRESH, cfg.candidates_max)
     newest = sorted(speed.recent, key=lambda i: -i.event_time_ms)[: cfg.recent_items_n]
@@ -279,7 +279,7 @@ def _scores(snapshot: Snapshot, user_id: str, x: np.ndarray) -> tuple[str, str |
 
 
 def candidate_pool(
-    snapshot: Snapshot, speed: SpeedSnapshot, user_id: str, side: BatchSide, state: UserState, cfg: FeedConfig
+    snapshot: Snapshot, speed: SpeedRead, user_id: str, side: BatchSide, state: UserState, cfg: FeedConfig
 ) -> dict[str, list[str]]:
     """The candidates (in the order found) and the sources that proposed each: the speed sources,
     then the batch ones; nothing the user has seen; at most cfg.candidates_max."""
@@ -297,7 +297,7 @@ def candidate_pool(
 
 
 def rank_feed(
-    snapshot: Snapshot, speed: SpeedSnapshot, user_id: str, k: int, now_ms: int, cfg: FeedConfig | None = None
+    snapshot: Snapshot, speed: SpeedRead, user_id: str, k: int, now_ms: int, cfg: FeedConfig | None = None
 ) -> Feed:
     """Merge, rank, filter and diversify the user's feed from one snapshot of each view."""
     cfg = cfg or FeedConfig()

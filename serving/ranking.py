@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 class Interaction(Protocol):
-    """An event as the features see it (lambdastack.events.Event, usersignals.Interaction)."""
+    """An event as the features see it (lambdastack.events.Event, speedview.Interaction)."""
 
     @property
     def item_id(self) -> str: ...

@@ -3,7 +3,7 @@ bytes join, written to one pipelined connection, and replies parsed by hiredis i
 were sent.
 
 Why not redis-py's asyncio client for this call: with the event loop and the socket calls
-included it took ≈130 µs of CPU per snapshot script (connection-pool checkout, retry wrappers,
+included it took ≈130 µs of CPU per feed script (connection-pool checkout, retry wrappers,
 response callbacks) where this connection takes ≈50 µs, measured in one run on this machine.
 Everything else the API reads goes through redis-py.
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from lambdastack.feature_baseline import bin_of
 from lambdastack.keys import KeyLayout
-from speed.signals import Write
+from lambdastack.speedstore.base import Write
 
 EPS = 1e-4
 NO_BIN = -1

@@ -1,8 +1,9 @@
-"""Signals topic -> Redis: pipelined absolute writes, offsets committed only after the write.
+"""Signals and users topics -> the speed store: absolute writes, offsets committed only after them.
 
 The signals topic carries several record shapes, told apart by the key's `kind`: none (hourly
 bucket counts), "min" (minute counters), "trend" (one closed trending window), "drift" (feature
-bin counts of one closed window)."""
+bin counts of one closed window). The store is `lambdastack.speedstore`'s Redis one (one
+MULTI/EXEC pipeline per batch, a TTL on every key); the unit tests replay into the in-memory one."""
 
 from __future__ import annotations
 
@@ -17,121 +18,26 @@ import orjson
 from lambdastack.events import EVENT_TYPES
 from lambdastack.keys import ALL_TYPES, KeyLayout
 from lambdastack.settings import Settings
+from lambdastack.speedstore.base import SpeedStore, Write
+from lambdastack.speedstore.redis import RedisSpeedStore
 from lambdastack.versions import VersionLayout
 from speed import drift, trending
 from speed.baseline import BaselineFollower
-from speed.signals import Write, decode_counts, minute_writes, stale_minute_fields, writes_for
+from speed.signals import decode_counts, minute_writes, stale_minute_fields, writes_for
 from speed.user_writes import user_writes
 
 PRUNE_EVERY_MS = 10_000
 BATCH_MAX = 10_000  # records taken from Kafka per Redis pipeline
-# A key's TTL is set with its first write and renewed once this share of it has passed, not on
-# every write (an EXPIRE per key per batch was a third of the loader's Redis commands).
-EXPIRE_REFRESH = 0.1
-TTL_CACHE_MAX = 500_000
 MINUTE_TYPES = (*EVENT_TYPES, ALL_TYPES)
 
 
-class RedisSignalWriter:
-    """Applies Writes in one MULTI/EXEC pipeline per batch, with a TTL on every key touched."""
-
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic):
-        self._settings = settings
-        self._client: Any = None
-        self._clock = clock
-        self._ttl_set: dict[str, tuple[float, int]] = {}  # key -> (when its TTL was set, TTL)
-
-    def _needs_ttl(self, key: str, ttl_s: int, now: float) -> bool:
-        """Whether to (re)set a key's TTL: first write, a different TTL, or EXPIRE_REFRESH of it
-        passed. A key this writer removed from (HDEL/ZREM may delete it) is forgotten first."""
-        last = self._ttl_set.get(key)
-        return last is None or last[1] != ttl_s or now - last[0] > ttl_s * EXPIRE_REFRESH
-
-    def open(self) -> RedisSignalWriter:
-        import redis
-
-        r = self._settings.redis
-        self._client = redis.Redis(host=r.host, port=r.port, db=r.db, socket_timeout=5)
-        self._client.ping()
-        return self
-
-    def apply(self, writes: list[Write]) -> None:
-        """One MULTI/EXEC: the HSETs and ZADDs of a key are sent as one command (a removal of the
-        same key first sends what came before it, so the order of writes per key is kept)."""
-        pipe = self._client.pipeline(transaction=True)
-        ttls: dict[str, int] = {}
-        hashes: dict[str, dict[str, Any]] = {}
-        zsets: dict[str, dict[str, float]] = {}
-        removed: set[str] = set()  # keys a removal may have deleted: their TTL is not remembered
-
-        def flush(key: str) -> None:
-            if (fields := hashes.pop(key, None)) is not None:
-                pipe.hset(key, mapping=fields)
-            if (members := zsets.pop(key, None)) is not None:
-                pipe.zadd(key, members)
-
-        for w in writes:
-            value = int(w.value) if isinstance(w.value, float) and w.value.is_integer() else w.value
-            if w.op == "hset":
-                hashes.setdefault(w.key, {})[w.member] = value if value is not None else 0
-            elif w.op == "zadd":
-                zsets.setdefault(w.key, {})[w.member] = float(w.value or 0)
-            else:
-                flush(w.key)
-                removed.add(w.key)
-                if w.op == "hdel":
-                    pipe.hdel(w.key, w.member)
-                elif w.op == "zrem":
-                    pipe.zrem(w.key, w.member)
-                elif w.op == "del":
-                    pipe.delete(w.key)
-                elif w.op == "set":
-                    pipe.set(w.key, value if value is not None else "")
-                if w.op != "set":
-                    continue  # a removal keeps the key's TTL (set with the key's last value)
-            ttls[w.key] = max(ttls.get(w.key, 0), w.ttl_s or self._settings.redis.signal_ttl_s)
-        for key in list(hashes) + list(zsets):
-            flush(key)
-        now = self._clock()
-        for key in removed:
-            self._ttl_set.pop(key, None)
-        renewed = {key: ttl for key, ttl in ttls.items() if self._needs_ttl(key, ttl, now)}
-        for key, ttl in renewed.items():
-            pipe.expire(key, ttl)
-        pipe.execute()
-        for key, ttl in renewed.items():
-            if key not in removed:
-                self._ttl_set[key] = (now, ttl)
-        if len(self._ttl_set) > TTL_CACHE_MAX:  # forget what would be renewed anyway
-            self._ttl_set = {
-                k: (t, ttl) for k, (t, ttl) in self._ttl_set.items() if now - t <= ttl * EXPIRE_REFRESH
-            }
-
-    def get(self, key: str) -> bytes | None:
-        return self._client.get(key)  # type: ignore[no-any-return]
-
-    def hget(self, key: str, field: str) -> bytes | None:
-        return self._client.hget(key, field)  # type: ignore[no-any-return]
-
-    def fields(self, keys: list[str]) -> dict[str, list[str]]:
-        """The field names of each hash, in one round trip."""
-        pipe = self._client.pipeline(transaction=False)
-        for key in keys:
-            pipe.hkeys(key)
-        return {k: [f.decode() for f in fs] for k, fs in zip(keys, pipe.execute(), strict=True)}
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-
-
 class SignalRouter:
-    """Turns signal records into Redis writes; holds what spans records (baseline, newest window)."""
+    """Turns signal records into store writes; holds what spans records (baseline, newest window)."""
 
     def __init__(
         self,
         settings: Settings,
-        writer: Any,
+        writer: SpeedStore,
         clock: Callable[[], float] = time.time,
         on_drift: Callable[[drift.DriftReport], None] | None = None,
     ):
@@ -265,18 +171,19 @@ def newest_per_key(records: Iterable[SignalRecord]) -> list[SignalRecord]:
 
 
 class SignalLoader:
-    """Consumes the signals and users topics and upserts Redis until `stop()`; a batch's offsets
-    are committed only after its writes were acknowledged (a crash replays them: same values)."""
+    """Consumes the signals and users topics and upserts the store until `stop()`; a batch's
+    offsets are committed only after its writes were acknowledged (a crash replays them: same
+    values)."""
 
     def __init__(
         self,
         settings: Settings,
-        writer: RedisSignalWriter | None = None,
+        writer: SpeedStore | None = None,
         on_applied: Callable[[list[Any]], None] | None = None,
         on_drift: Callable[[drift.DriftReport], None] | None = None,
     ):
         self._settings = settings
-        self._writer = writer or RedisSignalWriter(settings)
+        self._writer = writer or RedisSpeedStore(settings)
         self._on_applied = on_applied  # sees the signal records of a batch once in Redis (metrics)
         self._on_drift = on_drift  # sees each new drift report (e.g. metrics.DriftGauges.observe)
         self._stop = threading.Event()

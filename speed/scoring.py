@@ -17,14 +17,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from lambdastack.features import DECAY_PER_MS, UserState, event_weights, is_positive
-from lambdastack.usersignals import FreshCandidates, encode_fresh
+from lambdastack.speedview import FreshCandidates, Interaction, encode_fresh
 from speed.snapshot import Snapshot
-from speed.user_window import ENTRY_SEP, Entry, parse_window
+from speed.user_window import ENTRY_SEP, parse_window
 
-SCORE_DECIMALS = 6  # what lambdastack.usersignals.encode_fresh keeps
+SCORE_DECIMALS = 6  # what lambdastack.speedview.encode_fresh keeps
 
 
-def merged_state(snap: Snapshot, user_id: str, window: Sequence[Entry]) -> UserState:
+def merged_state(snap: Snapshot, user_id: str, window: Sequence[Interaction]) -> UserState:
     """The user's state after the newest interaction of the window (the real-time interest vector
     is its `interest`)."""
     state = snap.user_state(user_id)
@@ -36,7 +36,7 @@ def merged_state(snap: Snapshot, user_id: str, window: Sequence[Entry]) -> UserS
     return state
 
 
-def _fold(state: UserState, newer: Sequence[Entry], snap: Snapshot) -> None:
+def _fold(state: UserState, newer: Sequence[Interaction], snap: Snapshot) -> None:
     """UserState.apply of each entry (in time order, none before the state's t_ref) in closed form:
     interest at T = interest x decay(T - t_ref) + sum of w v decay(T - t) over entries with a
     vector. A unit test keeps it equal to the sequential definition (up to float rounding)."""
@@ -61,7 +61,7 @@ def _fold(state: UserState, newer: Sequence[Entry], snap: Snapshot) -> None:
     state.last_item, state.last_t = newer[-1].item_id, newer[-1].event_time_ms
 
 
-def seed_items(window: Sequence[Entry], n: int) -> list[str]:
+def seed_items(window: Sequence[Interaction], n: int) -> list[str]:
     """The newest `n` distinct items the user engaged with positively, newest first."""
     out: list[str] = []
     for e in reversed(window):
@@ -72,7 +72,9 @@ def seed_items(window: Sequence[Entry], n: int) -> list[str]:
     return out
 
 
-def candidates(snap: Snapshot, user_id: str, window: Sequence[Entry], seeds: Sequence[str]) -> list[str]:
+def candidates(
+    snap: Snapshot, user_id: str, window: Sequence[Interaction], seeds: Sequence[str]
+) -> list[str]:
     """Neighbours of the seeds, in seed order then neighbour rank, without seen items."""
     seen = snap.history.get(user_id, frozenset()) | {e.item_id for e in window}
     out: dict[str, None] = {}
@@ -93,7 +95,7 @@ def feature_matrix(snap: Snapshot, state: UserState, items: Sequence[str], t: in
 
 
 def score(
-    snap: Snapshot, user_id: str, window: Sequence[Entry], fresh_n: int, seeds_n: int
+    snap: Snapshot, user_id: str, window: Sequence[Interaction], fresh_n: int, seeds_n: int
 ) -> FreshCandidates | None:
     """The fresh candidates after the window's newest event; None unless it is a positive
     engagement and the version has a model."""

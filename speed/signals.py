@@ -1,4 +1,4 @@
-"""Signal records (from the signals topic) to absolute Redis writes: the loader's pure core.
+"""Signal records (from the signals topic) to absolute store writes: the loader's pure core.
 
 Every write sets a value (HSET/ZADD) or removes one; none increments, so applying the same
 records again, in order, leaves Redis exactly as it was: replays after a crash converge.
@@ -6,24 +6,11 @@ records again, in order, leaves Redis exactly as it was: replays after a crash c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import orjson
 
 from lambdastack.events import EVENT_TYPES
 from lambdastack.keys import ALL_TYPES, KeyLayout
-
-
-@dataclass(frozen=True, slots=True)
-class Write:
-    """One Redis operation: op in {"hset", "hdel", "zadd", "zrem", "set", "del"}; `value` for
-    sets (an int, float or str); `ttl_s` overrides the default TTL of the key."""
-
-    op: str
-    key: str
-    member: str = ""
-    value: float | str | None = None
-    ttl_s: int | None = None
+from lambdastack.speedstore.base import Write
 
 
 def decode_counts(raw: bytes | None) -> dict[str, int] | None:

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from lambdastack.keys import KeyLayout
-from speed.signals import Write
+from lambdastack.speedstore.base import Write
 
 
 @dataclass(frozen=True, slots=True)

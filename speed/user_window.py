@@ -2,15 +2,15 @@
 
 Flink's OVER aggregation (speed/users.py) joins one entry per event with ENTRY_SEP, oldest first
 (arrival order: a user's events share one partition, as the producer keys by user). An entry is
-`item_id|type|value|event_time_ms|event_id`; ids and types never hold `|` or `;` (the event
-contract allows `[A-Za-z0-9_.:-]` only), so no escaping is needed.
+`item_id|type|value|event_time_ms|event_id`, an `Interaction` of the core with its event id; ids
+and types never hold `|` or `;` (the event contract allows `[A-Za-z0-9_.:-]` only), so no
+escaping is needed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from lambdastack.usersignals import Interaction
+from lambdastack.events import Event
+from lambdastack.speedview import Interaction
 
 ENTRY_SEP = ";"
 FIELD_SEP = "|"
@@ -24,21 +24,12 @@ def entry_sql() -> str:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One interaction of a window, with the event id that orders equal event times."""
-
-    item_id: str
-    type: str
-    value: float
-    event_time_ms: int
-    event_id: str
-
-    def interaction(self) -> Interaction:
-        return Interaction(self.item_id, self.type, self.value, self.event_time_ms)
+def entry(e: Event | Interaction) -> str:
+    """The entry of an event, as `entry_sql` builds it in Flink (the evaluation builds windows so)."""
+    return FIELD_SEP.join([e.item_id, e.type, str(float(e.value)), str(e.event_time_ms), e.event_id])
 
 
-def parse_window(raw: str | None) -> list[Entry]:
+def parse_window(raw: str | None) -> list[Interaction]:
     """The entries of a window string, oldest first; raises ValueError naming a malformed entry."""
     if not raw:
         return []
@@ -48,5 +39,5 @@ def parse_window(raw: str | None) -> list[Entry]:
         if len(parts) != 5:
             raise ValueError(f"window entry {text!r} does not have 5 fields separated by {FIELD_SEP!r}")
         item, etype, value, t, event_id = parts
-        out.append(Entry(item, etype, float(value), int(t), event_id))
+        out.append(Interaction(item, etype, float(value), int(t), event_id))
     return out

@@ -2,7 +2,7 @@
 
 A record's key is {"user_id", "field"}; its value {..., "payload": ...} is the field's whole new
 value (a tombstone deletes the field). `recent` payloads are window strings (speed.user_window),
-re-encoded here with lambdastack.usersignals.encode_recent; `fresh` payloads are already encoded
+re-encoded here with lambdastack.speedview.encode_recent; `fresh` payloads are already encoded
 FreshCandidates. No write depends on what Redis held, so a replay leaves the same bytes.
 """
 
@@ -15,8 +15,8 @@ import orjson
 
 from lambdastack.errors import DataError
 from lambdastack.keys import KeyLayout
-from lambdastack.usersignals import FRESH_FIELD, RECENT_FIELD, decode_fresh, encode_recent
-from speed.signals import Write
+from lambdastack.speedstore.base import Write
+from lambdastack.speedview import FRESH_FIELD, RECENT_FIELD, decode_fresh, encode_recent
 from speed.user_window import parse_window
 
 
@@ -31,7 +31,7 @@ def user_write(key: bytes, value: bytes | None, layout: KeyLayout, recent_n: int
         if payload is None:
             return Write("hdel", user_key, field)
         if field == RECENT_FIELD:
-            recent = [e.interaction() for e in parse_window(payload)][-recent_n:]
+            recent = parse_window(payload)[-recent_n:]
             return Write("hset", user_key, field, encode_recent(recent))
         decode_fresh(payload)  # what readers could not decode is not written
         return Write("hset", user_key, field, str(payload))

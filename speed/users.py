@@ -67,7 +67,7 @@ def sink_ddl(settings: Settings) -> str:
         "properties.bootstrap.servers": settings.kafka.bootstrap,
         "key.format": "json",
         "value.format": "json",
-        "sink.buffer-flush.max-rows": "2000",
+        "sink.buffer-flush.max-rows": str(settings.speed.users_flush_rows),
         "sink.buffer-flush.interval": f"{settings.speed.users_flush_ms} ms",
     }
     columns = "user_id STRING, field STRING, payload STRING, PRIMARY KEY (user_id, field) NOT ENFORCED"

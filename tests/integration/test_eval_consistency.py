@@ -1,6 +1,6 @@
 """The replay harness against the real stack: the same stream goes through the producer, Kafka,
 the Flink job, the loaders and Redis, and for every sampled query the API's feed equals the
-harness's `merged` feed (and Redis holds the harness's speed state byte for byte)."""
+harness's `merged` feed (and Redis holds the harness's in-memory speed store byte for byte)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from batch.job import run as batch_run
 from lambdastack.events import Event
 from lambdastack.keys import KeyLayout, bucket_start
 from lambdastack.producer import EventProducer
-from lambdastack.usersignals import FRESH_FIELD, RECENT_FIELD
+from lambdastack.speedview import FRESH_FIELD, RECENT_FIELD
 from tests.conftest import make_isolated
 from tests.integration.conftest import start_api, start_speed_job
 from tests.integration.helpers import eventually, load_synthetic
@@ -59,12 +59,13 @@ def _redis_state(r: redis_client.Redis, keys: KeyLayout, users: set[str], bucket
     return fields, counts
 
 
-def _harness_state(variants: Variants, users: set[str], buckets: list[int]) -> tuple:
+def _harness_state(variants: Variants, keys: KeyLayout, users: set[str], buckets: list[int]) -> tuple:
+    store = variants.state.store(MERGED)  # the in-memory speed store the harness writes through
     fields = {
-        u: tuple(None if v is None else v.encode() for v in variants.state.user_fields(u, MERGED))
-        for u in sorted(users)
+        u: tuple(store.hash(keys.user(u)).get(f) for f in (RECENT_FIELD, FRESH_FIELD)) for u in sorted(users)
     }
-    return fields, {b: dict(variants.state.buckets.get(b, {})) for b in buckets}
+    counts = {b: {m: int(c) for m, c in store.zset(keys.bucket(b)).items()} for b in buckets}
+    return fields, counts
 
 
 def test_the_api_returns_the_harness_feed_for_every_sampled_query(services, base_env, tmp_path, stopper):
@@ -90,7 +91,7 @@ def test_the_api_returns_the_harness_feed_for_every_sampled_query(services, base
     asked = 0
     with EventProducer(s) as producer:
         for e in stream:
-            want_state = _harness_state(variants, set(touched), buckets)
+            want_state = _harness_state(variants, keys, set(touched), buckets)
             try:
                 eventually(
                     lambda t=set(touched), w=want_state: _redis_state(r, keys, t, buckets) == w,

@@ -1,10 +1,11 @@
-"""The loader's Redis writer against a real Redis: grouped commands, TTLs on every key, and a TTL
-renewed only when due, yet never missing after a removal may have deleted the key."""
+"""The Redis speed store's writes (the loader's) against a real Redis: grouped commands, TTLs on
+every key, and a TTL renewed only when due, yet never missing after a removal may have deleted
+the key."""
 
 import pytest
 
-from speed.loader import EXPIRE_REFRESH, RedisSignalWriter
-from speed.signals import Write
+from lambdastack.speedstore.base import Write
+from lambdastack.speedstore.redis import EXPIRE_REFRESH, RedisSpeedStore
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +24,7 @@ def test_writes_land_grouped_with_a_ttl_that_survives_removals(services, isolate
     s = isolated.settings
     r = redis.Redis(host=s.redis.host, port=s.redis.port, db=s.redis.db)
     clock = Clock()
-    writer = RedisSignalWriter(s, clock=clock).open()
+    writer = RedisSpeedStore(s, clock=clock).open()
     p = s.redis.key_prefix
     try:
         writer.apply(

@@ -23,7 +23,7 @@ from batch.job import run as batch_run
 from lambdastack.features import FEATURE_NAMES
 from lambdastack.keys import KeyLayout, bucket_start
 from lambdastack.registry import promote, rollback
-from lambdastack.usersignals import FreshCandidates, Interaction, encode_fresh, encode_recent
+from lambdastack.speedview import FreshCandidates, Interaction, encode_fresh, encode_recent
 from lambdastack.versions import VersionLayout
 from tests.conftest import SLOT, Isolated, make_isolated
 from tests.integration.conftest import start_api

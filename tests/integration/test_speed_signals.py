@@ -19,8 +19,8 @@ from lambdastack.events import Event
 from lambdastack.keys import KeyLayout
 from lambdastack.producer import EventProducer
 from lambdastack.settings import Settings, load_settings
+from lambdastack.speedview import MINUTE_MS, WINDOWS_MIN, minute_windows
 from speed.loader import SignalLoader
-from speed.windows import MINUTE_MS, window_sums
 from tests.conftest import Isolated, make_isolated
 from tests.integration import speed_versions
 from tests.integration.conftest import start_speed_job
@@ -124,14 +124,14 @@ def test_minute_counters_are_exact_and_give_the_window_sums(job: Job):
 
     eventually(minutes_of_m, 90, "the exact minute counts of item m")
     now = now_ms()
-    sums = window_sums(job.r.hgetall(job.layout.item_minutes("m")), now)
+    sums = minute_windows(job.r.hgetall(job.layout.item_minutes("m")), now)
     newest = now - now % MINUTE_MS
-    for w in (60, 600, 3600):
-        oldest = newest - (w // 60 - 1) * MINUTE_MS
+    for w, span in WINDOWS_MIN.items():
+        oldest = newest - (span - 1) * MINUTE_MS
         inside = [e for e in timed if oldest <= e.event_time_ms - e.event_time_ms % MINUTE_MS <= newest]
         assert sums[w].get("*", 0) == len(inside), w
         assert sums[w].get("like", 0) == sum(e.type == "like" for e in inside), w
-    assert sums[3600]["*"] == len(timed)
+    assert sums["1h"]["*"] == len(timed)
     ttl = job.r.ttl(job.layout.item_minutes("m"))
     assert 0 < ttl <= job.settings.speed.minute_retention_s
 

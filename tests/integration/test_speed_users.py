@@ -19,11 +19,10 @@ from lambdastack.keys import KeyLayout
 from lambdastack.producer import EventProducer
 from lambdastack.registry import promote
 from lambdastack.settings import load_settings
-from lambdastack.usersignals import Interaction, decode_fresh, decode_recent
+from lambdastack.speedview import Interaction, decode_fresh, decode_recent
 from lambdastack.versions import VersionLayout
 from speed.scoring import score
 from speed.snapshot import load_snapshot
-from speed.user_window import Entry
 from tests.conftest import Isolated, make_isolated
 from tests.integration.conftest import start_speed_job
 from tests.integration.helpers import eventually, load_synthetic
@@ -53,8 +52,8 @@ def _user_hash(r: redis_client.Redis, layout: KeyLayout, user: str) -> dict[byte
     return r.hgetall(layout.user(user))  # type: ignore[return-value]
 
 
-def _entries(events: list[Event]) -> list[Entry]:
-    return [Entry(e.item_id, e.type, e.value, e.event_time_ms, e.event_id) for e in events]
+def _entries(events: list[Event]) -> list[Interaction]:
+    return [Interaction(e.item_id, e.type, e.value, e.event_time_ms, e.event_id) for e in events]
 
 
 def test_recent_and_fresh_follow_the_user_and_the_published_version(services, base_env, tmp_path, stopper):

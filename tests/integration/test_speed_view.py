@@ -1,7 +1,8 @@
 """The feed's one Redis round trip against a real Redis (this module's own, so that it can be made
-slow and stopped): the snapshot script's sums equal the per-bucket reference the evaluation
-harness uses, a Redis that lost its scripts is served, and a slow, stopped or absent Redis
-degrades the read instead of failing it, then the reads recover."""
+slow and stopped): the feed script's sums equal the per-bucket reference, the Redis and the
+in-memory speed stores (and the API's async reader) give the same views for the same writes, a
+Redis that lost its scripts is served, and a slow, stopped or absent Redis degrades the read
+instead of failing it, then the reads recover."""
 
 from __future__ import annotations
 
@@ -16,10 +17,14 @@ import pytest
 
 from lambdastack.keys import KeyLayout
 from lambdastack.settings import Settings
-from lambdastack.usersignals import Interaction, encode_recent
-from serving.speed_view import SpeedSnapshot, SpeedView, buckets_since, merge_bucket_replies
+from lambdastack.speedstore.memory import MemorySpeedStore
+from lambdastack.speedstore.redis import RedisSpeedStore
+from lambdastack.speedview import Interaction, SpeedRead, buckets_since, encode_recent, merge_bucket_replies
+from serving.speed_view import SpeedView
 from tests.conftest import SLOT
 from tests.integration.helpers import OwnRedis
+from tests.unit.test_speedstore import AS_OF, NOW, record_batch
+from tests.unit.test_speedstore import H as HOUR
 
 pytestmark = pytest.mark.integration
 H = 3_600_000
@@ -39,12 +44,14 @@ def _settings(isolated, port: int = PORT) -> Settings:
     return s.model_copy(update={"redis": s.redis.model_copy(update={"port": port})})
 
 
-def _read(view: SpeedView, candidates: list[str], as_of: int, now: int, pause_s: float = 0) -> SpeedSnapshot:
-    async def go() -> SpeedSnapshot:
+def _read(
+    view: SpeedView, candidates: list[str], as_of: int, now: int, pause_s: float = 0, user: str = "u1"
+) -> SpeedRead:
+    async def go() -> SpeedRead:
         await view.open()
         try:
             await asyncio.sleep(pause_s)
-            return await view.snapshot("u1", as_of, now, candidates)
+            return await view.read_feed(user, as_of, now, candidates)
         finally:
             await view.close()
 
@@ -81,6 +88,34 @@ def test_the_script_sums_buckets_as_the_reference_does_and_survives_a_script_flu
     assert again.ok and again.movers == movers and again.recent == snap.recent
 
 
+def test_the_redis_and_in_memory_stores_give_the_same_views_for_the_same_writes(isolated, own):
+    s = _settings(isolated)
+    writes = record_batch(KeyLayout(s.redis.key_prefix))
+    memory = MemorySpeedStore.from_settings(s)
+    memory.apply(writes)
+    redis_store = RedisSpeedStore(s).open()
+    try:
+        redis_store.apply(writes)
+        for user in ("u1", "u2", "nobody"):
+            assert redis_store.user(user) == memory.user(user), user
+        for item in [f"i{n}" for n in range(16)]:
+            for as_of in (0, AS_OF, AS_OF + 2 * HOUR):
+                assert redis_store.item(item, as_of, NOW) == memory.item(item, as_of, NOW), (item, as_of)
+        for k in (1, 2, 10):
+            assert redis_store.trending(k) == memory.trending(k), k
+        reads = [
+            ("u1", AS_OF, [f"i{n}" for n in range(12)] + ["absent"]),
+            ("u2", AS_OF + HOUR, ["i1", "i6"]),
+            ("nobody", 0, []),
+        ]
+        for user, as_of, candidates in reads:
+            want = memory.read_feed(user, as_of, NOW, candidates)
+            assert want.ok and redis_store.read_feed(user, as_of, NOW, candidates) == want, user
+            assert _read(SpeedView(s), candidates, as_of, NOW, user=user) == want, user
+    finally:
+        redis_store.close()
+
+
 def test_a_slow_stopped_or_absent_redis_degrades_the_read_then_reads_recover(isolated, own):
     s = _settings(isolated)
     budget_s = s.redis.socket_timeout_ms / 1000
@@ -90,16 +125,16 @@ def test_a_slow_stopped_or_absent_redis_degrades_the_read_then_reads_recover(iso
     async def scenario() -> tuple[bool, bool, float, bool]:
         await view.open()
         try:
-            before = (await view.snapshot("u1", 0, now, ["a"])).ok
+            before = (await view.read_feed("u1", 0, now, ["a"])).ok
             sleeper = threading.Thread(target=lambda: own.client().execute_command("DEBUG", "SLEEP", "1"))
             sleeper.start()
             await asyncio.sleep(0.1)
             started = time.monotonic()
-            slow = (await view.snapshot("u1", 0, now, ["a"])).ok
+            slow = (await view.read_feed("u1", 0, now, ["a"])).ok
             took = time.monotonic() - started
             await asyncio.to_thread(sleeper.join)
             await asyncio.sleep(0.3)  # past retry_after_s: the next read reconnects
-            return before, slow, took, (await view.snapshot("u1", 0, now, ["a"])).ok
+            return before, slow, took, (await view.read_feed("u1", 0, now, ["a"])).ok
         finally:
             await view.close()
 

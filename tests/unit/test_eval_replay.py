@@ -12,14 +12,15 @@ from lambdastack.events import Event
 from lambdastack.features import ItemSide, UserState
 from lambdastack.item_matrix import ItemMatrix
 from lambdastack.settings import load_settings
+from lambdastack.speedstore.memory import zrevrange
 from serving.batch_view import BatchView
 from serving.feed import FeedConfig
 from serving.snapshot import Snapshot
 from speed.snapshot import Snapshot as ScoringSnapshot
-from speed.user_window import parse_window
+from speed.user_window import entry, parse_window
 from tools.evaluation.metrics import rank_in_feed
 from tools.evaluation.replay import replay
-from tools.evaluation.speedstate import SpeedState, entry, zrevrange
+from tools.evaluation.speedstate import SpeedState
 from tools.evaluation.split import Split
 from tools.evaluation.variants import (
     BATCH_ONLY,
@@ -100,7 +101,7 @@ def ev(n: int, user: str, item: str, t: int, etype: str = "rating", value: float
 
 
 def test_zrevrange_orders_like_redis():
-    assert zrevrange({"a": 2, "b": 3, "c": 2}, 2) == [(b"b", 3.0), (b"c", 2.0)]
+    assert zrevrange({"a": 2, "b": 3, "c": 2}, 2) == [("b", 3.0), ("c", 2.0)]
 
 
 def test_entries_parse_back_as_the_speed_layer_reads_them():
@@ -119,11 +120,11 @@ def test_counts_cover_buckets_since_the_as_of_and_movers_rank_them():
     v = variants()
     for n, (item, t) in enumerate([("i9", AS_OF + 1), ("i9", AS_OF + H + 1), ("i8", AS_OF + H + 2)]):
         v.state.apply(ev(n, f"u{n}", item, t))
-    snap = v.state.snapshot("x", AS_OF, AS_OF + H + 10, ["i9", "i8", "i1"], MERGED)
+    snap = v.state.read_feed("x", AS_OF, AS_OF + H + 10, ["i9", "i8", "i1"], MERGED)
     assert snap.counts == {"i9": 2, "i8": 1}
     assert snap.movers == (("i9", 2), ("i8", 1))
     # a newer batch version (as-of one bucket later) retires the first bucket
-    later = v.state.snapshot("x", AS_OF + H, AS_OF + H + 10, ["i9"], MERGED)
+    later = v.state.read_feed("x", AS_OF + H, AS_OF + H + 10, ["i9"], MERGED)
     assert later.counts == {"i9": 1, "i8": 1}
 
 
@@ -132,19 +133,19 @@ def test_recent_keeps_the_last_n_interactions_oldest_first():
     n_recent = load_settings(environ={}).speed.user_recent_n
     for n in range(n_recent + 3):
         v.state.apply(ev(n, "u", ITEMS[n % 20], AS_OF + n))
-    recent = v.state.snapshot("u", AS_OF, AS_OF + 100, [], MERGED).recent
+    recent = v.state.read_feed("u", AS_OF, AS_OF + 100, [], MERGED).recent
     assert [r.event_time_ms for r in recent] == [AS_OF + n for n in range(3, n_recent + 3)]
 
 
 def test_fresh_candidates_come_from_the_scoring_udf_on_positive_events_only():
     v = variants()
     v.state.apply(ev(1, "u", "i4", AS_OF + 1))
-    fresh = v.state.snapshot("u", AS_OF, AS_OF + 2, [], MERGED).fresh
+    fresh = v.state.read_feed("u", AS_OF, AS_OF + 2, [], MERGED).fresh
     assert fresh is not None and [i for i, _ in fresh.items] == ["i5", "i6"]  # neighbours, by popularity
     v.state.apply(ev(2, "u", "i10", AS_OF + 3, "skip", 1.0))
-    again = v.state.snapshot("u", AS_OF, AS_OF + 4, [], MERGED).fresh
+    again = v.state.read_feed("u", AS_OF, AS_OF + 4, [], MERGED).fresh
     assert again == fresh  # a skip is never positive: the fresh field stays
-    assert v.state.snapshot("u", AS_OF, AS_OF + 4, [], None).fresh is None
+    assert v.state.read_feed("u", AS_OF, AS_OF + 4, [], None).fresh is None
 
 
 def test_speed_only_sees_no_batch_popularity_but_batch_only_does():

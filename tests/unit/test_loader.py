@@ -1,44 +1,16 @@
-"""The loader's routing of signal records to Redis writes, replayed against a dict store."""
+"""The loader's routing of signal records to store writes, replayed into the in-memory store."""
 
 import json
 
 import pytest
 
 from lambdastack.settings import load_settings
+from lambdastack.speedstore.base import Write
+from lambdastack.speedstore.memory import MemorySpeedStore
 from speed.loader import SignalRouter
-from speed.signals import Write
 
 pytestmark = pytest.mark.unit
 NOW_S = 10_000.0  # the loader's clock: 10,000,000 ms
-
-
-class DictStore:
-    """A fake of RedisSignalWriter over dicts: the same apply/get/fields interface."""
-
-    def __init__(self):
-        self.data: dict[str, object] = {}
-
-    def apply(self, writes: list[Write]) -> None:
-        for w in writes:
-            if w.op in ("hset", "zadd"):
-                self.data.setdefault(w.key, {})[w.member] = w.value  # type: ignore[index]
-            elif w.op in ("hdel", "zrem"):
-                self.data.get(w.key, {}).pop(w.member, None)  # type: ignore[attr-defined]
-            elif w.op == "set":
-                self.data[w.key] = w.value
-            elif w.op == "del":
-                self.data.pop(w.key, None)
-
-    def get(self, key: str):
-        v = self.data.get(key)
-        return None if v is None else str(v).encode()
-
-    def hget(self, key: str, field: str):
-        v = self.data.get(key, {}).get(field)  # type: ignore[attr-defined]
-        return None if v is None else str(v).encode()
-
-    def fields(self, keys):
-        return {k: list(self.data.get(k, {})) for k in keys}
 
 
 def _settings(tmp_path):
@@ -68,7 +40,7 @@ RECORDS = [
 ]
 
 
-def _run(store: DictStore, settings, records) -> None:
+def _run(store: MemorySpeedStore, settings, records) -> None:
     router = SignalRouter(settings, store, clock=lambda: NOW_S)
     router.start()
     store.apply(router.writes(records))
@@ -76,29 +48,31 @@ def _run(store: DictStore, settings, records) -> None:
 
 
 def test_records_become_absolute_minute_bucket_and_trending_state(tmp_path):
-    store = DictStore()
-    _run(store, _settings(tmp_path), RECORDS)
-    assert store.data["t:item:i1"] == {"7200000:*": 2, "7200000:like": 2}
-    assert store.data["t:item:i1:min"] == {"9960000:view": 2, "9960000:*": 2}
-    assert store.data["t:trending:9960000"] == {"i2": 4.0, "i1": 2.0}  # (users - 1) / sqrt(1)
-    assert store.data["t:trending:9900000"] == {"i3": 3.0}
-    assert store.data["t:trending:latest"] == 9_960_000  # an older window does not move it back
+    settings = _settings(tmp_path)
+    store = MemorySpeedStore.from_settings(settings)
+    _run(store, settings, RECORDS)
+    assert store.hash("t:item:i1") == {"7200000:*": b"2", "7200000:like": b"2"}
+    assert store.hash("t:item:i1:min") == {"9960000:view": b"2", "9960000:*": b"2"}
+    assert store.zset("t:trending:9960000") == {"i2": 4.0, "i1": 2.0}  # (users - 1) / sqrt(1)
+    assert store.zset("t:trending:9900000") == {"i3": 3.0}
+    assert store.get("t:trending:latest") == b"9960000"  # an older window does not move it back
 
 
 def test_a_replay_by_a_fresh_loader_converges_to_the_same_state(tmp_path):
     settings = _settings(tmp_path)
-    once, twice = DictStore(), DictStore()
+    once, twice = MemorySpeedStore.from_settings(settings), MemorySpeedStore.from_settings(settings)
     _run(once, settings, RECORDS)
     _run(twice, settings, RECORDS[:5])
     _run(twice, settings, RECORDS)  # a restart replays everything after a crash
-    assert once.data == twice.data
+    assert once.dump() == twice.dump()
 
 
 def test_minutes_past_the_retention_are_pruned(tmp_path):
-    store = DictStore()
-    store.data["t:item:i1:min"] = {"60000:*": 5}  # written by an earlier loader, long expired
-    _run(store, _settings(tmp_path), RECORDS[1:3])
-    assert store.data["t:item:i1:min"] == {"9960000:view": 2, "9960000:*": 2}
+    settings = _settings(tmp_path)
+    store = MemorySpeedStore.from_settings(settings)
+    store.apply([Write("hset", "t:item:i1:min", "60000:*", 5)])  # by an earlier loader, long expired
+    _run(store, settings, RECORDS[1:3])
+    assert store.hash("t:item:i1:min") == {"9960000:view": b"2", "9960000:*": b"2"}
 
 
 def test_newest_per_key_keeps_the_last_record_of_each_key_in_the_order_of_those_records():

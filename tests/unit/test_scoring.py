@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from lambdastack.features import ItemSide, UserState
-from lambdastack.usersignals import decode_fresh
+from lambdastack.speedview import Interaction, decode_fresh
 from speed.scoring import candidates, feature_matrix, fresh_value, merged_state, score, seed_items
 from speed.snapshot import Snapshot, onnx_ranker
-from speed.user_window import ENTRY_SEP, FIELD_SEP, Entry
+from speed.user_window import ENTRY_SEP, FIELD_SEP
 
 pytestmark = pytest.mark.unit
 RNG = np.random.default_rng(7)
@@ -53,7 +53,10 @@ def _profile(events):
     }
 
 
-BEFORE = [Entry("i0", "view", 1.0, AS_OF - 5000, "e1"), Entry("i1", "like", 1.0, AS_OF - 10, "e2")]
+BEFORE = [
+    Interaction("i0", "view", 1.0, AS_OF - 5000, "e1"),
+    Interaction("i1", "like", 1.0, AS_OF - 10, "e2"),
+]
 
 
 def _snapshot(ranker=None, version="v000001"):
@@ -73,9 +76,9 @@ def test_merged_state_is_the_profile_plus_the_window_since_the_as_of_in_time_ord
     # the window overlaps the batch (i1 before the as-of) and arrived out of event-time order
     window = [
         BEFORE[1],
-        Entry("i5", "watch", 90.0, AS_OF + 3000, "e4"),
-        Entry("i4", "skip", 1.0, AS_OF + 2000, "e3"),
-        Entry("i6", "rating", 4.5, AS_OF + 3000, "e5"),
+        Interaction("i5", "watch", 90.0, AS_OF + 3000, "e4"),
+        Interaction("i4", "skip", 1.0, AS_OF + 2000, "e3"),
+        Interaction("i6", "rating", 4.5, AS_OF + 3000, "e5"),
     ]
     merged = merged_state(_snapshot(), "u1", window)
     full = UserState()
@@ -88,9 +91,9 @@ def test_merged_state_is_the_profile_plus_the_window_since_the_as_of_in_time_ord
 
 def test_candidates_are_unseen_neighbours_of_the_newest_engaged_items():
     window = [
-        Entry("i2", "view", 1.0, AS_OF + 1, "a"),
-        Entry("i7", "skip", 1.0, AS_OF + 2, "b"),
-        Entry("i3", "like", 1.0, AS_OF + 3, "c"),
+        Interaction("i2", "view", 1.0, AS_OF + 1, "a"),
+        Interaction("i7", "skip", 1.0, AS_OF + 2, "b"),
+        Interaction("i3", "like", 1.0, AS_OF + 3, "c"),
     ]
     assert seed_items(window, 3) == ["i3", "i2"]  # newest first; a skip is no engagement
     assert seed_items(window, 1) == ["i3"]
@@ -101,7 +104,10 @@ def test_candidates_are_unseen_neighbours_of_the_newest_engaged_items():
 
 def test_score_ranks_candidates_by_the_model_on_the_shared_features(ranker):
     snap = _snapshot(ranker)
-    window = [Entry("i4", "skip", 1.0, AS_OF + 10, "a"), Entry("i8", "share", 1.0, AS_OF + 20, "b")]
+    window = [
+        Interaction("i4", "skip", 1.0, AS_OF + 10, "a"),
+        Interaction("i8", "share", 1.0, AS_OF + 20, "b"),
+    ]
     fresh = score(snap, "u1", window, fresh_n=3, seeds_n=2)
     assert fresh is not None
     assert (fresh.view_version, fresh.model_version, fresh.event_time_ms) == (
@@ -119,10 +125,10 @@ def test_score_ranks_candidates_by_the_model_on_the_shared_features(ranker):
 
 
 def test_no_fresh_candidates_without_an_engagement_or_a_model(ranker):
-    positive = [Entry("i8", "like", 1.0, AS_OF + 20, "b")]
+    positive = [Interaction("i8", "like", 1.0, AS_OF + 20, "b")]
     assert score(_snapshot(None), "u1", positive, 5, 2) is None
-    assert score(_snapshot(ranker), "u1", [Entry("i8", "skip", 1.0, AS_OF, "x")], 5, 2) is None
-    assert score(_snapshot(ranker), "u1", [Entry("i8", "rating", 2.0, AS_OF, "x")], 5, 2) is None
+    assert score(_snapshot(ranker), "u1", [Interaction("i8", "skip", 1.0, AS_OF, "x")], 5, 2) is None
+    assert score(_snapshot(ranker), "u1", [Interaction("i8", "rating", 2.0, AS_OF, "x")], 5, 2) is None
     assert score(_snapshot(ranker), "u1", [], 5, 2) is None
     assert fresh_value(None, "u1", "i8|like|1.0|5|b", 5, 2) is None
 
@@ -142,7 +148,7 @@ def test_fresh_value_is_the_encoded_score_and_byte_stable(ranker):
     assert [s for _, s in fresh.items] == sorted((s for _, s in fresh.items), reverse=True)
 
 
-@pytest.mark.parametrize("events", [[], BEFORE, BEFORE + [Entry("i3", "skip", 1.0, AS_OF + 5, "x")]])
+@pytest.mark.parametrize("events", [[], BEFORE, BEFORE + [Interaction("i3", "skip", 1.0, AS_OF + 5, "x")]])
 def test_feature_matrix_equals_the_shared_feature_rows(events):
     side = ItemSide({**SIDE.vectors, "zero": np.zeros(6)}, {**SIDE.genres, "nogenre": []})
     snap = Snapshot("v1", AS_OF, side, {"i1": 4, "i2": -1}, {}, {}, {})
@@ -164,7 +170,7 @@ def test_the_closed_form_merge_equals_applying_the_events_one_by_one(profile):
     snap = Snapshot("v1", AS_OF, side, {}, {}, {"u": _profile(profile)} if profile else {}, {})
     types = ["view", "skip", "watch", "rating", "like", "share"]
     window = [
-        Entry(
+        Interaction(
             f"i{rng.integers(0, 12)}", types[k % 6], float(rng.integers(1, 11) / 2), AS_OF + int(t), f"e{k}"
         )
         for k, t in enumerate(rng.integers(0, 30 * 86_400_000, size=80))

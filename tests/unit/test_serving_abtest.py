@@ -7,10 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
+from lambdastack.speedview import SpeedRead
 from serving.abtest import CHALLENGER, CONTROL, variant
 from serving.feed import rank_feed
 from serving.model import load_ranker
-from serving.speed_view import SpeedSnapshot
 from tests.unit.test_serving_feed import NOW, tiny_model, world
 
 pytestmark = pytest.mark.unit
@@ -36,10 +36,10 @@ def test_a_challenger_user_is_ranked_by_the_challenger_model():
     seen = {}
     for n in range(40):
         user = f"new-{n}"
-        feed = rank_feed(split, SpeedSnapshot(True, {}), user, 5, NOW)
+        feed = rank_feed(split, SpeedRead(True, {}), user, 5, NOW)
         seen[feed.variant] = feed.model_version
         assert feed.variant == variant(user, 0.5, "t")
         assert feed.view_version == "v000001"
     assert seen == {CONTROL: "v000001", CHALLENGER: "v000002"}
-    base = rank_feed(snap, SpeedSnapshot(True, {}), "new-1", 5, NOW)
+    base = rank_feed(snap, SpeedRead(True, {}), "new-1", 5, NOW)
     assert base.variant == CONTROL and np.isfinite([i.score for i in base.items]).all()

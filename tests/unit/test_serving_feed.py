@@ -8,7 +8,7 @@ import pytest
 
 from lambdastack.features import FEATURE_NAMES, ItemSide, UserState
 from lambdastack.item_matrix import ItemMatrix
-from lambdastack.usersignals import FreshCandidates, Interaction
+from lambdastack.speedview import FreshCandidates, Interaction, SpeedRead
 from serving.batch_view import BatchView
 from serving.feed import (
     BATCH_CANDIDATES,
@@ -28,7 +28,6 @@ from serving.feed import (
 from serving.model import Ranker, load_ranker
 from serving.ranking import feature_matrix, online_state
 from serving.snapshot import Snapshot
-from serving.speed_view import SpeedSnapshot
 
 pytestmark = pytest.mark.unit
 AS_OF = 1_800_000_000_000
@@ -110,8 +109,8 @@ def model() -> bytes:
     return tiny_model()
 
 
-def speed(**kw) -> SpeedSnapshot:
-    return SpeedSnapshot(True, kw.pop("counts", {}), **kw)
+def speed(**kw) -> SpeedRead:
+    return SpeedRead(True, kw.pop("counts", {}), **kw)
 
 
 def test_vectorized_features_equal_the_shared_feature_definitions():
@@ -167,7 +166,7 @@ def test_every_source_is_named_on_the_items_it_proposed(model):
     assert feed.signal_age_ms == NOW - (AS_OF + 60_000)
 
 
-def _reference_pool(snap: Snapshot, sp: SpeedSnapshot, user: str, k: int, cfg: FeedConfig) -> dict:
+def _reference_pool(snap: Snapshot, sp: SpeedRead, user: str, k: int, cfg: FeedConfig) -> dict:
     """The pool as first specified: every source over its whole list, one after the other."""
     view = snap.view
     state = online_state(view, user, sp.recent)
@@ -254,7 +253,7 @@ def test_a_cold_start_user_gets_cluster_trending_and_popular_items(model):
 
 def test_without_redis_the_feed_is_batch_only_and_marked_degraded(model):
     snap = world(model=model)
-    feed = rank_feed(snap, SpeedSnapshot.unavailable(), "u1", 10, NOW)
+    feed = rank_feed(snap, SpeedRead.unavailable(), "u1", 10, NOW)
     assert feed.degraded and feed.signal_age_ms is None and len(feed.items) == 10
     assert all(i.speed_count == 0 for i in feed.items)
     assert not {SPEED_FRESH, TRENDING, SPEED_POPULAR, RECENT_NEIGHBOURS} & {

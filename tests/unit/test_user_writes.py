@@ -8,9 +8,9 @@ from lambdastack.errors import DataError
 from lambdastack.events import EVENT_TYPES
 from lambdastack.features import is_positive
 from lambdastack.keys import KeyLayout
-from lambdastack.usersignals import FreshCandidates, Interaction, decode_recent, encode_fresh
-from speed.signals import Write
-from speed.user_window import Entry, parse_window
+from lambdastack.speedstore.base import Write
+from lambdastack.speedview import FreshCandidates, Interaction, decode_recent, encode_fresh
+from speed.user_window import parse_window
 from speed.user_writes import user_write, user_writes
 from speed.users import never_positive_types
 
@@ -31,10 +31,10 @@ WINDOW = "i1|view|1.0|1000|e1;i2|watch|1.0E7|2000|e2;i3|rating|4.5|1500|e3;i1|li
 
 def test_parse_window_keeps_arrival_order_and_java_number_forms():
     assert parse_window(WINDOW) == [
-        Entry("i1", "view", 1.0, 1000, "e1"),
-        Entry("i2", "watch", 1.0e7, 2000, "e2"),
-        Entry("i3", "rating", 4.5, 1500, "e3"),
-        Entry("i1", "like", 1.0, 3000, "e4"),
+        Interaction("i1", "view", 1.0, 1000, "e1"),
+        Interaction("i2", "watch", 1.0e7, 2000, "e2"),
+        Interaction("i3", "rating", 4.5, 1500, "e3"),
+        Interaction("i1", "like", 1.0, 3000, "e4"),
     ]
     assert parse_window("") == [] and parse_window(None) == []
     with pytest.raises(ValueError, match="does not have 5 fields"):
@@ -94,3 +94,12 @@ def test_without_per_event_scoring_the_user_pipeline_writes_recent_only():
     assert "score_fresh" in insert_users() and "'fresh'" in insert_users()
     off = insert_users(score_events=False)
     assert "score_fresh" not in off and "'fresh'" not in off and "'recent'" in off
+
+
+def test_the_users_sink_buffers_as_many_keys_as_conf_says():
+    from lambdastack.settings import load_settings
+    from speed.users import sink_ddl
+
+    settings = load_settings(environ={"LAMBDASTACK_SPEED__USERS_FLUSH_ROWS": "123"})
+    assert "'sink.buffer-flush.max-rows' = '123'" in sink_ddl(settings)
+    assert "'sink.buffer-flush.max-rows' = '2000'" in sink_ddl(load_settings(environ={}))

@@ -1,5 +1,5 @@
 """`lambdastack bench serving`: a real `lambdastack serve` process over a real Redis (its own,
-seeded with speed signals through the lambdastack.usersignals codecs) and a real published
+seeded with speed signals through the lambdastack.speedview codecs) and a real published
 version, driven on loopback by wrk; the feed and a trivial endpoint of the same app with the same
 server settings, at several connection counts, each repeated, medians recorded."""
 
@@ -162,7 +162,7 @@ def seed_redis(port: int, prefix: str, views: Path, bucket_s: int) -> list[str]:
     import redis
 
     from lambdastack.keys import KeyLayout, bucket_start
-    from lambdastack.usersignals import FreshCandidates, Interaction, encode_fresh, encode_recent
+    from lambdastack.speedview import FreshCandidates, Interaction, encode_fresh, encode_recent
 
     layout = VersionLayout(views)
     vid = layout.require_current()

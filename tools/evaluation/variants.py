@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from lambdastack.item_matrix import ItemMatrix
+from lambdastack.speedview import SpeedRead
 from serving.batch_view import BatchView
 from serving.feed import FeedConfig, known_candidates, rank_feed
 from serving.snapshot import Snapshot
-from serving.speed_view import SpeedSnapshot
 from speed.snapshot import Snapshot as ScoringSnapshot
 from tools.evaluation.speedstate import SpeedState
 
@@ -58,20 +58,20 @@ class Variants:
     cfg: FeedConfig
     k: int
 
-    def _feed(self, snap: Snapshot, speed: SpeedSnapshot, user: str, now_ms: int) -> Ranked:
+    def _feed(self, snap: Snapshot, speed: SpeedRead, user: str, now_ms: int) -> Ranked:
         feed = rank_feed(snap, speed, user, self.k, now_ms, self.cfg)
         return [(i.item_id, i.score) for i in feed.items]
 
     def _live(self, snap: Snapshot, fresh_from: str, user: str, now_ms: int) -> Ranked:
         known = known_candidates(snap, user, self.k, self.cfg)
-        speed = self.state.snapshot(user, snap.view.as_of_ms, now_ms, known, fresh_from)
+        speed = self.state.read_feed(user, snap.view.as_of_ms, now_ms, known, fresh_from)
         return self._feed(snap, speed, user, now_ms)
 
     def popularity(self, user: str, now_ms: int) -> Ranked:
         return [(i, -float(n)) for n, i in enumerate(self.full.view.popular())]
 
     def batch_only(self, user: str, now_ms: int) -> Ranked:
-        return self._feed(self.full, SpeedSnapshot(True, {}), user, now_ms)
+        return self._feed(self.full, SpeedRead(True, {}), user, now_ms)
 
     def speed_only(self, user: str, now_ms: int) -> Ranked:
         return self._live(self.empty, SPEED_ONLY, user, now_ms)

@@ -1,0 +1,90 @@
+"""The speed-store interface: the loader applies absolute writes, readers get views back.
+
+Writes are plain `Write` records (what `speed.signals`, `speed.trending`, `speed.drift` and
+`speed.user_writes` compute from the Flink records); none increments, so applying the same
+writes again leaves the store as it was. Reads return the views of `lambdastack.speedview`.
+Two implementations: `redis.RedisSpeedStore` (the loader's, and the feed's script) and
+`memory.MemorySpeedStore` (unit tests and the evaluation), equal view for equal writes
+(tests/unit/test_speedstore.py, tests/integration/test_speed_view.py).
+
+The API reads the same Redis keys through `serving.speed_view.SpeedView`, the async twin of
+RedisSpeedStore's reads: it sends the same script with the same `FeedPlan` and decodes with the
+same functions, on the API's event loop, with a time budget; only the transport differs.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Self
+
+from lambdastack.speedview import ItemView, SpeedRead, TrendingView, UserView
+
+OPS = ("hset", "hdel", "zadd", "zrem", "set", "del")
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One store operation: op in OPS; `value` for sets (an int, float or str); `ttl_s`
+    overrides the default TTL of the key."""
+
+    op: str
+    key: str
+    member: str = ""
+    value: float | str | None = None
+    ttl_s: int | None = None
+
+
+def stored_value(w: Write) -> int | float | str:
+    """The value an hset or set stores: a whole float as an int (Redis keeps "2", not "2.0"),
+    nothing as 0 (hset) or "" (set)."""
+    v = w.value
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    if v is None:
+        return 0 if w.op == "hset" else ""
+    return v
+
+
+class SpeedStore(ABC):
+    """The speed view's storage. `open()` connects (never the constructor); reads of a store
+    that is up never fail on missing keys (an empty view)."""
+
+    def open(self) -> Self:
+        return self
+
+    def close(self) -> None:
+        return None
+
+    @abstractmethod
+    def apply(self, writes: Sequence[Write]) -> None:
+        """Apply a batch of writes in order, atomically where the backend can."""
+
+    @abstractmethod
+    def get(self, key: str) -> bytes | None:
+        """A string's value (the loader reads `trending:latest` back on start)."""
+
+    @abstractmethod
+    def hget(self, key: str, field: str) -> bytes | None:
+        """One field of a hash."""
+
+    @abstractmethod
+    def fields(self, keys: list[str]) -> dict[str, list[str]]:
+        """The field names of each hash (the loader prunes old minutes with them)."""
+
+    @abstractmethod
+    def user(self, user_id: str) -> UserView:
+        """The user's recent interactions and fresh candidates."""
+
+    @abstractmethod
+    def item(self, item_id: str, as_of_ms: int, now_ms: int) -> ItemView:
+        """An item's per-type counts since the as-of and its minute windows."""
+
+    @abstractmethod
+    def read_feed(self, user_id: str, as_of_ms: int, now_ms: int, candidates: Sequence[str]) -> SpeedRead:
+        """The feed's one read: the user's signals, trending, and the counts of candidates and movers."""
+
+    @abstractmethod
+    def trending(self, k: int) -> TrendingView:
+        """(window end, top k) of the newest trending window."""

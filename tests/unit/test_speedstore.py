@@ -1,0 +1,110 @@
+"""The in-memory speed store: Redis's value semantics, and reads equal to the per-bucket reference.
+
+The same writes against a real Redis give the same views: tests/integration/test_speed_view.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from lambdastack.keys import KeyLayout
+from lambdastack.settings import load_settings
+from lambdastack.speedstore.base import Write
+from lambdastack.speedstore.memory import MemorySpeedStore, zrevrange
+from lambdastack.speedview import (
+    FreshCandidates,
+    Interaction,
+    buckets_since,
+    encode_fresh,
+    encode_recent,
+    merge_bucket_replies,
+)
+
+pytestmark = pytest.mark.unit
+H = 3_600_000
+AS_OF = 1_800_000_000_000  # a bucket start
+NOW = AS_OF + 3 * H + 30_000
+SETTINGS = load_settings(environ={"LAMBDASTACK_REDIS__KEY_PREFIX": "t"})
+KEYS = KeyLayout("t")
+
+
+def record_batch(keys: KeyLayout = KEYS) -> list[Write]:
+    """Writes of every kind the loader sends: buckets, minutes, a user, trending with ties."""
+    recent = [Interaction("i3", "view", 1.0, AS_OF + 5), Interaction("i4", "like", 1.0, AS_OF + 9)]
+    fresh = FreshCandidates("v1", "v1", AS_OF + 9, (("i7", 0.75), ("i8", 0.5)))
+    out = [
+        Write("hset", keys.user("u1"), "recent", encode_recent(recent)),
+        Write("hset", keys.user("u1"), "fresh", encode_fresh(fresh)),
+        Write("hset", keys.user("u2"), "recent", encode_recent(recent[:1])),
+    ]
+    for n, bucket in enumerate((AS_OF - H, AS_OF, AS_OF + 2 * H, AS_OF + 3 * H)):
+        for j in range(12):
+            item, count = f"i{(j * 5 + n) % 15}", (j * 7 + n) % 4 + 1  # ties between items
+            out.append(Write("zadd", keys.bucket(bucket), item, float(count)))
+            out.append(Write("hset", keys.item(item), f"{bucket}:*", float(count)))
+            out.append(Write("hset", keys.item(item), f"{bucket}:view", count))
+    minute = NOW - NOW % 60_000
+    for age, count in ((-1, 1000), (0, 2), (5, 3), (30, 4), (70, 5)):  # -1: a minute after now
+        out.append(Write("hset", keys.item_minutes("i0"), f"{minute - age * 60_000}:*", count))
+    end = minute - 60_000
+    out.append(Write("del", keys.trending(end)))
+    out += [
+        Write("zadd", keys.trending(end), i, s) for i, s in (("a", 4.5), ("c", 4.5), ("b", 4.5), ("d", 3.25))
+    ]
+    out.append(Write("set", keys.trending_latest(), "", end))
+    out.append(Write("zrem", keys.bucket(AS_OF), "i0"))  # a tombstone
+    out.append(Write("hdel", keys.item("i0"), f"{AS_OF}:*"))
+    return out
+
+
+def store() -> MemorySpeedStore:
+    s = MemorySpeedStore.from_settings(SETTINGS)
+    s.apply(record_batch())
+    return s
+
+
+def test_values_are_kept_as_redis_keeps_them_and_emptied_keys_vanish():
+    s = MemorySpeedStore.from_settings(SETTINGS)
+    s.apply([Write("hset", "h", "a", 2.0), Write("hset", "h", "b", 2.5), Write("hset", "h", "c")])
+    s.apply([Write("set", "k", "", 7), Write("zadd", "z", "m", 3)])
+    assert s.hash("h") == {"a": b"2", "b": b"2.5", "c": b"0"} and s.get("k") == b"7"
+    assert s.hget("h", "b") == b"2.5" and s.fields(["h", "x"]) == {"h": ["a", "b", "c"], "x": []}
+    s.apply(
+        [Write("zrem", "z", "m"), Write("hdel", "h", "a"), Write("hdel", "h", "b"), Write("hdel", "h", "c")]
+    )
+    assert s.dump() == ({}, {}, {"k": b"7"})
+    s.apply([Write("del", "k")])
+    assert s.dump() == ({}, {}, {})
+
+
+def test_zrevrange_orders_by_score_then_member_descending():
+    assert zrevrange({"a": 2.0, "b": 3.0, "c": 2.0, "d": 1.0}, 3) == [("b", 3.0), ("c", 2.0), ("a", 2.0)]
+
+
+def test_the_feed_read_sums_buckets_as_the_per_bucket_reference_does():
+    s, plan = store(), SETTINGS.serving
+    candidates = [f"i{n}" for n in range(10)] + ["absent"]
+    buckets = buckets_since(AS_OF, NOW, SETTINGS.batch.bucket_s, plan.speed_buckets_max)
+    replies: list[object] = []
+    for b in buckets:
+        members = s.zset(KEYS.bucket(b))
+        replies.append(zrevrange(members, plan.speed_movers_n))
+        replies.append([members.get(c) for c in candidates])
+    counts, movers = merge_bucket_replies(candidates, replies, len(buckets), plan.speed_movers_n)
+    read = s.read_feed("u1", AS_OF, NOW, candidates)
+    assert read.ok and read.counts == counts and read.movers == movers and "absent" not in read.counts
+    assert [i.item_id for i in read.recent] == ["i3", "i4"] and read.fresh is not None
+    assert read.trending == (("c", 4.5), ("b", 4.5), ("a", 4.5), ("d", 3.25))  # Redis's tie order
+    assert read.trending_end_ms == NOW - NOW % 60_000 - 60_000
+    assert s.read_feed("nobody", AS_OF, NOW, []).recent == ()
+
+
+def test_user_item_and_trending_views():
+    s = store()
+    assert [i.item_id for i in s.user("u2")[0]] == ["i3"] and s.user("u2")[1] is None
+    since, _ = s.item("i6", AS_OF, NOW)
+    assert since["*"] == since["view"] > 0
+    _, windows = s.item("i0", AS_OF, NOW)
+    assert windows["1m"]["*"] == 2 and windows["10m"]["*"] == 5 and windows["1h"]["*"] == 9
+    end, top = s.trending(2)
+    assert end == NOW - NOW % 60_000 - 60_000 and top == [("c", 4.5), ("b", 4.5)]
+    assert MemorySpeedStore.from_settings(SETTINGS).trending(5) == (None, [])
