@@ -257,9 +257,11 @@ def bench_speed(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
+    from lambdastack.settings import default_config_path
     from serving.server import run
 
-    run(_settings(args), host=args.host, port=args.port, workers=args.workers)
+    config = Path(args.config) if getattr(args, "config", None) else default_config_path()
+    run(config, host=args.host, port=args.port, workers=args.workers)
     return 0
 
 
