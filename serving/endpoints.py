@@ -18,7 +18,7 @@ from serving.feed import Feed, FeedConfig, batch_side, rank_feed
 from serving.ingest import EventSink
 from serving.metrics import Metrics
 from serving.predict import parse_instances
-from serving.ranking import apply_since
+from serving.online_features import apply_since
 from serving.schemas import ID_PATTERN
 from serving.security import KeyStore, require_scope
 from serving.snapshot import Snapshot

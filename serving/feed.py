@@ -18,7 +18,7 @@ import numpy as np
 
 from lambdastack.features import UserState
 from lambdastack.settings import ServingSettings
-from serving.ranking import apply_since
+from serving.online_features import apply_since
 from serving.snapshot import Snapshot
 from serving.speed_view import SpeedSnapshot
 
