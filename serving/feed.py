@@ -56,7 +56,7 @@ class FeedConfig:
             s.candidates_max,
             s.trending_n,
             s.recent_neighbours_n,
-            5,
+            s.recent_items_n,
             s.cold_start_events,
             s.genre_cap,
             s.user_cache_max,
