@@ -190,6 +190,7 @@ class ServingSettings(_Section):
     speed_movers_n: int = Field(20, ge=1)
     trending_n: int = Field(20, ge=1)
     recent_neighbours_n: int = Field(5, ge=0)
+    recent_items_n: int = Field(5, ge=0)  # newest recent interactions whose neighbours are candidates
     cold_start_events: int = Field(3, ge=0)
     genre_cap: float = Field(0.4, gt=0, le=1)
     user_cache_max: int = Field(50_000, ge=1)

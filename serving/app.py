@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lambdastack import __version__
@@ -22,12 +22,12 @@ from lambdastack.errors import (
 )
 from lambdastack.settings import Settings
 from lambdastack.versions import VersionLayout
-from serving import schemas
-from serving.endpoints import Context, json_response, router
 from serving.feed import FeedConfig
 from serving.ingest import EventSink
 from serving.logs import AccessLog, RequestContext, configure_logging, request_id
 from serving.metrics import Metrics
+from serving.routes import include_routes
+from serving.routes.context import Context
 from serving.security import BodyLimit, KeyStore
 from serving.snapshot import Snapshot
 from serving.speed_view import SpeedView
@@ -71,59 +71,6 @@ def _install_error_handlers(app: FastAPI) -> None:
             "unhandled error", exc_info=exc, extra={"fields": {"request_id": request_id(request.scope)}}
         )
         return JSONResponse(body(request, "internal error; the server log has the details"), status_code=500)
-
-
-def _ops_routes(app: FastAPI, ctx: Context) -> None:
-    @app.get("/health", tags=["ops"])
-    async def health() -> dict[str, str]:
-        """The process is up."""
-        return {"status": "ok"}
-
-    @app.get(
-        "/ready",
-        response_model=schemas.ReadyOut,
-        tags=["ops"],
-        responses={503: {"model": schemas.ReadyOut, "description": "not ready"}},
-    )
-    async def ready() -> JSONResponse:
-        """A version and its model are loaded and Redis answers."""
-        snap = ctx.state.snapshot
-        checks = {
-            "batch_version": snap.version is not None,
-            "model": snap.ranker is not None,
-            "redis": await ctx.state.speed.ping(),
-        }
-        ok = all(checks.values())
-        return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
-
-    @app.get("/version", response_model=schemas.VersionOut, tags=["ops"])
-    async def version() -> Response:
-        """The code version and the versions loaded."""
-        snap = ctx.state.snapshot
-        return json_response(
-            {
-                "code_version": __version__,
-                "view_version": snap.version,
-                "model_version": snap.ranker.version if snap.ranker else None,
-                "challenger_version": snap.challenger.version if snap.challenger else None,
-                "as_of_ms": snap.view.as_of_ms,
-            }
-        )
-
-    @app.get(
-        "/metrics",
-        tags=["ops"],
-        response_class=Response,
-        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
-    )
-    async def metrics() -> Response:
-        """Prometheus metrics."""
-        return Response(ctx.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
-
-    @app.get("/ping", tags=["ops"], include_in_schema=False)
-    async def ping() -> Response:
-        """The trivial endpoint the benchmark compares the feed with (same app, same middleware)."""
-        return json_response({"ok": True})
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -179,8 +126,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.context = ctx
     _install_error_handlers(app)
-    _ops_routes(app, ctx)
-    app.include_router(router(ctx))
+    include_routes(app)
     if settings.serving.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -19,7 +19,8 @@ import numpy as np
 from lambdastack.features import UserState
 from lambdastack.settings import ServingSettings
 from lambdastack.speedview import SpeedRead
-from serving.ranking import apply_since
+from serving.online_features import apply_since
+from serving.schemas import FeedItemOut, FeedOut
 from serving.snapshot import Snapshot
 
 SPEED_FRESH = "speed_fresh"  # the speed layer's fresh candidates for the user
@@ -56,35 +57,11 @@ class FeedConfig:
             s.candidates_max,
             s.trending_n,
             s.recent_neighbours_n,
-            5,
+            s.recent_items_n,
             s.cold_start_events,
             s.genre_cap,
             s.user_cache_max,
         )
-
-
-@dataclass(frozen=True, slots=True)
-class FeedItem:
-    item_id: str
-    score: float
-    batch_count: int
-    speed_count: int
-    sources: tuple[str, ...]
-    genre: str | None
-
-
-@dataclass(frozen=True)
-class Feed:
-    user_id: str
-    items: tuple[FeedItem, ...]
-    view_version: str | None
-    model_version: str | None
-    variant: str
-    as_of_ms: int
-    degraded: bool
-    cold_start: bool
-    signal_age_ms: int | None
-    candidates: int
 
 
 class _Pool:
@@ -298,8 +275,9 @@ def candidate_pool(
 
 def rank_feed(
     snapshot: Snapshot, speed: SpeedRead, user_id: str, k: int, now_ms: int, cfg: FeedConfig | None = None
-) -> Feed:
-    """Merge, rank, filter and diversify the user's feed from one snapshot of each view."""
+) -> FeedOut:
+    """Merge, rank, filter and diversify the user's feed from one snapshot of each view: the API's
+    answer itself (scores unrounded: the API rounds them as it answers)."""
     cfg = cfg or FeedConfig()
     view = snapshot.view
     side = batch_side(snapshot, user_id, k, cfg)
@@ -319,12 +297,22 @@ def rank_feed(
     chosen = diversify(order, [genres[n] for n in order], k, cfg.genre_cap)
     # numpy scalars are slow one by one: plain lists for the few chosen
     score_l, batch_l, speed_l = scores.tolist(), batch_counts.tolist(), speed_counts.tolist()
+    title = view.titles.get
     ranked = tuple(
-        FeedItem(items[n], score_l[n], batch_l[n], speed_l[n], tuple(sources[items[n]]), genres[n])
+        FeedItemOut(
+            items[n],
+            title(items[n]),
+            genres[n],
+            score_l[n],
+            batch_l[n] + speed_l[n],
+            batch_l[n],
+            speed_l[n],
+            tuple(sources[items[n]]),
+        )
         for n in chosen
     )
     newest = speed.newest_signal_ms()
-    return Feed(
+    return FeedOut(
         user_id=user_id,
         items=ranked,
         view_version=view.version,

@@ -7,13 +7,21 @@ field and the reason in its place; the others are still scored.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from lambdastack.events import MAX_ID_LEN
-from lambdastack.features import feature_row
+from lambdastack.features import FEATURE_NAMES, feature_row
+from serving.online_features import Interaction, apply_since
 from serving.schemas import ID_RE
+from serving.snapshot import Snapshot
+
+# what SpeedView.signals_for answers: recent interactions per user, speed counts per item
+Signals = tuple[Mapping[str, Sequence[Interaction]], Mapping[str, int]]
 
 
 @dataclass(frozen=True)
@@ -59,3 +67,24 @@ def parse_instance(raw: Any) -> Parsed:
 
 def parse_instances(raw: Sequence[Any]) -> list[Parsed]:
     return [parse_instance(r) for r in raw]
+
+
+def feature_rows(snap: Snapshot, parsed: Sequence[Parsed], signals: Signals | None, t: int) -> np.ndarray:
+    """Feature rows of the valid instances, in order (pairs from both views)."""
+    view = snap.view
+    recent, counts = signals if signals is not None else ({}, {})
+    by_user: dict[str, list[int]] = defaultdict(list)
+    rows: list[np.ndarray | None] = [None] * len(parsed)
+    for n, p in enumerate(parsed):
+        if p.row is not None:
+            rows[n] = np.asarray(p.row, dtype=np.float64)
+        elif p.pair is not None:
+            by_user[p.pair[0]].append(n)
+    for user, idx in by_user.items():
+        state = apply_since(view.side, view.user_state(user), view.as_of_ms, recent.get(user, ()))
+        items = [pair[1] for n in idx if (pair := parsed[n].pair) is not None]
+        c = view.counts(items) + np.asarray([counts.get(i, 0) for i in items], dtype=np.int64)
+        x = view.matrix.features(state, view.matrix.rows(items), c, t)
+        for n, row in zip(idx, x, strict=True):
+            rows[n] = row
+    return np.asarray([r for r in rows if r is not None]).reshape(-1, len(FEATURE_NAMES))

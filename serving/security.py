@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import HTTPException, Security
+from fastapi import HTTPException, Request, Security
 from fastapi.security import APIKeyHeader
 
 from lambdastack.settings import ApiKeySettings
@@ -47,12 +47,13 @@ class KeyStore:
         return found
 
 
-def require_scope(store: KeyStore, scope: str) -> Callable[..., Principal]:
-    """A FastAPI dependency: 401 without a known key, 403 when the key lacks `scope`."""
+def require_scope(store: Callable[[Request], KeyStore], scope: str) -> Callable[..., Principal]:
+    """A FastAPI dependency: 401 without a known key (of the KeyStore `store` gives for the
+    request), 403 when the key lacks `scope`."""
     header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description=f"needs scope {scope}")
 
-    def check(key: str | None = Security(header)) -> Principal:
-        principal = store.find(key)
+    def check(request: Request, key: str | None = Security(header)) -> Principal:
+        principal = store(request).find(key)
         if principal is None:
             raise HTTPException(
                 401,

@@ -21,7 +21,7 @@ from lambdastack.events import EVENT_TYPES, Event
 from lambdastack.features import FEATURE_NAMES
 from lambdastack.versions import VersionLayout
 from serving import batch_view
-from serving.ranking import feature_matrix, online_state
+from serving.online_features import feature_matrix, online_state
 from tests.conftest import Isolated, make_isolated
 from tests.integration.helpers import load_synthetic
 

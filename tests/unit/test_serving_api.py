@@ -8,12 +8,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
+from pydantic import TypeAdapter
 
 from lambdastack.errors import ConfigError
+from lambdastack.features import FEATURE_NAMES
+from lambdastack.keys import ALL_TYPES
 from lambdastack.settings import load_settings
+from lambdastack.speedview import FreshCandidates, Interaction, SpeedRead
 from serving.app import create_app
+from serving.routes import ROUTERS
 from tests.conftest import ROOT
+from tests.unit.test_serving_feed import AS_OF, tiny_model, world
 
 pytestmark = pytest.mark.unit
 WRITER = "w" * 32
@@ -172,3 +179,160 @@ def test_placeholder_keys_are_rejected_outside_development(tmp_path):
     prod = settings(tmp_path, LAMBDASTACK_SERVING__ENVIRONMENT="production")
     assert prod.serving.api_keys[0].key.get_secret_value() == WRITER
     assert WRITER not in repr(prod.serving)
+
+
+class FakeSpeedView:
+    """SpeedView's interface over fixed replies, as Redis holds them for any user and item."""
+
+    recent = (Interaction("i5", "like", 1.0, AS_OF + 5),)
+    fresh = FreshCandidates("v000001", "v000001", AS_OF + 5, (("i13", 0.9), ("i15", 0.5)))
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> bool:
+        return True
+
+    async def read_feed(self, user_id: str, as_of_ms: int, now_ms: int, candidates) -> SpeedRead:
+        counts = {c: 2 for c in candidates[:3]} | {"i33": 40}
+        trending = (("i31", 12.5),)
+        return SpeedRead(True, counts, (("i33", 40),), self.recent, self.fresh, trending, AS_OF + 60_000)
+
+    async def user(self, user_id: str):
+        return self.recent, self.fresh
+
+    async def item(self, item_id: str, as_of_ms: int, now_ms: int):
+        if item_id not in ("i33", "speed-only"):
+            return {ALL_TYPES: 0}, {}
+        return {ALL_TYPES: 7, "view": 7}, {w: {ALL_TYPES: 3, "view": 3} for w in ("1m", "10m", "1h")}
+
+    async def trending(self, k: int):
+        return AS_OF + 60_000, [("i31", 12.5), ("i2", 3.0)][:k]
+
+    async def signals_for(self, users, items, as_of_ms: int, now_ms: int):
+        return {u: self.recent for u in users}, {i: 2 for i in items}
+
+
+class FakeSink:
+    topic = "events"
+
+    def __init__(self) -> None:
+        self.sent: list = []
+
+    async def send_all(self, events) -> None:
+        self.sent += events
+
+    def close(self) -> None: ...
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[TestClient]:
+    """The app with a version (snapshot of serving.feed's tests, with a model) and a speed view."""
+    app = create_app(settings(tmp_path))
+    ctx = app.state.context
+    ctx.state.speed, ctx.sink = FakeSpeedView(), FakeSink()
+    with TestClient(app, raise_server_exceptions=False) as c:
+        ctx.state.snapshot = world(model=tiny_model())
+        yield c
+
+
+ROUTES = [r for router in ROUTERS for r in router.routes if isinstance(r, APIRoute)]
+
+
+def declared(method: str, path: str, status: int):
+    """The response model the route declares for `status` (in the OpenAPI document)."""
+    route = next(r for r in ROUTES if r.path == path and method in r.methods)
+    if status == (route.status_code or 200):
+        return route.response_model
+    return route.responses[status]["model"]
+
+
+FEATURES = {n: 0.5 for n in FEATURE_NAMES}
+EVENT = {
+    "event_id": "e1",
+    "user_id": "u1",
+    "item_id": "i1",
+    "type": "view",
+    "event_time": "2026-11-28T13:00:00Z",
+}
+CALLS = [  # (method, route, url, request options, status)
+    ("GET", "/v1/users/{user_id}/feed", "/v1/users/u1/feed", {"params": {"k": 10}}, 200),
+    ("GET", "/v1/users/{user_id}/feed", "/v1/users/stranger/feed", {}, 200),
+    ("GET", "/v1/users/{user_id}/feed", "/v1/users/u1/feed", {"params": {"k": 0}}, 422),
+    ("GET", "/v1/users/{user_id}/profile", "/v1/users/u1/profile", {}, 200),
+    ("GET", "/v1/users/{user_id}/profile", "/v1/users/stranger/profile", {}, 200),
+    ("GET", "/v1/items/{item_id}", "/v1/items/i33", {}, 200),
+    ("GET", "/v1/items/{item_id}", "/v1/items/speed-only", {}, 200),
+    ("GET", "/v1/items/{item_id}", "/v1/items/nowhere", {}, 404),
+    ("GET", "/v1/trending", "/v1/trending", {"params": {"k": 5}}, 200),
+    (
+        "POST",
+        "/v1/predict",
+        "/v1/predict",
+        {"json": {"instances": [{"user_id": "u1", "item_id": "i3"}, {"features": FEATURES}, {"x": 1}]}},
+        200,
+    ),
+    (
+        "POST",
+        "/v1/predict",
+        "/v1/predict",
+        {"content": b"{no", "headers": {"Content-Type": "application/json"}},
+        422,  # FastAPI answers a body that is not JSON with 422
+    ),
+    (
+        "POST",
+        "/v1/events",
+        "/v1/events",
+        {"json": {"events": [EVENT]}, "headers": {"X-API-Key": WRITER}},
+        202,
+    ),
+    ("POST", "/v1/events", "/v1/events", {"json": {"events": [EVENT]}}, 401),
+    (
+        "POST",
+        "/v1/events",
+        "/v1/events",
+        {"json": {"events": [EVENT]}, "headers": {"X-API-Key": READER}},
+        403,
+    ),
+    ("GET", "/health", "/health", {}, 200),
+    ("GET", "/ready", "/ready", {}, 200),
+    ("GET", "/version", "/version", {}, 200),
+]
+
+
+def test_every_endpoint_answers_the_body_its_response_model_declares(served):
+    for method, path, url, options, status in CALLS:
+        r = served.request(method, url, **options)
+        assert r.status_code == status, (url, r.text)
+        TypeAdapter(declared(method, path, status)).validate_json(r.content, strict=True)
+    with_model = {(m, r.path) for r in ROUTES if r.response_model is not None for m in r.methods}
+    assert with_model == {(m, p) for m, p, *_ in CALLS}  # every route with a JSON body is called
+    documented = served.get("/openapi.json").json()["paths"]
+    assert {(m.upper(), p) for p, ops in documented.items() for m in ops} == with_model | {
+        ("GET", "/metrics")
+    }
+
+
+def test_the_answers_hold_what_the_views_say(served):
+    feed = served.get("/v1/users/u1/feed", params={"k": 10}).json()
+    assert feed["degraded"] is False and feed["model_version"] == "v000001" and len(feed["items"]) == 10
+    by_id = {i["item_id"]: i for i in feed["items"]}
+    assert all(i["count"] == i["batch_count"] + i["speed_count"] for i in feed["items"])
+    assert all(
+        i["score"] == round(i["score"], 6) and i["title"] == f"title {i['item_id']}" for i in feed["items"]
+    )
+    assert "i5" not in by_id  # a recent interaction is seen
+    profile = served.get("/v1/users/u1/profile").json()
+    assert profile["known_to_batch"] and profile["merged"]["events"] == profile["batch"]["n"] + 1
+    assert profile["fresh"]["items"] == [["i13", 0.9], ["i15", 0.5]]
+    predictions = served.post(
+        "/v1/predict", json={"instances": [{"user_id": "u1", "item_id": "i3"}, {"x": 1}]}
+    ).json()["predictions"]
+    assert 0 < predictions[0]["score"] < 1 and list(predictions[1]) == ["error"]
+    assert predictions[1]["error"].startswith("x: is not a field of an instance")
+    missing = served.get("/v1/items/nowhere")
+    assert missing.json() == {
+        "detail": "item nowhere is in neither the batch nor the speed view",
+        "request_id": missing.headers["x-request-id"],
+    }

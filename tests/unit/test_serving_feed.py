@@ -26,7 +26,7 @@ from serving.feed import (
     rank_feed,
 )
 from serving.model import Ranker, load_ranker
-from serving.ranking import feature_matrix, online_state
+from serving.online_features import feature_matrix, online_state
 from serving.snapshot import Snapshot
 
 pytestmark = pytest.mark.unit

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-
-from tools.commands import settings_of
+from pathlib import Path
 
 
 def serve(args: argparse.Namespace) -> int:
+    from lambdastack.settings import default_config_path
     from serving.server import run
 
-    run(settings_of(args), host=args.host, port=args.port, workers=args.workers)
+    config = Path(args.config) if getattr(args, "config", None) else default_config_path()
+    run(config, host=args.host, port=args.port, workers=args.workers)
     return 0
