@@ -29,7 +29,7 @@ from serving.ingest import EventSink
 from serving.logs import AccessLog, RequestContext, configure_logging, request_id
 from serving.metrics import Metrics
 from serving.security import BodyLimit, KeyStore
-from serving.snapshot import Snapshot
+from serving.served_version import ServedVersion
 from serving.speed_view import SpeedView
 from serving.state import ServingState
 
@@ -87,7 +87,7 @@ def _ops_routes(app: FastAPI, ctx: Context) -> None:
     )
     async def ready() -> JSONResponse:
         """A version and its model are loaded and Redis answers."""
-        snap = ctx.state.snapshot
+        snap = ctx.state.served
         checks = {
             "batch_version": snap.version is not None,
             "model": snap.ranker is not None,
@@ -99,7 +99,7 @@ def _ops_routes(app: FastAPI, ctx: Context) -> None:
     @app.get("/version", response_model=schemas.VersionOut, tags=["ops"])
     async def version() -> Response:
         """The code version and the versions loaded."""
-        snap = ctx.state.snapshot
+        snap = ctx.state.served
         return json_response(
             {
                 "code_version": __version__,
@@ -130,7 +130,7 @@ def create_app(settings: Settings) -> FastAPI:
     configure_logging()
     metrics = Metrics()
 
-    def swapped(snap: Snapshot) -> None:
+    def swapped(snap: ServedVersion) -> None:
         metrics.loaded(
             snap.version,
             snap.ranker.version if snap.ranker else None,
@@ -158,7 +158,7 @@ def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await state.speed.open()
-        try:
+        try:  # a failed load is logged by lambdastack.follower and returns False
             await asyncio.to_thread(state.load_current)
         except Exception:  # noqa: BLE001 - serve from the speed view until a version loads
             log.exception("loading the current batch version failed; serving without one")

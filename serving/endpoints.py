@@ -21,7 +21,7 @@ from serving.predict import parse_instances
 from serving.ranking import apply_since
 from serving.schemas import ID_PATTERN
 from serving.security import KeyStore, require_scope
-from serving.snapshot import Snapshot
+from serving.served_version import ServedVersion
 from serving.state import ServingState
 
 UserId = Annotated[str, Path(pattern=ID_PATTERN, max_length=128)]
@@ -55,7 +55,7 @@ def json_response(body: Any, status: int = 200) -> Response:
     )
 
 
-def feed_body(feed: Feed, snap: Snapshot) -> dict[str, Any]:
+def feed_body(feed: Feed, snap: ServedVersion) -> dict[str, Any]:
     titles = snap.view.titles
     return {
         "user_id": feed.user_id,
@@ -97,7 +97,7 @@ def _record_feed(m: Metrics, feed: Feed) -> None:
         m.signal_age.observe(feed.signal_age_ms / 1000)
 
 
-def _predict_rows(snap: Snapshot, parsed: list, signals: Any, t: int) -> np.ndarray:
+def _predict_rows(snap: ServedVersion, parsed: list, signals: Any, t: int) -> np.ndarray:
     """Feature rows of the valid instances, in order (pairs from both views)."""
     view = snap.view
     recent, counts = signals if signals is not None else ({}, {})
@@ -127,7 +127,7 @@ def router(ctx: Context) -> APIRouter:
         user_id: UserId, k: Annotated[int | None, Query(ge=1, le=s.feed_k_max)] = None
     ) -> Response:
         """The user's ranked feed from the batch and speed views (never 5xx: degraded instead)."""
-        snap = ctx.state.snapshot  # one version for the whole request
+        snap = ctx.state.served  # one version for the whole request
         k = k or s.feed_k_default
         t = now_ms()
         side = batch_side(snap, user_id, k, ctx.feed)  # cached per version: known candidates
@@ -139,7 +139,7 @@ def router(ctx: Context) -> APIRouter:
     @r.get("/users/{user_id}/profile", response_model=schemas.ProfileOut, tags=["users"])
     async def profile(user_id: UserId) -> Response:
         """The batch profile merged with the live state from the speed view."""
-        snap = ctx.state.snapshot
+        snap = ctx.state.served
         view = snap.view
         live = await ctx.state.speed.user(user_id)
         recent, fresh = live if live is not None else ((), None)
@@ -200,7 +200,7 @@ def router(ctx: Context) -> APIRouter:
     )
     async def item(item_id: ItemId) -> Response:
         """Batch attributes and live counters of an item (since the as-of, and 1m / 10m / 1h)."""
-        view = ctx.state.snapshot.view
+        view = ctx.state.served.view
         live = await ctx.state.speed.item(item_id, view.as_of_ms, now_ms())
         since, windows = live if live is not None else ({ALL_TYPES: 0}, {})
         known = item_id in view.index or item_id in view.titles or since[ALL_TYPES] > 0
@@ -229,7 +229,7 @@ def router(ctx: Context) -> APIRouter:
     @r.get("/trending", response_model=schemas.TrendingOut, tags=["items"])
     async def trending(k: Annotated[int, Query(ge=1, le=s.feed_k_max)] = 20) -> Response:
         """The newest complete trending window of the speed layer."""
-        view = ctx.state.snapshot.view
+        view = ctx.state.served.view
         got = await ctx.state.speed.trending(k)
         end, items = got if got is not None else (None, [])
         if got is None:
@@ -252,7 +252,7 @@ def router(ctx: Context) -> APIRouter:
         """Scores of instances ({user_id, item_id} or {features}) by the current version's model."""
         if len(body.instances) > s.predict_instances_max:
             raise ValidationError([("instances", f"must hold at most {s.predict_instances_max} instances")])
-        snap = ctx.state.snapshot
+        snap = ctx.state.served
         if snap.ranker is None:
             raise NoVersionError("no ranking model is loaded yet; publish a batch version first")
         parsed = parse_instances(body.instances)

@@ -1,5 +1,5 @@
 """The feed: gather candidates from both views, rank them with the published model, keep the
-feed diverse. Pure logic over plain data (`Snapshot`, `SpeedSnapshot`): an evaluation harness
+feed diverse. Pure logic over plain data (`ServedVersion`, `SpeedSnapshot`): an evaluation harness
 calls `rank_feed` without any service.
 
 Diversity is a cap per primary genre (`genre_cap` of the feed at most) applied greedily in score
@@ -19,7 +19,7 @@ import numpy as np
 from lambdastack.features import UserState
 from lambdastack.settings import ServingSettings
 from serving.ranking import apply_since
-from serving.snapshot import Snapshot
+from serving.served_version import ServedVersion
 from serving.speed_view import SpeedSnapshot
 
 SPEED_FRESH = "speed_fresh"  # the speed layer's fresh candidates for the user
@@ -166,12 +166,12 @@ class BatchSide:
     proposed: Mapping[str, tuple[str, ...]]
 
 
-def is_cold(snapshot: Snapshot, user_id: str, cfg: FeedConfig) -> bool:
+def is_cold(snapshot: ServedVersion, user_id: str, cfg: FeedConfig) -> bool:
     row = snapshot.view.profiles.get(user_id)
     return row is None or int(row["n"]) < cfg.cold_start_events
 
 
-def batch_side(snapshot: Snapshot, user_id: str, k: int, cfg: FeedConfig) -> BatchSide:
+def batch_side(snapshot: ServedVersion, user_id: str, k: int, cfg: FeedConfig) -> BatchSide:
     """The user's BatchSide for k, from the snapshot's cache (filled on first use)."""
     cache = snapshot.batch_sides
     key = (user_id, k, cfg)
@@ -184,7 +184,7 @@ def batch_side(snapshot: Snapshot, user_id: str, k: int, cfg: FeedConfig) -> Bat
     return side
 
 
-def _batch_side(snapshot: Snapshot, user_id: str, k: int, cfg: FeedConfig) -> BatchSide:
+def _batch_side(snapshot: ServedVersion, user_id: str, k: int, cfg: FeedConfig) -> BatchSide:
     view = snapshot.view
     history = view.seen(user_id)
     state = view.user_state(user_id)
@@ -212,13 +212,13 @@ def _batch_side(snapshot: Snapshot, user_id: str, k: int, cfg: FeedConfig) -> Ba
     return replace(side, known=tuple(pool.sources), proposed=proposed)
 
 
-def known_candidates(snapshot: Snapshot, user_id: str, k: int, cfg: FeedConfig) -> list[str]:
+def known_candidates(snapshot: ServedVersion, user_id: str, k: int, cfg: FeedConfig) -> list[str]:
     """The batch-side candidates known before reading Redis (their speed counts are read exactly)."""
     return list(batch_side(snapshot, user_id, k, cfg).known)
 
 
 def _batch_sources(
-    pool: _Pool, snapshot: Snapshot, side: BatchSide, cluster: int | None, cfg: FeedConfig
+    pool: _Pool, snapshot: ServedVersion, side: BatchSide, cluster: int | None, cfg: FeedConfig
 ) -> None:
     """The batch lists in pool order; `cluster` is the user's (batch or nearest to the live state)."""
     pool.add(side.candidates, BATCH_CANDIDATES, cfg.candidates_max)
@@ -229,7 +229,7 @@ def _batch_sources(
     pool.add(side.popular, BATCH_POPULAR, side.n_popular)
 
 
-def _speed_sources(pool: _Pool, snapshot: Snapshot, speed: SpeedSnapshot, cfg: FeedConfig) -> None:
+def _speed_sources(pool: _Pool, snapshot: ServedVersion, speed: SpeedSnapshot, cfg: FeedConfig) -> None:
     if speed.fresh is not None:
         pool.add((i for i, _ in speed.fresh.items), SPEED_FRESH, cfg.candidates_max)
     newest = sorted(speed.recent, key=lambda i: -i.event_time_ms)[: cfg.recent_items_n]
@@ -240,7 +240,7 @@ def _speed_sources(pool: _Pool, snapshot: Snapshot, speed: SpeedSnapshot, cfg: F
     pool.add([i for i, _ in speed.movers], SPEED_POPULAR, cfg.trending_n)
 
 
-def _whole_lists(snapshot: Snapshot, user_id: str, side: BatchSide, cfg: FeedConfig) -> BatchSide:
+def _whole_lists(snapshot: ServedVersion, user_id: str, side: BatchSide, cfg: FeedConfig) -> BatchSide:
     view, everything = snapshot.view, 1 << 62
     return replace(
         side,
@@ -271,7 +271,7 @@ def diversify(order: Sequence[int], genres: Sequence[str | None], k: int, genre_
     return chosen + deferred[: k - len(chosen)]
 
 
-def _scores(snapshot: Snapshot, user_id: str, x: np.ndarray) -> tuple[str, str | None, np.ndarray]:
+def _scores(snapshot: ServedVersion, user_id: str, x: np.ndarray) -> tuple[str, str | None, np.ndarray]:
     variant, ranker = snapshot.ranker_for(user_id)
     if ranker is None:  # no model: rank by merged popularity (the item_pop feature)
         return variant, None, x[:, 0].copy()
@@ -279,7 +279,12 @@ def _scores(snapshot: Snapshot, user_id: str, x: np.ndarray) -> tuple[str, str |
 
 
 def candidate_pool(
-    snapshot: Snapshot, speed: SpeedSnapshot, user_id: str, side: BatchSide, state: UserState, cfg: FeedConfig
+    snapshot: ServedVersion,
+    speed: SpeedSnapshot,
+    user_id: str,
+    side: BatchSide,
+    state: UserState,
+    cfg: FeedConfig,
 ) -> dict[str, list[str]]:
     """The candidates (in the order found) and the sources that proposed each: the speed sources,
     then the batch ones; nothing the user has seen; at most cfg.candidates_max."""
@@ -297,7 +302,12 @@ def candidate_pool(
 
 
 def rank_feed(
-    snapshot: Snapshot, speed: SpeedSnapshot, user_id: str, k: int, now_ms: int, cfg: FeedConfig | None = None
+    snapshot: ServedVersion,
+    speed: SpeedSnapshot,
+    user_id: str,
+    k: int,
+    now_ms: int,
+    cfg: FeedConfig | None = None,
 ) -> Feed:
     """Merge, rank, filter and diversify the user's feed from one snapshot of each view."""
     cfg = cfg or FeedConfig()

@@ -7,9 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 
+from lambdastack.model import load_ranker
 from serving.abtest import CHALLENGER, CONTROL, variant
 from serving.feed import rank_feed
-from serving.model import load_ranker
 from serving.speed_view import SpeedSnapshot
 from tests.unit.test_serving_feed import NOW, tiny_model, world
 

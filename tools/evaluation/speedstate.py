@@ -27,7 +27,7 @@ from lambdastack.usersignals import FRESH_FIELD, RECENT_FIELD
 from serving.speed_view import SpeedSnapshot, buckets_since, merge_bucket_replies, parse_user
 from speed import trending
 from speed.scoring import fresh_value
-from speed.snapshot import Snapshot as ScoringSnapshot
+from speed.scoring_view import ScoringView
 from speed.user_window import ENTRY_SEP, FIELD_SEP
 from speed.user_writes import user_write
 from speed.users import never_positive_types
@@ -58,7 +58,7 @@ class SpeedState:
     def __init__(
         self,
         settings: Settings,
-        scorers: Mapping[str, ScoringSnapshot | None],
+        scorers: Mapping[str, ScoringView | None],
         rates_per_hour: Mapping[str, float],
     ):
         s = settings.speed
