@@ -2,26 +2,25 @@
 
 lambdastack.versions gives the layout, batch/job.py what a version holds. Each layer builds its
 own in-memory shape from this reader (serving.batch_view, speed.scoring_view, speed.baseline);
-none of them opens a version's files itself.
+none of them opens a version's files itself. Per-user views come back as Arrow tables, so a
+layer can hold them columnar (serving.columnar) or as rows (speed.scoring_view).
 
-A view or column a version lacks (older versions lack some) reads as empty, except `item_stats`,
-which every version has. Per-user views come back in columnar form (lambdastack.columnar).
+A view or column a version lacks (older versions lack some) reads as absent (None) or empty,
+except `item_stats`, which every version has.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lambdastack import feature_baseline
-from lambdastack.columnar import ItemLists, Rows
 from lambdastack.features import ItemSide
 from lambdastack.model import Ranker, load_ranker
 from lambdastack.versions import VersionLayout
@@ -93,16 +92,9 @@ class PublishedVersion:
         """user_profiles: PROFILE_COLUMNS plus those of `extra` the version has."""
         return self.table("user_profiles", [*PROFILE_COLUMNS, *extra])
 
-    def user_lists(self, *views: str) -> dict[str, ItemLists]:
-        """Per-user item lists (views keyed by user_id with an `items` list), over one vocabulary."""
-        tables = {view: self.table(view, ["user_id", "items"]) for view in views}
-        vocabulary = _vocabulary(*tables.values())
-        return {
-            view: ItemLists([str(u) for u in t["user_id"].to_pylist()], t["items"], vocabulary)
-            if t is not None
-            else ItemLists([], pa.array([], type=pa.list_(pa.string())), vocabulary)
-            for view, t in tables.items()
-        }
+    def user_lists(self, view: str) -> pa.Table | None:
+        """A per-user list view (user_history, candidates): user_id and its `items`."""
+        return self.table(view, ["user_id", "items"])
 
     def model(self) -> bytes | None:
         """The ONNX ranking model, None if the version has none."""
@@ -121,17 +113,3 @@ class PublishedVersion:
             return dict(self.manifest["feature_baseline"])
         path = self.layout.version_dir(self.version) / feature_baseline.FILE
         return dict(json.loads(path.read_text())) if path.is_file() else {}
-
-
-def profiles(table: pa.Table | None) -> Mapping[str, dict[str, Any]]:
-    """user_id -> profile row (columnar) of a profile table; none without one."""
-    return {} if table is None else Rows(table, "user_id")
-
-
-def _vocabulary(*tables: pa.Table | None) -> np.ndarray:
-    """Every item id the per-user lists name, once."""
-    values = [t["items"].combine_chunks().flatten().cast(pa.string()) for t in tables if t is not None]
-    if not values:
-        return np.asarray([], dtype=object)
-    unique = pc.unique(pa.chunked_array(values, type=pa.string()))
-    return np.asarray(unique.to_pylist(), dtype=object)

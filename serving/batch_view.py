@@ -1,5 +1,5 @@
-"""The views of a published batch version as the API holds them, read once per version through
-lambdastack.published (per-user views columnar)."""
+"""The views of a published batch version as the API holds them, in columnar form (serving.columnar),
+read once per version through lambdastack.published."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from lambdastack.columnar import ItemSets
 from lambdastack.features import ItemSide, UserState, state_from_row
 from lambdastack.item_matrix import ItemMatrix
-from lambdastack.published import PublishedVersion, profiles
+from lambdastack.published import PublishedVersion
+from serving.columnar import ItemLists, ItemSets, Rows
 
 GLOBAL_SCOPE = "global"
 # the profile columns the API reads beyond lambdastack.published.PROFILE_COLUMNS
@@ -27,7 +28,7 @@ class BatchView:
     item_ids: np.ndarray  # object array of str, most engaged first
     item_events: np.ndarray  # int64, aligned with item_ids
     titles: dict[str, str]
-    history: Mapping[str, frozenset[str]]  # per user: lambdastack.columnar.ItemSets once loaded
+    history: Mapping[str, frozenset[str]]  # per user: serving.columnar.ItemSets once loaded
     index: dict[str, int] = field(repr=False)
     side: ItemSide = field(default_factory=lambda: ItemSide({}, {}), repr=False)
     profiles: Mapping[str, dict[str, Any]] = field(default_factory=dict, repr=False)  # columnar.Rows
@@ -75,6 +76,10 @@ class BatchView:
         return max(sorted(sims), key=lambda c: sims[c])
 
 
+def _profiles(table: pa.Table | None) -> Mapping[str, dict[str, Any]]:
+    return {} if table is None else Rows(table, "user_id")
+
+
 def _centroids(table: pa.Table | None) -> dict[int, np.ndarray]:
     """Mean unit interest per batch cluster, summed in row order."""
     if table is None or "cluster" not in table.column_names or "interest" not in table.column_names:
@@ -91,6 +96,24 @@ def _centroids(table: pa.Table | None) -> dict[int, np.ndarray]:
     return {c: v / (float(np.linalg.norm(v)) or 1.0) for c, v in sums.items()}
 
 
+def _per_user_lists(tables: Mapping[str, pa.Table | None], vocabulary: np.ndarray) -> dict[str, ItemLists]:
+    return {
+        view: ItemLists([str(u) for u in t["user_id"].to_pylist()], t["items"], vocabulary)
+        if t is not None
+        else ItemLists([], pa.array([], type=pa.list_(pa.string())), vocabulary)
+        for view, t in tables.items()
+    }
+
+
+def _vocabulary(*tables: pa.Table | None) -> np.ndarray:
+    """Every item id the per-user lists name, once."""
+    values = [t["items"].combine_chunks().flatten().cast(pa.string()) for t in tables if t is not None]
+    if not values:
+        return np.asarray([], dtype=object)
+    unique = pc.unique(pa.chunked_array(values, type=pa.string()))
+    return np.asarray(unique.to_pylist(), dtype=object)
+
+
 def _popular(published: PublishedVersion, by_events: np.ndarray) -> dict[str, tuple[str, ...]]:
     """The popular lists; a version without a global one ranks all items by their event count."""
     lists = published.popular()
@@ -99,13 +122,14 @@ def _popular(published: PublishedVersion, by_events: np.ndarray) -> dict[str, tu
 
 
 def load(published: PublishedVersion) -> BatchView:
-    """One complete version's views (per-user ones in columnar form, lambdastack.columnar)."""
+    """One complete version's views (per-user ones in columnar form, serving.columnar)."""
     manifest = published.manifest
     stats = published.item_stats()
     order = np.argsort(-stats["events"].to_numpy(), kind="stable")
     ids = np.asarray(stats["item_id"].to_numpy(zero_copy_only=False), dtype=object)[order]
     events = stats["events"].to_numpy()[order].astype(np.int64)
-    lists = published.user_lists("user_history", "candidates")
+    per_user = {view: published.user_lists(view) for view in ("user_history", "candidates")}
+    lists = _per_user_lists(per_user, _vocabulary(*per_user.values()))
     side = published.item_side()
     profile_table = published.profile_table(PROFILE_EXTRA)
     return BatchView(
@@ -117,7 +141,7 @@ def load(published: PublishedVersion) -> BatchView:
         history=ItemSets(lists["user_history"]),
         index={str(i): n for n, i in enumerate(ids)},
         side=side,
-        profiles=profiles(profile_table),
+        profiles=_profiles(profile_table),
         candidates=lists["candidates"],
         popular_lists=_popular(published, ids),
         neighbours=published.neighbours(),

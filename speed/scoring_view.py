@@ -1,5 +1,11 @@
 """What per-event scoring (speed.scoring) and the drift UDF need from one published batch version,
-read through the core's reader (lambdastack.published); per-user views stay columnar."""
+read through the core's reader (lambdastack.published).
+
+Per-user views are held as Python rows, not in the API's columnar form (serving.columnar): every
+scored event reads a profile and a history, and materialising them from Arrow columns per event
+made scoring about 10% slower (ml-latest-small, best of repeats), where the API keeps what it
+materialises per user for the version's lifetime. Rows cost load time and memory instead.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from lambdastack.columnar import ItemSets
 from lambdastack.features import ItemSide, UserState, state_from_row
 from lambdastack.item_matrix import ItemMatrix
-from lambdastack.published import PublishedVersion, profiles
+from lambdastack.published import PROFILE_COLUMNS, PublishedVersion
 
 Score = Callable[[np.ndarray], np.ndarray]  # feature rows (FEATURE_NAMES order) -> P(positive)
 
@@ -61,13 +66,17 @@ def load(published: PublishedVersion) -> ScoringView:
     """Read one complete version (raises NoVersionError if it is not there)."""
     as_of_ms = published.as_of_ms  # the manifest first: a version without one is not there
     ranker = published.ranker()
+    history = published.user_lists("user_history")
+    users, items = (
+        ([], []) if history is None else (history["user_id"].to_pylist(), history["items"].to_pylist())
+    )
     return ScoringView(
         version=published.version,
         as_of_ms=as_of_ms,
         side=published.item_side(),
         counts=published.item_counts(),
         neighbours=published.neighbours(),
-        profiles=profiles(published.profile_table()),
-        history=ItemSets(published.user_lists("user_history")["user_history"]),
+        profiles={r["user_id"]: r for r in published.rows("user_profiles", PROFILE_COLUMNS)},
+        history={u: frozenset(v or ()) for u, v in zip(users, items, strict=True)},
         ranker=None if ranker is None else ranker.predict,
     )

@@ -4,7 +4,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from lambdastack.columnar import ItemLists, ItemSets, Rows
+from serving.columnar import ItemLists, ItemSets, Rows
 
 pytestmark = pytest.mark.unit
 VOCAB = np.asarray(["a", "b", "c", "d"], dtype=object)

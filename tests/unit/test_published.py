@@ -89,9 +89,9 @@ def test_the_reader_reads_every_artifact_of_a_version(tmp_path):
     assert p.popular() == {"global": ("b", "d"), "cluster:0": ("a",)}
     assert p.profile_table().column_names == list(PROFILE_COLUMNS)
     assert p.profile_table(["cluster", "top_tags"]).column_names == [*PROFILE_COLUMNS, "cluster"]
-    lists = p.user_lists("user_history", "candidates", "absent")
-    assert dict(lists["user_history"]) == {"u1": ("a", "b"), "u2": ("c",)}
-    assert dict(lists["candidates"]) == {"u1": ("d", "c")} and dict(lists["absent"]) == {}
+    assert p.user_lists("user_history").to_pydict() == {"user_id": ["u1", "u2"], "items": [["a", "b"], ["c"]]}
+    assert p.user_lists("candidates").to_pydict() == {"user_id": ["u1"], "items": [["d", "c"]]}
+    assert p.user_lists("absent") is None
     x = np.zeros((2, len(FEATURE_NAMES)))
     x[0, 0] = 3.0
     p_pos = p.ranker().predict(x)

@@ -3,8 +3,8 @@ its lists are slices of one int32 array of item numbers (CSR), its profile a row
 
 A version of a million users is then a few arrays, not millions of Python tuples, sets and dicts:
 it loads in a fraction of the time, and the garbage collector has nothing of it to walk. A
-caller materialises only its own user's values (serving.feed.batch_side keeps those for the
-version's lifetime). lambdastack.published returns the per-user views in this form.
+request materialises only its own user's values, and serving.feed.batch_side keeps those for the
+version's lifetime.
 """
 
 from __future__ import annotations
