@@ -26,7 +26,7 @@ from lambdastack.errors import DataError
 from lambdastack.features import FEATURE_NAMES, ItemSide
 from lambdastack.keys import bucket_start
 from lambdastack.settings import Settings
-from lambdastack.versions import VIEW_SCHEMA_VERSION, VersionLayout
+from lambdastack.versions import MODEL_FILE, VIEW_SCHEMA_VERSION, VersionLayout
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -310,8 +310,8 @@ def _model(
     )
     st.progress("training_set", f"training set: {len(data)} rows from {train_from} (point-in-time)")
     trained = ranker.train(data, validate_from)
-    (st.dir / "model").mkdir(parents=True)
-    (st.dir / "model" / "ranker.onnx").write_bytes(trained.onnx)
+    (st.dir / MODEL_FILE).parent.mkdir(parents=True)
+    (st.dir / MODEL_FILE).write_bytes(trained.onnx)
     (st.dir / "model" / "metrics.json").write_text(json.dumps(trained.metrics, indent=2, sort_keys=True))
     m = trained.metrics
     st.progress(
@@ -347,7 +347,7 @@ def _manifest(
             "max_event_ms": span["hi"],
         },
         "rows": st.rows,
-        "model": {"file": "model/ranker.onnx", "metrics": trained.metrics},
+        "model": {"file": MODEL_FILE, "metrics": trained.metrics},
         # the positives' feature distribution: live engagement events are compared with it (drift)
         "feature_baseline": feature_baseline.build(positives[list(FEATURE_NAMES)].to_numpy(), FEATURE_NAMES),
         "schema_version": VIEW_SCHEMA_VERSION,

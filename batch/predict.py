@@ -17,6 +17,7 @@ import pandas as pd
 
 from lambdastack.errors import DataError
 from lambdastack.features import feature_row
+from lambdastack.model import load_ranker
 from lambdastack.settings import Settings
 from lambdastack.versions import VersionLayout
 
@@ -37,20 +38,16 @@ def parse_instance(text: str) -> tuple[list[float] | None, str | None, str | Non
     return (None, ident, "; ".join(errors)) if errors else (values, ident, None)
 
 
-def score_partition(model: bytes) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+def score_partition(model: bytes, version: str) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+        ranker = load_ranker(model, version)
         for b in batches:
             parsed = [parse_instance(t) for t in b["text"]]
             ok = [n for n, p in enumerate(parsed) if p[0] is not None]
             scores = np.full(len(parsed), np.nan)
             if ok:
                 x = np.asarray([parsed[n][0] for n in ok], dtype=np.float32)
-                scores[ok] = np.asarray(session.run(None, {"features": x})[1])[:, 1]
+                scores[ok] = ranker.predict(x)
             yield pd.DataFrame(
                 {
                     "line": b["line"].to_numpy(),
@@ -80,14 +77,14 @@ def predict(
         raise DataError(f"the input {input_path} does not exist or is not a file")
     layout = VersionLayout(settings.path(settings.data.views_dir))
     vid = version or layout.require_current()
-    model_file = layout.version_dir(vid) / "model" / "ranker.onnx"
+    model_file = layout.model_file(vid)
     if not model_file.is_file():
         raise DataError(f"version {vid} has no ranking model ({model_file})")
     spark = spark_session(settings, master_url, app="lambdastack-predict")
     lines = spark.sparkContext.textFile(str(input_path)).zipWithIndex().map(lambda x: (x[1] + 1, x[0]))
     df = spark.createDataFrame(lines, "line long, text string").where("trim(text) != ''")
     model = model_file.read_bytes()
-    scored = df.mapInPandas(score_partition(model), OUT_SCHEMA).cache()
+    scored = df.mapInPandas(score_partition(model, vid), OUT_SCHEMA).cache()
     scored.where("error IS NULL").select("line", "id", "score").orderBy("line").coalesce(1).write.mode(
         "overwrite"
     ).json(str(output / "predictions"))

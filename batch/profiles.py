@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from batch import replay
-from batch.replay import SideArrays
+from batch import user_folds
+from batch.user_folds import SideArrays
 from lambdastack.features import ItemSide
 
 if TYPE_CHECKING:
@@ -33,13 +33,13 @@ def user_group() -> Column:
 def profiles(
     spark: SparkSession, events: DataFrame, side: ItemSide, tags: Mapping[str, Sequence[str]]
 ) -> DataFrame:
-    """One profile row per user (batch.replay.profiles), replayed on the executors."""
+    """One profile row per user (batch.user_folds.profiles), replayed on the executors."""
     from pyspark.sql import functions as F
 
     b_side = spark.sparkContext.broadcast(SideArrays.build(side, tags))
 
     def per_group(pdf: pd.DataFrame) -> pd.DataFrame:
-        return replay.profiles(pdf, b_side.value)
+        return user_folds.profiles(pdf, b_side.value)
 
     cols = events.select(
         "user_id", "item_id", "type", "value", "event_id", F.unix_millis("event_time").alias("event_time_ms")

@@ -4,7 +4,7 @@ Queries are a deterministic sample of the interactions in [train_from, as_of) (l
 interaction was positive, lambdastack.features.is_positive) plus, for each, `negatives` items drawn
 uniformly from the catalogue at the same instant (label 0). The features of a query at instant t
 use only events strictly before t: item counts by a range window that ends 1 ms before t, user
-state by replaying the user's events in time order (batch.replay, vectorised) and answering each
+state by replaying the user's events in time order (batch.user_folds, vectorised) and answering each
 query before any event at its own instant. The feature code is lambdastack.features, the same
 the API runs online.
 """
@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from batch import replay
+from batch import user_folds
 from batch.embeddings import weight_col
 from batch.profiles import user_group
-from batch.replay import SideArrays
+from batch.user_folds import SideArrays
 from lambdastack.features import FEATURE_NAMES, ItemSide
 
 if TYPE_CHECKING:
@@ -115,7 +115,7 @@ def training_set(
     rows = (
         q.unionByName(e)
         .groupBy(user_group())
-        .applyInPandas(lambda p: replay.answer_queries(p, b_side.value), TRAIN_SCHEMA)
+        .applyInPandas(lambda p: user_folds.answer_queries(p, b_side.value), TRAIN_SCHEMA)
     )
     out = rows.toPandas()
     return out.sort_values(["t", "user_id", "item_id", "label"], kind="stable").reset_index(drop=True)

@@ -2,6 +2,7 @@
 
     {views_dir}/versions/v000042/manifest.json   complete versions only (renamed in whole)
     {views_dir}/versions/v000042/<view>/*.parquet
+    {views_dir}/versions/v000042/model/ranker.onnx the ranking model (MODEL_FILE)
     {views_dir}/CURRENT                          the current version id, replaced atomically
     {views_dir}/_staging/<run-id>/               runs in progress; never read
 
@@ -23,6 +24,7 @@ from lambdastack.errors import NoVersionError
 
 VERSION_RE = re.compile(r"^v(\d{6})$")
 MANIFEST = "manifest.json"
+MODEL_FILE = "model/ranker.onnx"  # relative to the version directory; the manifest names it too
 VIEW_SCHEMA_VERSION = 2
 
 
@@ -50,6 +52,10 @@ class VersionLayout:
 
     def view_dir(self, vid: str, view: str) -> Path:
         return self.version_dir(vid) / view
+
+    def model_file(self, vid: str) -> Path:
+        """The version's ONNX ranking model (absent in a version published without one)."""
+        return self.version_dir(vid) / MODEL_FILE
 
     def list_versions(self) -> list[str]:
         """Complete versions, oldest first."""

@@ -29,7 +29,7 @@ from serving.metrics import Metrics
 from serving.routes import include_routes
 from serving.routes.context import Context
 from serving.security import BodyLimit, KeyStore
-from serving.snapshot import Snapshot
+from serving.served_version import ServedVersion
 from serving.speed_view import SpeedView
 from serving.state import ServingState
 
@@ -77,7 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
     configure_logging()
     metrics = Metrics()
 
-    def swapped(snap: Snapshot) -> None:
+    def swapped(snap: ServedVersion) -> None:
         metrics.loaded(
             snap.version,
             snap.ranker.version if snap.ranker else None,
@@ -105,7 +105,7 @@ def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await state.speed.open()
-        try:
+        try:  # a failed load is logged by lambdastack.follower and returns False
             await asyncio.to_thread(state.load_current)
         except Exception:  # noqa: BLE001 - serve from the speed view until a version loads
             log.exception("loading the current batch version failed; serving without one")

@@ -1,4 +1,5 @@
-"""A published batch version held in memory, in columnar form, loaded once per version."""
+"""The views of a published batch version as the API holds them, in columnar form (serving.columnar),
+read once per version through lambdastack.published."""
 
 from __future__ import annotations
 
@@ -9,16 +10,15 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from lambdastack.features import ItemSide, UserState, state_from_row
 from lambdastack.item_matrix import ItemMatrix
-from lambdastack.versions import VersionLayout
+from lambdastack.published import PublishedVersion
 from serving.columnar import ItemLists, ItemSets, Rows
 
 GLOBAL_SCOPE = "global"
-PROFILE_COLUMNS = ["user_id", "n", "interest", "t_ref", "genre_names", "genre_counts", "last_item", "last_t"]
-PROFILE_EXTRA = ["cluster", "top_genres", "top_tags", "first_t", "active_days", "distinct_items"]
+# the profile columns the API reads beyond lambdastack.published.PROFILE_COLUMNS
+PROFILE_EXTRA = ("cluster", "top_genres", "top_tags", "first_t", "active_days", "distinct_items")
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,6 @@ class BatchView:
     index: dict[str, int] = field(repr=False)
     side: ItemSide = field(default_factory=lambda: ItemSide({}, {}), repr=False)
     profiles: Mapping[str, dict[str, Any]] = field(default_factory=dict, repr=False)  # columnar.Rows
-    model: bytes | None = field(default=None, repr=False)
     candidates: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)  # columnar
     popular_lists: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
     neighbours: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
@@ -77,21 +76,6 @@ class BatchView:
         return max(sorted(sims), key=lambda c: sims[c])
 
 
-def _table(layout: VersionLayout, version: str, view: str, columns: list[str]) -> pa.Table | None:
-    """The columns of a view that it has (older versions lack some); None if the view is absent."""
-    path = layout.view_dir(version, view)
-    if not path.exists():
-        return None
-    present = set(pq.ParquetDataset(path).schema.names)
-    return pq.read_table(path, columns=[c for c in columns if c in present])
-
-
-def _read(layout: VersionLayout, version: str, view: str, columns: list[str]) -> list[dict[str, Any]]:
-    """A (small) view as rows; none if absent."""
-    table = _table(layout, version, view, columns)
-    return [] if table is None else table.to_pylist()
-
-
 def _profiles(table: pa.Table | None) -> Mapping[str, dict[str, Any]]:
     return {} if table is None else Rows(table, "user_id")
 
@@ -130,57 +114,37 @@ def _vocabulary(*tables: pa.Table | None) -> np.ndarray:
     return np.asarray(unique.to_pylist(), dtype=object)
 
 
-def _side(layout: VersionLayout, version: str) -> ItemSide:
-    emb = _read(layout, version, "item_embeddings", ["item_id", "content"])
-    vectors = {r["item_id"]: np.asarray(r["content"], dtype=np.float64) for r in emb}
-    meta = _read(layout, version, "items", ["item_id", "genres"])
-    return ItemSide(vectors, {r["item_id"]: list(r["genres"] or []) for r in meta})
-
-
-def _lists(
-    layout: VersionLayout, version: str, view: str, key: str, items: str
-) -> dict[Any, tuple[str, ...]]:
-    return {r[key]: tuple(r[items] or ()) for r in _read(layout, version, view, [key, items])}
-
-
-def _popular(layout: VersionLayout, version: str, by_events: np.ndarray) -> dict[str, tuple[str, ...]]:
+def _popular(published: PublishedVersion, by_events: np.ndarray) -> dict[str, tuple[str, ...]]:
     """The popular lists; a version without a global one ranks all items by their event count."""
-    lists = _lists(layout, version, "popular", "scope", "items")
+    lists = published.popular()
     lists.setdefault(GLOBAL_SCOPE, tuple(str(i) for i in by_events))
     return lists
 
 
-def load(layout: VersionLayout, version: str) -> BatchView:
-    """Read one complete version's views (per-user ones in columnar form, serving.columnar)."""
-    manifest = layout.manifest(version)
-    stats = pq.read_table(layout.view_dir(version, "item_stats"), columns=["item_id", "events"])
+def load(published: PublishedVersion) -> BatchView:
+    """One complete version's views (per-user ones in columnar form, serving.columnar)."""
+    manifest = published.manifest
+    stats = published.item_stats()
     order = np.argsort(-stats["events"].to_numpy(), kind="stable")
     ids = np.asarray(stats["item_id"].to_numpy(zero_copy_only=False), dtype=object)[order]
     events = stats["events"].to_numpy()[order].astype(np.int64)
-    items = _read(layout, version, "items", ["item_id", "title"])
-    titles = {r["item_id"]: r["title"] for r in items if r.get("title")}
-    per_user = {
-        "user_history": _table(layout, version, "user_history", ["user_id", "items"]),
-        "candidates": _table(layout, version, "candidates", ["user_id", "items"]),
-    }
+    per_user = {view: published.user_lists(view) for view in ("user_history", "candidates")}
     lists = _per_user_lists(per_user, _vocabulary(*per_user.values()))
-    model_file = layout.version_dir(version) / "model" / "ranker.onnx"
-    side = _side(layout, version)
-    profile_table = _table(layout, version, "user_profiles", PROFILE_COLUMNS + PROFILE_EXTRA)
+    side = published.item_side()
+    profile_table = published.profile_table(PROFILE_EXTRA)
     return BatchView(
-        version=version,
-        as_of_ms=int(manifest["as_of_ms"]),
+        version=published.version,
+        as_of_ms=published.as_of_ms,
         item_ids=ids,
         item_events=events,
-        titles=titles,
+        titles=published.titles(),
         history=ItemSets(lists["user_history"]),
         index={str(i): n for n, i in enumerate(ids)},
         side=side,
         profiles=_profiles(profile_table),
-        model=model_file.read_bytes() if model_file.exists() else None,
         candidates=lists["candidates"],
-        popular_lists=_popular(layout, version, ids),
-        neighbours=_lists(layout, version, "item_neighbours", "item_id", "neighbours"),
+        popular_lists=_popular(published, ids),
+        neighbours=published.neighbours(),
         centroids=_centroids(profile_table),
         matrix=ItemMatrix.build(side, {str(i): int(n) for i, n in zip(ids, events, strict=True)}),
         manifest=manifest,

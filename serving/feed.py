@@ -1,5 +1,5 @@
 """The feed: gather candidates from both views, rank them with the published model, keep the
-feed diverse. Pure logic over plain data (`Snapshot`, `SpeedRead`): an evaluation harness
+feed diverse. Pure logic over plain data (`ServedVersion`, `SpeedRead`): an evaluation harness
 calls `rank_feed` without any service.
 
 Diversity is a cap per primary genre (`genre_cap` of the feed at most) applied greedily in score
@@ -21,7 +21,7 @@ from lambdastack.settings import ServingSettings
 from lambdastack.speedview import SpeedRead
 from serving.online_features import apply_since
 from serving.schemas import FeedItemOut, FeedOut
-from serving.snapshot import Snapshot
+from serving.served_version import ServedVersion
 
 SPEED_FRESH = "speed_fresh"  # the speed layer's fresh candidates for the user
 RECENT_NEIGHBOURS = "recent_neighbours"  # neighbours of the user's recent interactions
@@ -143,12 +143,12 @@ class BatchSide:
     proposed: Mapping[str, tuple[str, ...]]
 
 
-def is_cold(snapshot: Snapshot, user_id: str, cfg: FeedConfig) -> bool:
+def is_cold(snapshot: ServedVersion, user_id: str, cfg: FeedConfig) -> bool:
     row = snapshot.view.profiles.get(user_id)
     return row is None or int(row["n"]) < cfg.cold_start_events
 
 
-def batch_side(snapshot: Snapshot, user_id: str, k: int, cfg: FeedConfig) -> BatchSide:
+def batch_side(snapshot: ServedVersion, user_id: str, k: int, cfg: FeedConfig) -> BatchSide:
     """The user's BatchSide for k, from the snapshot's cache (filled on first use)."""
     cache = snapshot.batch_sides
     key = (user_id, k, cfg)
@@ -161,7 +161,7 @@ def batch_side(snapshot: Snapshot, user_id: str, k: int, cfg: FeedConfig) -> Bat
     return side
 
 
-def _batch_side(snapshot: Snapshot, user_id: str, k: int, cfg: FeedConfig) -> BatchSide:
+def _batch_side(snapshot: ServedVersion, user_id: str, k: int, cfg: FeedConfig) -> BatchSide:
     view = snapshot.view
     history = view.seen(user_id)
     state = view.user_state(user_id)
@@ -189,13 +189,13 @@ def _batch_side(snapshot: Snapshot, user_id: str, k: int, cfg: FeedConfig) -> Ba
     return replace(side, known=tuple(pool.sources), proposed=proposed)
 
 
-def known_candidates(snapshot: Snapshot, user_id: str, k: int, cfg: FeedConfig) -> list[str]:
+def known_candidates(snapshot: ServedVersion, user_id: str, k: int, cfg: FeedConfig) -> list[str]:
     """The batch-side candidates known before reading Redis (their speed counts are read exactly)."""
     return list(batch_side(snapshot, user_id, k, cfg).known)
 
 
 def _batch_sources(
-    pool: _Pool, snapshot: Snapshot, side: BatchSide, cluster: int | None, cfg: FeedConfig
+    pool: _Pool, snapshot: ServedVersion, side: BatchSide, cluster: int | None, cfg: FeedConfig
 ) -> None:
     """The batch lists in pool order; `cluster` is the user's (batch or nearest to the live state)."""
     pool.add(side.candidates, BATCH_CANDIDATES, cfg.candidates_max)
@@ -206,7 +206,7 @@ def _batch_sources(
     pool.add(side.popular, BATCH_POPULAR, side.n_popular)
 
 
-def _speed_sources(pool: _Pool, snapshot: Snapshot, speed: SpeedRead, cfg: FeedConfig) -> None:
+def _speed_sources(pool: _Pool, snapshot: ServedVersion, speed: SpeedRead, cfg: FeedConfig) -> None:
     if speed.fresh is not None:
         pool.add((i for i, _ in speed.fresh.items), SPEED_FRESH, cfg.candidates_max)
     newest = sorted(speed.recent, key=lambda i: -i.event_time_ms)[: cfg.recent_items_n]
@@ -217,7 +217,7 @@ def _speed_sources(pool: _Pool, snapshot: Snapshot, speed: SpeedRead, cfg: FeedC
     pool.add([i for i, _ in speed.movers], SPEED_POPULAR, cfg.trending_n)
 
 
-def _whole_lists(snapshot: Snapshot, user_id: str, side: BatchSide, cfg: FeedConfig) -> BatchSide:
+def _whole_lists(snapshot: ServedVersion, user_id: str, side: BatchSide, cfg: FeedConfig) -> BatchSide:
     view, everything = snapshot.view, 1 << 62
     return replace(
         side,
@@ -248,7 +248,7 @@ def diversify(order: Sequence[int], genres: Sequence[str | None], k: int, genre_
     return chosen + deferred[: k - len(chosen)]
 
 
-def _scores(snapshot: Snapshot, user_id: str, x: np.ndarray) -> tuple[str, str | None, np.ndarray]:
+def _scores(snapshot: ServedVersion, user_id: str, x: np.ndarray) -> tuple[str, str | None, np.ndarray]:
     variant, ranker = snapshot.ranker_for(user_id)
     if ranker is None:  # no model: rank by merged popularity (the item_pop feature)
         return variant, None, x[:, 0].copy()
@@ -256,7 +256,12 @@ def _scores(snapshot: Snapshot, user_id: str, x: np.ndarray) -> tuple[str, str |
 
 
 def candidate_pool(
-    snapshot: Snapshot, speed: SpeedRead, user_id: str, side: BatchSide, state: UserState, cfg: FeedConfig
+    snapshot: ServedVersion,
+    speed: SpeedRead,
+    user_id: str,
+    side: BatchSide,
+    state: UserState,
+    cfg: FeedConfig,
 ) -> dict[str, list[str]]:
     """The candidates (in the order found) and the sources that proposed each: the speed sources,
     then the batch ones; nothing the user has seen; at most cfg.candidates_max."""
@@ -274,7 +279,12 @@ def candidate_pool(
 
 
 def rank_feed(
-    snapshot: Snapshot, speed: SpeedRead, user_id: str, k: int, now_ms: int, cfg: FeedConfig | None = None
+    snapshot: ServedVersion,
+    speed: SpeedRead,
+    user_id: str,
+    k: int,
+    now_ms: int,
+    cfg: FeedConfig | None = None,
 ) -> FeedOut:
     """Merge, rank, filter and diversify the user's feed from one snapshot of each view: the API's
     answer itself (scores unrounded: the API rounds them as it answers)."""

@@ -18,7 +18,7 @@ from lambdastack.events import MAX_ID_LEN
 from lambdastack.features import FEATURE_NAMES, feature_row
 from serving.online_features import Interaction, apply_since
 from serving.schemas import ID_RE
-from serving.snapshot import Snapshot
+from serving.served_version import ServedVersion
 
 # what SpeedView.signals_for answers: recent interactions per user, speed counts per item
 Signals = tuple[Mapping[str, Sequence[Interaction]], Mapping[str, int]]
@@ -69,7 +69,9 @@ def parse_instances(raw: Sequence[Any]) -> list[Parsed]:
     return [parse_instance(r) for r in raw]
 
 
-def feature_rows(snap: Snapshot, parsed: Sequence[Parsed], signals: Signals | None, t: int) -> np.ndarray:
+def feature_rows(
+    snap: ServedVersion, parsed: Sequence[Parsed], signals: Signals | None, t: int
+) -> np.ndarray:
     """Feature rows of the valid instances, in order (pairs from both views)."""
     view = snap.view
     recent, counts = signals if signals is not None else ({}, {})

@@ -1,4 +1,5 @@
-"""What the API holds: the current snapshot (replaced whole) and the speed reader."""
+"""What the API holds: the served version (followed with lambdastack.follower, replaced whole)
+and the speed reader."""
 
 from __future__ import annotations
 
@@ -6,41 +7,54 @@ import asyncio
 import gc
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from functools import partial
 
+from lambdastack.follower import VersionFollower
 from lambdastack.settings import Settings
 from lambdastack.versions import VersionLayout
-from serving import snapshot as snapshots
-from serving.snapshot import Snapshot
+from serving import served_version
+from serving.served_version import ServedVersion
 from serving.speed_view import SpeedView
 
 log = logging.getLogger("lambdastack.serving")
 
 
-@dataclass
 class ServingState:
-    settings: Settings
-    layout: VersionLayout
-    speed: SpeedView
-    snapshot: Snapshot = field(default_factory=Snapshot.empty)
-    on_swap: Callable[[Snapshot], None] = lambda _s: None
+    """The served version, its follower, and the speed reader of one app."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        layout: VersionLayout,
+        speed: SpeedView,
+        on_swap: Callable[[ServedVersion], None] = lambda _s: None,
+    ):
+        self.settings, self.layout, self.speed, self.on_swap = settings, layout, speed, on_swap
+        load = partial(served_version.load, ab=settings.serving.ab)
+        # loads run in the caller's thread: load_current's, a worker thread of `follow`
+        self.follower = VersionFollower(layout, load, background=False)
+        self._empty = ServedVersion.empty()
+
+    @property
+    def served(self) -> ServedVersion:
+        """The version requests read now (empty before the first load); take it once per request."""
+        value = self.follower.value
+        return self._empty if value is None else value
 
     def load_current(self) -> bool:
-        """Load CURRENT if it differs from the snapshot held; the swap is one reference assignment."""
-        vid = self.layout.current()
-        if vid is None or vid == self.snapshot.version:
+        """Load CURRENT if it differs from the version held; the swap is one reference assignment."""
+        if not self.follower.check():
             return False
-        fresh = snapshots.build(self.layout, vid, self.settings.serving.ab)
+        fresh = self.served
         # the version's objects are long-lived: keep them out of the collector's full passes,
         # which otherwise walk them all and stall requests
         gc.freeze()
-        self.snapshot = fresh
         self.on_swap(fresh)
         log.info(
             "loaded batch version",
             extra={
                 "fields": {
-                    "version": vid,
+                    "version": fresh.version,
                     "as_of_ms": fresh.view.as_of_ms,
                     "challenger": fresh.challenger.version if fresh.challenger else None,
                 }
@@ -49,10 +63,11 @@ class ServingState:
         return True
 
     async def follow(self) -> None:
-        """Poll CURRENT and load a new version in a worker thread, forever."""
+        """Look at CURRENT every `serving.reload_interval_s` and load a new version in a worker
+        thread, forever (a failed load keeps the version held: lambdastack.follower)."""
         while True:
             await asyncio.sleep(self.settings.serving.reload_interval_s)
             try:
                 await asyncio.to_thread(self.load_current)
-            except Exception:  # noqa: BLE001 - keep serving the snapshot held; the log says why
-                log.exception("loading the current batch version failed; keeping %s", self.snapshot.version)
+            except Exception:  # noqa: BLE001 - e.g. CURRENT unreadable: keep the version held
+                log.exception("following the current batch version failed; keeping %s", self.served.version)

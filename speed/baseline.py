@@ -1,17 +1,16 @@
-"""The batch baseline of the speed layer, read from the current batch version and followed:
-item event rates (trending) and the feature distributions of the training set (drift)."""
+"""The batch baseline of the speed layer, read from a batch version (lambdastack.published):
+item event rates (trending) and the feature distributions of the training set (drift). The
+loader follows CURRENT with `baseline_follower`."""
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lambdastack.errors import LambdastackError
-from lambdastack.feature_baseline import FILE
+from lambdastack.follower import VersionFollower
+from lambdastack.published import PublishedVersion
 from lambdastack.versions import VersionLayout
 
 
@@ -30,46 +29,18 @@ def item_rates(events: dict[str, int], as_of_ms: int, first_event_ms: int) -> di
     return {item: n / hours for item, n in events.items()}
 
 
-def feature_baseline(layout: VersionLayout, vid: str, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Per-feature bin edges and proportions: the manifest's `feature_baseline`, else the
-    version's feature_baseline.json, else none (drift then reports nothing)."""
-    if isinstance(manifest.get("feature_baseline"), dict):
-        return dict(manifest["feature_baseline"])
-    path = layout.version_dir(vid) / FILE
-    return dict(json.loads(path.read_text())) if path.is_file() else {}
-
-
-def load(layout: VersionLayout, vid: str) -> Baseline:
+def load(published: PublishedVersion) -> Baseline:
     """Read the baseline of one complete version."""
-    import pyarrow.parquet as pq
-
-    manifest = layout.manifest(vid)
-    stats = pq.read_table(layout.view_dir(vid, "item_stats"), columns=["item_id", "events"])
-    events = dict(zip(stats["item_id"].to_pylist(), stats["events"].to_pylist(), strict=True))
-    as_of = int(manifest["as_of_ms"])
-    first = manifest.get("input", {}).get("min_event_ms")
+    as_of = published.as_of_ms
+    first = published.manifest.get("input", {}).get("min_event_ms")
     first = as_of if first is None else int(first)
-    return Baseline(vid, item_rates(events, as_of, first), feature_baseline(layout, vid, manifest))
+    rates = item_rates(published.item_counts(), as_of, first)
+    return Baseline(published.version, rates, published.feature_baseline())
 
 
-class BaselineFollower:
-    """Holds the baseline of the version CURRENT names; looks at CURRENT every `check_s`."""
-
-    def __init__(self, layout: VersionLayout, check_s: float, clock: Callable[[], float] = time.monotonic):
-        self._layout, self._check_s, self._clock = layout, check_s, clock
-        self._checked = -float("inf")
-        self.baseline = Baseline()
-
-    def get(self) -> Baseline:
-        """The current baseline, re-read when CURRENT names another version."""
-        now = self._clock()
-        if now - self._checked >= self._check_s:
-            self._checked = now
-            vid = self._layout.current()
-            if vid != self.baseline.version:
-                try:
-                    self.baseline = Baseline() if vid is None else load(self._layout, vid)
-                except (OSError, ValueError, KeyError, LambdastackError) as e:
-                    # e.g. the version was garbage-collected meanwhile: keep the last good one
-                    print(f"[speed] cannot read the baseline of {vid}: {e}", file=sys.stderr)
-        return self.baseline
+def baseline_follower(
+    layout: VersionLayout, check_s: float, clock: Callable[[], float] = time.monotonic
+) -> VersionFollower[Baseline]:
+    """The baseline of the version CURRENT names, looked at every `check_s`; loaded in the caller's
+    thread (a version's item_stats are small), so a change is seen by the call that notices it."""
+    return VersionFollower(layout, load, check_s, clock, background=False)

@@ -10,19 +10,22 @@ the features the model sees, good for spotting a shift in their distribution.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lambdastack.features import FEATURE_NAMES
 from lambdastack.settings import Settings
 from speed.sql import interval, upsert_sink, window_end_ms
 
+if TYPE_CHECKING:  # pyarrow and onnxruntime load only inside the UDF
+    from lambdastack.published import PublishedVersion
+    from speed.scoring_view import ScoringView
 
-def drift_state(layout: Any, vid: str) -> tuple[Any, dict[str, Any]]:
-    """The snapshot of a version and its feature baseline (what the UDF needs)."""
-    from speed.baseline import feature_baseline
-    from speed.snapshot import load_snapshot
 
-    return load_snapshot(layout, vid), feature_baseline(layout, vid, layout.manifest(vid))
+def drift_state(published: PublishedVersion) -> tuple[ScoringView, dict[str, Any]]:
+    """The scoring view of a version and its feature baseline (what the UDF needs)."""
+    from speed import scoring_view
+
+    return scoring_view.load(published), published.feature_baseline()
 
 
 def bins_udf(settings: Settings) -> Any:
@@ -35,21 +38,21 @@ def bins_udf(settings: Settings) -> Any:
 
     class DriftBins(ScalarFunction):  # type: ignore[misc]
         def open(self, function_context: Any) -> None:
+            from lambdastack.follower import VersionFollower
             from lambdastack.versions import VersionLayout
-            from speed.version_follower import VersionFollower
 
             self.follower = VersionFollower(VersionLayout(Path(views_dir)), drift_state, check_s)
 
         def eval(self, users: pd.Series, items: pd.Series, times: pd.Series) -> pd.Series:
             from speed.drift import bin_row
 
-            loaded = self.follower.snapshot()
+            loaded = self.follower.current()
             if loaded is None or not loaded[1]:
                 return pd.Series([None] * len(users), dtype=object)
-            snap, baseline = loaded
+            view, baseline = loaded
             out = []
             for u, i, t in zip(users, items, times, strict=True):
-                row = snap.side.row(snap.user_state(u), i, snap.counts.get(i, 0), int(t))
+                row = view.side.row(view.user_state(u), i, view.counts.get(i, 0), int(t))
                 out.append(bin_row(row, FEATURE_NAMES, baseline))
             return pd.Series(out, dtype=object)
 

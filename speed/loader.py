@@ -22,7 +22,7 @@ from lambdastack.speedstore.base import SpeedStore, Write
 from lambdastack.speedstore.redis import RedisSpeedStore
 from lambdastack.versions import VersionLayout
 from speed import drift, trending
-from speed.baseline import BaselineFollower
+from speed.baseline import Baseline, baseline_follower
 from speed.signals import decode_counts, minute_writes, stale_minute_fields, writes_for
 from speed.user_writes import user_writes
 
@@ -46,7 +46,7 @@ class SignalRouter:
         self._drift_latest: int | None = None
         self._layout = KeyLayout(settings.redis.key_prefix)
         self._writer, self._clock = writer, clock
-        self._baseline = BaselineFollower(
+        self._baseline = baseline_follower(
             VersionLayout(settings.path(settings.data.views_dir)), s.baseline_check_s
         )
         self._retention_ms = s.minute_retention_s * 1000
@@ -105,7 +105,7 @@ class SignalRouter:
         if self._drift_latest is not None and window_end_ms <= self._drift_latest:
             return []  # the hash holds the newest window only
         self._drift_latest = window_end_ms
-        baseline, s = self._baseline.get(), self._speed
+        baseline, s = self._baseline.current() or Baseline(), self._speed
         r = drift.report(
             window_end_ms,
             drift.decode_bins(bins),
@@ -119,7 +119,7 @@ class SignalRouter:
         return drift.drift_writes(r, self._layout, self._ttl_s)
 
     def _trending(self, window_end_ms: int, items: str | None) -> list[Write]:
-        baseline = self._baseline.get()
+        baseline = self._baseline.current() or Baseline()
         ranked = trending.rank(trending.decode_counts(items), baseline.rates_per_hour, self._rule)
         newest = self._latest is None or window_end_ms > self._latest
         if newest:

@@ -1,5 +1,5 @@
 """Per-event scoring of the speed layer: a user's last interactions + a batch version -> fresh
-candidates scored by the version's model. Pure (numpy and the ONNX function of the snapshot).
+candidates scored by the version's model. Pure (numpy and the ONNX function of the ScoringView).
 
 The merge contract, as in the serving layer: the user's state is the batch profile as of the
 version's as-of, then the window's interactions at or after the as-of applied in time order
@@ -18,29 +18,29 @@ import numpy as np
 
 from lambdastack.features import DECAY_PER_MS, UserState, event_weights, is_positive
 from lambdastack.speedview import FreshCandidates, Interaction, encode_fresh
-from speed.snapshot import Snapshot
+from speed.scoring_view import ScoringView
 from speed.user_window import ENTRY_SEP, parse_window
 
 SCORE_DECIMALS = 6  # what lambdastack.speedview.encode_fresh keeps
 
 
-def merged_state(snap: Snapshot, user_id: str, window: Sequence[Interaction]) -> UserState:
+def merged_state(view: ScoringView, user_id: str, window: Sequence[Interaction]) -> UserState:
     """The user's state after the newest interaction of the window (the real-time interest vector
     is its `interest`)."""
-    state = snap.user_state(user_id)
+    state = view.user_state(user_id)
     newer = sorted(
-        (e for e in window if e.event_time_ms >= snap.as_of_ms), key=lambda e: (e.event_time_ms, e.event_id)
+        (e for e in window if e.event_time_ms >= view.as_of_ms), key=lambda e: (e.event_time_ms, e.event_id)
     )
     if newer:
-        _fold(state, newer, snap)
+        _fold(state, newer, view)
     return state
 
 
-def _fold(state: UserState, newer: Sequence[Interaction], snap: Snapshot) -> None:
+def _fold(state: UserState, newer: Sequence[Interaction], view: ScoringView) -> None:
     """UserState.apply of each entry (in time order, none before the state's t_ref) in closed form:
     interest at T = interest x decay(T - t_ref) + sum of w v decay(T - t) over entries with a
     vector. A unit test keeps it equal to the sequential definition (up to float rounding)."""
-    vectors, _, has = snap.vector_rows([e.item_id for e in newer])
+    vectors, _, has = view.vector_rows([e.item_id for e in newer])
     if has.any():
         t = np.fromiter((e.event_time_ms for e in newer), dtype=np.int64, count=len(newer))[has]
         top = max(state.t_ref, int(t.max()))
@@ -56,7 +56,7 @@ def _fold(state: UserState, newer: Sequence[Interaction], snap: Snapshot) -> Non
         state.t_ref = top
     state.n += len(newer)
     for e in newer:
-        for g in snap.side.genres.get(e.item_id, ()):
+        for g in view.side.genres.get(e.item_id, ()):
             state.genres[g] = state.genres.get(g, 0) + 1
     state.last_item, state.last_t = newer[-1].item_id, newer[-1].event_time_ms
 
@@ -73,59 +73,61 @@ def seed_items(window: Sequence[Interaction], n: int) -> list[str]:
 
 
 def candidates(
-    snap: Snapshot, user_id: str, window: Sequence[Interaction], seeds: Sequence[str]
+    view: ScoringView, user_id: str, window: Sequence[Interaction], seeds: Sequence[str]
 ) -> list[str]:
     """Neighbours of the seeds, in seed order then neighbour rank, without seen items."""
-    seen = snap.history.get(user_id, frozenset()) | {e.item_id for e in window}
+    seen = view.history.get(user_id, frozenset()) | {e.item_id for e in window}
     out: dict[str, None] = {}
     for seed in seeds:
-        for item in snap.neighbours.get(seed, ()):
+        for item in view.neighbours.get(seed, ()):
             if item not in seen:
                 out.setdefault(item)
     return list(out)
 
 
-def feature_matrix(snap: Snapshot, state: UserState, items: Sequence[str], t: int) -> np.ndarray:
+def feature_matrix(view: ScoringView, state: UserState, items: Sequence[str], t: int) -> np.ndarray:
     """lambdastack.features.features of (state, item, t) for many items at once, in
     FEATURE_NAMES order (lambdastack.item_matrix, as the serving layer ranks). The item count is
     the batch count: the speed counts live in Redis."""
-    m = snap.matrix
+    m = view.matrix
     rows = m.rows(items)
     return m.features(state, rows, m.counts[rows], t)
 
 
 def score(
-    snap: Snapshot, user_id: str, window: Sequence[Interaction], fresh_n: int, seeds_n: int
+    view: ScoringView, user_id: str, window: Sequence[Interaction], fresh_n: int, seeds_n: int
 ) -> FreshCandidates | None:
     """The fresh candidates after the window's newest event; None unless it is a positive
     engagement and the version has a model."""
-    if not window or snap.ranker is None:
+    if not window or view.ranker is None:
         return None
     trigger = window[-1]
     if not is_positive(trigger.type, trigger.value):
         return None
-    items = candidates(snap, user_id, window, seed_items(window, seeds_n))
+    items = candidates(view, user_id, window, seed_items(window, seeds_n))
     ranked: list[tuple[str, float]] = []
     if items:
-        state = merged_state(snap, user_id, window)
-        p = snap.ranker(feature_matrix(snap, state, items, trigger.event_time_ms))
+        state = merged_state(view, user_id, window)
+        p = view.ranker(feature_matrix(view, state, items, trigger.event_time_ms))
         ranked = sorted(
             ((i, round(float(s), SCORE_DECIMALS)) for i, s in zip(items, p, strict=True)),
             key=lambda r: (-r[1], r[0]),
         )[:fresh_n]
-    return FreshCandidates(snap.version, snap.version, trigger.event_time_ms, tuple(ranked))
+    return FreshCandidates(view.version, view.version, trigger.event_time_ms, tuple(ranked))
 
 
-def fresh_value(snap: Snapshot | None, user_id: str, window: str, fresh_n: int, seeds_n: int) -> str | None:
+def fresh_value(
+    view: ScoringView | None, user_id: str, window: str, fresh_n: int, seeds_n: int
+) -> str | None:
     """The `fresh` field value (encoded FreshCandidates) after a window string, or None."""
-    if snap is None:
+    if view is None:
         return None
-    fresh = score(snap, user_id, parse_window(window), fresh_n, seeds_n)
+    fresh = score(view, user_id, parse_window(window), fresh_n, seeds_n)
     return None if fresh is None else encode_fresh(fresh)
 
 
 def fresh_values(
-    snap: Snapshot | None, user_ids: Sequence[str], windows: Sequence[str], fresh_n: int, seeds_n: int
+    view: ScoringView | None, user_ids: Sequence[str], windows: Sequence[str], fresh_n: int, seeds_n: int
 ) -> list[str | None]:
     """`fresh_value` of each (user, window) of a batch, in order, except that only a user's last
     positive engagement in the batch is scored: the users sink is an upsert keyed by user, so an
@@ -140,5 +142,5 @@ def fresh_values(
         trigger = parse_window(window.rsplit(ENTRY_SEP, 1)[-1])[-1]
         if is_positive(trigger.type, trigger.value):
             done.add(user)
-            out[n] = fresh_value(snap, user, window, fresh_n, seeds_n)
+            out[n] = fresh_value(view, user, window, fresh_n, seeds_n)
     return out

@@ -110,17 +110,17 @@ def fresh_udf(settings: Settings) -> Any:
 
     class ScoreFresh(ScalarFunction):  # type: ignore[misc]
         def open(self, function_context: Any) -> None:
+            from lambdastack.follower import VersionFollower
             from lambdastack.versions import VersionLayout
-            from speed.snapshot import load_snapshot
-            from speed.version_follower import VersionFollower
+            from speed import scoring_view
 
-            self.follower = VersionFollower(VersionLayout(Path(views_dir)), load_snapshot, check_s)
+            self.follower = VersionFollower(VersionLayout(Path(views_dir)), scoring_view.load, check_s)
 
         def eval(self, user_ids: pd.Series, windows: pd.Series) -> pd.Series:
             from speed.scoring import fresh_values
 
             return pd.Series(
-                fresh_values(self.follower.snapshot(), list(user_ids), list(windows), fresh_n, seeds_n),
+                fresh_values(self.follower.current(), list(user_ids), list(windows), fresh_n, seeds_n),
                 dtype=object,
             )
 

@@ -39,7 +39,7 @@ async def feed(
     """The user's ranked feed from the batch and speed views (never 5xx: degraded instead)."""
     ctx = context(request)
     s = ctx.settings.serving
-    snap = ctx.state.snapshot  # one version for the whole request
+    snap = ctx.state.served  # one version for the whole request
     k = s.feed_k_default if k is None else bounded_k(k, s.feed_k_max)
     t = now_ms()
     side = batch_side(snap, user_id, k, ctx.feed)  # cached per version: known candidates

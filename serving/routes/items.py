@@ -20,7 +20,7 @@ router = APIRouter(prefix="/v1", responses=ERRORS, tags=["items"])
 async def item(request: Request, item_id: ItemId) -> Response:
     """Batch attributes and live counters of an item (since the as-of, and 1m / 10m / 1h)."""
     ctx = context(request)
-    view = ctx.state.snapshot.view
+    view = ctx.state.served.view
     live = await ctx.state.speed.item(item_id, view.as_of_ms, now_ms())
     since, windows = live if live is not None else ({ALL_TYPES: 0}, {})
     known = item_id in view.index or item_id in view.titles or since[ALL_TYPES] > 0

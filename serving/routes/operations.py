@@ -26,7 +26,7 @@ async def health() -> Response:
 async def ready(request: Request) -> Response:
     """A version and its model are loaded and Redis answers."""
     ctx = context(request)
-    snap = ctx.state.snapshot
+    snap = ctx.state.served
     checks = {
         "batch_version": snap.version is not None,
         "model": snap.ranker is not None,
@@ -39,7 +39,7 @@ async def ready(request: Request) -> Response:
 @router.get("/version", response_model=VersionOut)
 async def version(request: Request) -> Response:
     """The code version and the versions loaded."""
-    snap = context(request).state.snapshot
+    snap = context(request).state.served
     return json_response(
         VersionOut(
             code_version=__version__,

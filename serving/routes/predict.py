@@ -23,7 +23,7 @@ async def predict(request: Request, body: PredictIn) -> Response:
     limit = ctx.settings.serving.predict_instances_max
     if len(body.instances) > limit:
         raise ValidationError([("instances", f"must hold at most {limit} instances")])
-    snap = ctx.state.snapshot
+    snap = ctx.state.served
     if snap.ranker is None:
         raise NoVersionError("no ranking model is loaded yet; publish a batch version first")
     parsed = parse_instances(body.instances)

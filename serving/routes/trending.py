@@ -19,7 +19,7 @@ async def trending(
     """The newest complete trending window of the speed layer."""
     ctx = context(request)
     k = bounded_k(k, ctx.settings.serving.feed_k_max)
-    view = ctx.state.snapshot.view
+    view = ctx.state.served.view
     got = await ctx.state.speed.trending(k)
     end, items = got if got is not None else (None, [])
     if got is None:

@@ -60,7 +60,7 @@ def _merged(view: BatchView, user_id: str, recent: Sequence[Interaction]) -> Mer
 async def profile(request: Request, user_id: UserId) -> Response:
     """The batch profile merged with the live state from the speed view."""
     ctx = context(request)
-    view = ctx.state.snapshot.view
+    view = ctx.state.served.view
     live = await ctx.state.speed.user(user_id)
     recent, fresh = live if live is not None else ((), None)
     if live is None:

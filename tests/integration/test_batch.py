@@ -19,6 +19,7 @@ from batch.session import spark_session
 from lambdastack.errors import DataError
 from lambdastack.events import EVENT_TYPES, Event
 from lambdastack.features import FEATURE_NAMES
+from lambdastack.published import PublishedVersion
 from lambdastack.versions import VersionLayout
 from serving import batch_view
 from serving.online_features import feature_matrix, online_state
@@ -115,7 +116,7 @@ def test_offline_training_features_equal_online_features(published):
     computes from the published version plus the events since the as-of."""
     iso, events, vid = published
     s = iso.settings
-    view = batch_view.load(_layout(iso), vid)
+    view = batch_view.load(PublishedVersion(_layout(iso), vid))
     spark = spark_session(s)
     later = START + 4 * DAY
     all_before = _read_events(spark, s.path(s.data.master_dir), later)

@@ -32,6 +32,7 @@ import pytest
 
 import batch.publish
 from batch.publish import publish, view_checksum
+from lambdastack.published import PublishedVersion
 from lambdastack.versions import MANIFEST, VersionLayout
 from serving.batch_view import load
 from tests.conftest import Isolated, make_isolated
@@ -118,7 +119,7 @@ def assert_only_complete_versions(layout: VersionLayout, views: set[str]) -> lis
 
 
 def assert_reader_follows_current(layout: VersionLayout, vid: str, as_of: str) -> None:
-    view = load(layout, layout.require_current())
+    view = load(PublishedVersion(layout, layout.require_current()))
     assert view.version == vid and view.as_of_ms == _ms(as_of)
     assert len(view.item_ids) > 0 and view.history and view.titles
 

@@ -17,12 +17,13 @@ from batch.job import run as run_batch
 from lambdastack.events import Event
 from lambdastack.keys import KeyLayout
 from lambdastack.producer import EventProducer
+from lambdastack.published import PublishedVersion
 from lambdastack.registry import promote
 from lambdastack.settings import load_settings
 from lambdastack.speedview import Interaction, decode_fresh, decode_recent
 from lambdastack.versions import VersionLayout
+from speed import scoring_view
 from speed.scoring import score
-from speed.snapshot import load_snapshot
 from tests.conftest import Isolated, make_isolated
 from tests.integration.conftest import start_speed_job
 from tests.integration.helpers import eventually, load_synthetic
@@ -62,7 +63,7 @@ def test_recent_and_fresh_follow_the_user_and_the_published_version(services, ba
     load_synthetic(s, n_users=30, n_items=40, n_events=1500, seed=3, start_ms=START, days=3)
     v1 = run_batch(s, as_of_ms=START + 2 * DAY, echo=lambda _m: None)
     layout = VersionLayout(s.path(s.data.views_dir))
-    snap1 = load_snapshot(layout, v1)
+    snap1 = scoring_view.load(PublishedVersion(layout, v1))
     stopper.append(start_speed_job(iso, JOB_START_S))
 
     user = next(u for u in sorted(snap1.profiles) if snap1.history.get(u))  # has a batch profile
@@ -129,7 +130,7 @@ def test_recent_and_fresh_follow_the_user_and_the_published_version(services, ba
 
     trigger = eventually(scored_by_v2, 60, "a fresh record scored by the promoted version", interval_s=0.5)
     assert trigger is not None and stopper[0].running()
-    snap2 = load_snapshot(layout, v2)
+    snap2 = scoring_view.load(PublishedVersion(layout, v2))
     window = _entries(events + later[: later.index(trigger) + 1])
     assert (
         decode_fresh(_user_hash(r, keys, user)[b"fresh"]).items

@@ -30,7 +30,7 @@ MAX_FUNCTION_LINES = 60
 ALLOWED_LONG: dict[tuple[str, str], str] = {
     ("serving/app.py", "create_app"): "being split by #14 work (serving by resource)",
     ("speed/job.py", "run"): "being split by #14 work (speed layer)",
-    ("batch/replay.py", "answer_queries"): "being split by #14 work (batch/replay.py is renamed)",
+    ("batch/user_folds.py", "answer_queries"): "being split by #14 work (batch/replay.py is renamed)",
     ("batch/training.py", "training_set"): "being split by #14 work",
     ("tools/bench/speed.py", "_one_run"): "being split by #14 work (benchmarks moved to tools/)",
 }

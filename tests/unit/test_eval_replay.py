@@ -15,8 +15,8 @@ from lambdastack.settings import load_settings
 from lambdastack.speedstore.memory import zrevrange
 from serving.batch_view import BatchView
 from serving.feed import FeedConfig
-from serving.snapshot import Snapshot
-from speed.snapshot import Snapshot as ScoringSnapshot
+from serving.served_version import ServedVersion
+from speed.scoring_view import ScoringView
 from speed.user_window import entry, parse_window
 from tools.evaluation.metrics import rank_in_feed
 from tools.evaluation.replay import replay
@@ -43,7 +43,7 @@ def side() -> ItemSide:
     return ItemSide({i: rng.normal(size=4) for i in ITEMS}, {i: [f"g{n % 3}"] for n, i in enumerate(ITEMS)})
 
 
-def serving_snapshot() -> Snapshot:
+def served_version() -> ServedVersion:
     s = side()
     counts = {i: 100 - n for n, i in enumerate(ITEMS)}  # i0 most popular
     state = UserState()
@@ -72,11 +72,11 @@ def serving_snapshot() -> Snapshot:
         neighbours={i: (ITEMS[(n + 1) % 20], ITEMS[(n + 2) % 20]) for n, i in enumerate(ITEMS)},
         matrix=ItemMatrix.build(s, counts),
     )
-    return Snapshot(view, None)
+    return ServedVersion(view, None)
 
 
-def scorer(view: BatchView) -> ScoringSnapshot:
-    return ScoringSnapshot(
+def scorer(view: BatchView) -> ScoringView:
+    return ScoringView(
         version="v000001",
         as_of_ms=AS_OF,
         side=view.side,
@@ -90,10 +90,10 @@ def scorer(view: BatchView) -> ScoringSnapshot:
 
 def variants(k: int = 5) -> Variants:
     settings = load_settings(environ={})
-    full = serving_snapshot()
+    full = served_version()
     scoring = scorer(full.view)
     state = SpeedState(settings, {MERGED: scoring, SPEED_ONLY: catalogue_scorer(scoring)}, {})
-    return Variants(full, Snapshot(catalogue_only(full.view), None), state, FeedConfig(), k)
+    return Variants(full, ServedVersion(catalogue_only(full.view), None), state, FeedConfig(), k)
 
 
 def ev(n: int, user: str, item: str, t: int, etype: str = "rating", value: float = 5.0) -> Event:
@@ -179,7 +179,7 @@ def test_replay_asks_before_applying_and_skips_repeats():
 
 
 def test_catalogue_only_keeps_items_embeddings_and_neighbours():
-    full = serving_snapshot().view
+    full = served_version().view
     empty = catalogue_only(full)
     assert empty.count("i0") == 0 and empty.popular() == () and empty.seen("old") == frozenset()
     assert empty.neighbours == full.neighbours and empty.side is full.side

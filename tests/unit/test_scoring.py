@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 from lambdastack.features import ItemSide, UserState
+from lambdastack.model import load_ranker
 from lambdastack.speedview import Interaction, decode_fresh
 from speed.scoring import candidates, feature_matrix, fresh_value, merged_state, score, seed_items
-from speed.snapshot import Snapshot, onnx_ranker
+from speed.scoring_view import ScoringView
 from speed.user_window import ENTRY_SEP, FIELD_SEP
 
 pytestmark = pytest.mark.unit
@@ -35,7 +36,7 @@ def ranker():
         options={"zipmap": False},
         target_opset=17,
     )
-    return onnx_ranker(model.SerializeToString())
+    return load_ranker(model.SerializeToString(), "v000001").predict
 
 
 def _profile(events):
@@ -59,8 +60,8 @@ BEFORE = [
 ]
 
 
-def _snapshot(ranker=None, version="v000001"):
-    return Snapshot(
+def _view(ranker=None, version="v000001"):
+    return ScoringView(
         version=version,
         as_of_ms=AS_OF,
         side=SIDE,
@@ -80,7 +81,7 @@ def test_merged_state_is_the_profile_plus_the_window_since_the_as_of_in_time_ord
         Interaction("i4", "skip", 1.0, AS_OF + 2000, "e3"),
         Interaction("i6", "rating", 4.5, AS_OF + 3000, "e5"),
     ]
-    merged = merged_state(_snapshot(), "u1", window)
+    merged = merged_state(_view(), "u1", window)
     full = UserState()
     for e in sorted(BEFORE + window[1:], key=lambda e: (e.event_time_ms, e.event_id)):
         SIDE.apply(full, e.item_id, e.event_time_ms, e.type, e.value)
@@ -97,13 +98,13 @@ def test_candidates_are_unseen_neighbours_of_the_newest_engaged_items():
     ]
     assert seed_items(window, 3) == ["i3", "i2"]  # newest first; a skip is no engagement
     assert seed_items(window, 1) == ["i3"]
-    got = candidates(_snapshot(), "u1", window, ["i3", "i2"])
+    got = candidates(_view(), "u1", window, ["i3", "i2"])
     # i3 -> i4 i5 i6 i7, i2 -> i3 i4 i5 i6; seen: i2 i3 i7 (window), i0 i1 (batch history)
     assert got == ["i4", "i5", "i6"]
 
 
 def test_score_ranks_candidates_by_the_model_on_the_shared_features(ranker):
-    snap = _snapshot(ranker)
+    snap = _view(ranker)
     window = [
         Interaction("i4", "skip", 1.0, AS_OF + 10, "a"),
         Interaction("i8", "share", 1.0, AS_OF + 20, "b"),
@@ -126,15 +127,15 @@ def test_score_ranks_candidates_by_the_model_on_the_shared_features(ranker):
 
 def test_no_fresh_candidates_without_an_engagement_or_a_model(ranker):
     positive = [Interaction("i8", "like", 1.0, AS_OF + 20, "b")]
-    assert score(_snapshot(None), "u1", positive, 5, 2) is None
-    assert score(_snapshot(ranker), "u1", [Interaction("i8", "skip", 1.0, AS_OF, "x")], 5, 2) is None
-    assert score(_snapshot(ranker), "u1", [Interaction("i8", "rating", 2.0, AS_OF, "x")], 5, 2) is None
-    assert score(_snapshot(ranker), "u1", [], 5, 2) is None
+    assert score(_view(None), "u1", positive, 5, 2) is None
+    assert score(_view(ranker), "u1", [Interaction("i8", "skip", 1.0, AS_OF, "x")], 5, 2) is None
+    assert score(_view(ranker), "u1", [Interaction("i8", "rating", 2.0, AS_OF, "x")], 5, 2) is None
+    assert score(_view(ranker), "u1", [], 5, 2) is None
     assert fresh_value(None, "u1", "i8|like|1.0|5|b", 5, 2) is None
 
 
 def test_fresh_value_is_the_encoded_score_and_byte_stable(ranker):
-    snap = _snapshot(ranker, version="v000009")
+    snap = _view(ranker, version="v000009")
     window = ENTRY_SEP.join(
         FIELD_SEP.join(p)
         for p in (["i1", "view", "1.0", str(AS_OF + 1), "a"], ["i5", "watch", "30.5", str(AS_OF + 2), "b"])
@@ -151,7 +152,7 @@ def test_fresh_value_is_the_encoded_score_and_byte_stable(ranker):
 @pytest.mark.parametrize("events", [[], BEFORE, BEFORE + [Interaction("i3", "skip", 1.0, AS_OF + 5, "x")]])
 def test_feature_matrix_equals_the_shared_feature_rows(events):
     side = ItemSide({**SIDE.vectors, "zero": np.zeros(6)}, {**SIDE.genres, "nogenre": []})
-    snap = Snapshot("v1", AS_OF, side, {"i1": 4, "i2": -1}, {}, {}, {})
+    snap = ScoringView("v1", AS_OF, side, {"i1": 4, "i2": -1}, {}, {}, {})
     state = UserState()
     for e in events:
         side.apply(state, e.item_id, e.event_time_ms, e.type, e.value)
@@ -167,7 +168,7 @@ def test_feature_matrix_equals_the_shared_feature_rows(events):
 def test_the_closed_form_merge_equals_applying_the_events_one_by_one(profile):
     rng = np.random.default_rng(len(profile))
     side = ItemSide({i: v for i, v in SIDE.vectors.items() if i != "i3"}, SIDE.genres)  # i3: no vector
-    snap = Snapshot("v1", AS_OF, side, {}, {}, {"u": _profile(profile)} if profile else {}, {})
+    snap = ScoringView("v1", AS_OF, side, {}, {}, {"u": _profile(profile)} if profile else {}, {})
     types = ["view", "skip", "watch", "rating", "like", "share"]
     window = [
         Interaction(
@@ -192,7 +193,7 @@ def test_the_closed_form_merge_equals_applying_the_events_one_by_one(profile):
 def test_a_batch_scores_each_users_last_positive_engagement_only_with_the_same_final_values(ranker):
     from speed.scoring import fresh_values
 
-    snap = _snapshot(ranker, version="v000009")
+    snap = _view(ranker, version="v000009")
 
     def win(*entries):
         return ENTRY_SEP.join(FIELD_SEP.join(e) for e in entries)

@@ -7,10 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
+from lambdastack.model import load_ranker
 from lambdastack.speedview import SpeedRead
 from serving.abtest import CHALLENGER, CONTROL, variant
 from serving.feed import rank_feed
-from serving.model import load_ranker
 from tests.unit.test_serving_feed import NOW, tiny_model, world
 
 pytestmark = pytest.mark.unit

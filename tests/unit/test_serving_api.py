@@ -227,13 +227,14 @@ class FakeSink:
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[TestClient]:
-    """The app with a version (snapshot of serving.feed's tests, with a model) and a speed view."""
+def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    """The app with a version (the world of serving.feed's tests, with a model) and a speed view."""
     app = create_app(settings(tmp_path))
     ctx = app.state.context
     ctx.state.speed, ctx.sink = FakeSpeedView(), FakeSink()
+    version = world(model=tiny_model())
     with TestClient(app, raise_server_exceptions=False) as c:
-        ctx.state.snapshot = world(model=tiny_model())
+        monkeypatch.setattr(type(ctx.state), "served", property(lambda _self: version))
         yield c
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from lambdastack.features import FEATURE_NAMES, ItemSide, UserState
 from lambdastack.item_matrix import ItemMatrix
+from lambdastack.model import Ranker, load_ranker
 from lambdastack.speedview import FreshCandidates, Interaction, SpeedRead
 from serving.batch_view import BatchView
 from serving.feed import (
@@ -25,9 +26,8 @@ from serving.feed import (
     known_candidates,
     rank_feed,
 )
-from serving.model import Ranker, load_ranker
 from serving.online_features import feature_matrix, online_state
-from serving.snapshot import Snapshot
+from serving.served_version import ServedVersion
 
 pytestmark = pytest.mark.unit
 AS_OF = 1_800_000_000_000
@@ -54,8 +54,8 @@ def tiny_model() -> bytes:
     return onnx.SerializeToString()
 
 
-def world(n_items: int = 40, model: bytes | None = None, version: str = "v000001") -> Snapshot:
-    """A snapshot of 40 items in 4 genres, users u1 (warm, cluster 0) and u2 (one event), no u3."""
+def world(n_items: int = 40, model: bytes | None = None, version: str = "v000001") -> ServedVersion:
+    """A served version of 40 items in 4 genres, users u1 (warm, cluster 0) and u2 (one event), no u3."""
     rng = np.random.default_rng(1)
     ids = [f"i{n}" for n in range(n_items)]
     vectors = {i: rng.normal(size=8) for i in ids}
@@ -101,7 +101,7 @@ def world(n_items: int = 40, model: bytes | None = None, version: str = "v000001
         matrix=ItemMatrix.build(side, events),
     )
     ranker = load_ranker(model, version) if model is not None else None
-    return Snapshot(view, ranker)
+    return ServedVersion(view, ranker)
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +166,7 @@ def test_every_source_is_named_on_the_items_it_proposed(model):
     assert feed.signal_age_ms == NOW - (AS_OF + 60_000)
 
 
-def _reference_pool(snap: Snapshot, sp: SpeedRead, user: str, k: int, cfg: FeedConfig) -> dict:
+def _reference_pool(snap: ServedVersion, sp: SpeedRead, user: str, k: int, cfg: FeedConfig) -> dict:
     """The pool as first specified: every source over its whole list, one after the other."""
     view = snap.view
     state = online_state(view, user, sp.recent)
@@ -262,7 +262,7 @@ def test_without_redis_the_feed_is_batch_only_and_marked_degraded(model):
 
 
 def test_without_a_version_the_feed_comes_from_trending_and_speed_popularity():
-    snap = Snapshot.empty()
+    snap = ServedVersion.empty()
     sp = speed(
         trending=(("x1", 9.0),),
         trending_end_ms=AS_OF,

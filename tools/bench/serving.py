@@ -276,13 +276,14 @@ def measure_load(views: Path) -> dict[str, Any]:
     tracks, and how long one full collection over them takes."""
     import gc
 
+    from lambdastack.published import PublishedVersion
     from serving import batch_view
 
     layout = VersionLayout(views)
     gc.collect()
     before = len(gc.get_objects())
     started = time.perf_counter()
-    view = batch_view.load(layout, layout.require_current())
+    view = batch_view.load(PublishedVersion(layout, layout.require_current()))
     load_s = time.perf_counter() - started
     gc.collect()
     started = time.perf_counter()

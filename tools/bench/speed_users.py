@@ -23,9 +23,10 @@ import redis
 from lambdastack.events import Event
 from lambdastack.keys import KeyLayout
 from lambdastack.producer import EventProducer
+from lambdastack.published import PublishedVersion
 from lambdastack.settings import Settings, load_settings
 from lambdastack.versions import VersionLayout
-from speed.snapshot import load_snapshot
+from speed import scoring_view
 from tools.stack import kafka
 
 MARKERS = 8
@@ -35,7 +36,7 @@ TYPE_P = [0.55, 0.15, 0.10, 0.03, 0.10, 0.05, 0.02]
 
 def _events(settings: Settings, n: int, seed: int) -> list[Event]:
     layout = VersionLayout(settings.path(settings.data.views_dir))
-    snap = load_snapshot(layout, layout.require_current())
+    snap = scoring_view.load(PublishedVersion(layout, layout.require_current()))
     users, items = sorted(snap.profiles), sorted(snap.neighbours)
     rng = np.random.default_rng(seed)
     now = int(time.time() * 1000)
@@ -114,7 +115,7 @@ def run_pure(settings: Settings, n: int, window_n: int) -> dict[str, float]:
     from speed.user_window import ENTRY_SEP, FIELD_SEP
 
     layout = VersionLayout(settings.path(settings.data.views_dir))
-    snap = load_snapshot(layout, layout.require_current())
+    snap = scoring_view.load(PublishedVersion(layout, layout.require_current()))
     events = _events(settings, n + window_n, seed=2)
     sp = settings.speed
     started, cpu = time.perf_counter(), time.process_time()

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lambdastack.events import Event
+from lambdastack.published import PublishedVersion
 from lambdastack.settings import Settings
 from lambdastack.versions import VersionLayout
 from tools.evaluation.metrics import Scoreboard, rank_in_feed
@@ -39,18 +40,17 @@ class Asked:
 
 def open_variants(settings: Settings, version: str, k: int) -> Variants:
     """The four variants over a published version (in `settings`' views dir) and a new speed state."""
+    from serving import served_version
     from serving.feed import FeedConfig
-    from serving.snapshot import build
-    from speed.baseline import load as load_baseline
-    from speed.snapshot import load_snapshot
+    from speed import baseline, scoring_view
     from tools.evaluation.variants import catalogue_only, catalogue_scorer
 
-    layout = VersionLayout(settings.path(settings.data.views_dir))
-    full = build(layout, version, settings.serving.ab)
-    empty = type(full)(catalogue_only(full.view), full.ranker)
-    scorer = load_snapshot(layout, version)
+    published = PublishedVersion(VersionLayout(settings.path(settings.data.views_dir)), version)
+    full = served_version.load(published, settings.serving.ab)
+    empty = served_version.ServedVersion(catalogue_only(full.view), full.ranker)
+    scorer = scoring_view.load(published)
     scorers = {MERGED: scorer, SPEED_ONLY: catalogue_scorer(scorer)}
-    state = SpeedState(settings, scorers, load_baseline(layout, version).rates_per_hour)
+    state = SpeedState(settings, scorers, baseline.load(published).rates_per_hour)
     return Variants(full, empty, state, FeedConfig.from_settings(settings.serving), k)
 
 

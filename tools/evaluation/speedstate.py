@@ -32,8 +32,8 @@ from lambdastack.speedstore.memory import MemorySpeedStore
 from lambdastack.speedview import FRESH_FIELD, RECENT_FIELD, SpeedRead
 from speed import trending
 from speed.scoring import fresh_value
+from speed.scoring_view import ScoringView
 from speed.signals import writes_for
-from speed.snapshot import Snapshot as ScoringSnapshot
 from speed.user_window import ENTRY_SEP, entry
 from speed.user_writes import user_write
 from speed.users import never_positive_types
@@ -54,7 +54,7 @@ class SpeedState:
     def __init__(
         self,
         settings: Settings,
-        scorers: Mapping[str, ScoringSnapshot | None],
+        scorers: Mapping[str, ScoringView | None],
         rates_per_hour: Mapping[str, float],
     ):
         s = settings.speed

@@ -21,8 +21,8 @@ from lambdastack.item_matrix import ItemMatrix
 from lambdastack.speedview import SpeedRead
 from serving.batch_view import BatchView
 from serving.feed import FeedConfig, known_candidates, rank_feed
-from serving.snapshot import Snapshot
-from speed.snapshot import Snapshot as ScoringSnapshot
+from serving.served_version import ServedVersion
+from speed.scoring_view import ScoringView
 from tools.evaluation.speedstate import SpeedState
 
 POPULARITY, BATCH_ONLY, SPEED_ONLY, MERGED = "popularity", "batch_only", "speed_only", "merged"
@@ -45,24 +45,24 @@ def catalogue_only(view: BatchView) -> BatchView:
     )
 
 
-def catalogue_scorer(snap: ScoringSnapshot) -> ScoringSnapshot:
-    """The speed layer's scoring snapshot emptied the same way."""
-    return dataclasses.replace(snap, counts={}, profiles={}, history={})
+def catalogue_scorer(view: ScoringView) -> ScoringView:
+    """The speed layer's scoring view emptied the same way."""
+    return dataclasses.replace(view, counts={}, profiles={}, history={})
 
 
 @dataclass(frozen=True)
 class Variants:
-    full: Snapshot
-    empty: Snapshot  # catalogue_only(full.view), same model
+    full: ServedVersion
+    empty: ServedVersion  # catalogue_only(full.view), same model
     state: SpeedState
     cfg: FeedConfig
     k: int
 
-    def _feed(self, snap: Snapshot, speed: SpeedRead, user: str, now_ms: int) -> Ranked:
+    def _feed(self, snap: ServedVersion, speed: SpeedRead, user: str, now_ms: int) -> Ranked:
         feed = rank_feed(snap, speed, user, self.k, now_ms, self.cfg)
         return [(i.item_id, i.score) for i in feed.items]
 
-    def _live(self, snap: Snapshot, fresh_from: str, user: str, now_ms: int) -> Ranked:
+    def _live(self, snap: ServedVersion, fresh_from: str, user: str, now_ms: int) -> Ranked:
         known = known_candidates(snap, user, self.k, self.cfg)
         speed = self.state.read_feed(user, snap.view.as_of_ms, now_ms, known, fresh_from)
         return self._feed(snap, speed, user, now_ms)

@@ -1,4 +1,5 @@
-"""The published ranking model in onnxruntime: one session per version, one run per request."""
+"""The published ranking model in onnxruntime: one session per version, one run per call (a feed
+request in the API, a scored event in the speed layer, a partition in batch prediction)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ class Ranker:
 
 
 def load_ranker(model: bytes, version: str) -> Ranker:
-    """An inference session on one intra-op thread (the API's concurrency is its requests)."""
+    """An inference session on one intra-op thread (the callers' concurrency is their requests,
+    Flink's parallelism or Spark's tasks); raises ValueError if the model takes other features."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()

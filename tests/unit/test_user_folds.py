@@ -1,4 +1,4 @@
-"""The vectorised replays equal folding events one by one through lambdastack.features."""
+"""batch.user_folds: the vectorised folds equal folding events one by one through lambdastack.features."""
 
 from collections import Counter
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from batch import replay
+from batch import user_folds
 from lambdastack.features import FEATURE_NAMES, ItemSide, UserState, event_weight, event_weights
 
 pytestmark = pytest.mark.unit
@@ -49,9 +49,9 @@ def test_event_weights_match_event_weight():
     assert event_weights(types, values).tolist() == expected
 
 
-def test_profiles_equal_the_sequential_replay():
+def test_profiles_equal_the_sequential_fold():
     side, tags, events = _world()
-    got = replay.profiles(events, replay.SideArrays.build(side, tags)).set_index("user_id")
+    got = user_folds.profiles(events, user_folds.SideArrays.build(side, tags)).set_index("user_id")
     for user, evs in events.groupby("user_id"):
         state = _sequential_state(side, evs)
         row = got.loc[user]
@@ -68,7 +68,7 @@ def test_profiles_equal_the_sequential_replay():
         assert row["first_t"] == evs["event_time_ms"].min()
 
 
-def test_answers_equal_the_sequential_replay_and_see_only_the_past():
+def test_answers_equal_the_sequential_fold_and_see_only_the_past():
     side, _, events = _world(seed=5)
     rng = np.random.default_rng(9)
     queries = events.sample(n=120, random_state=2).assign(
@@ -83,7 +83,7 @@ def test_answers_equal_the_sequential_replay_and_see_only_the_past():
             queries.assign(kind=0, type="", value=0.0),
         ]
     ).rename(columns={"event_time_ms": "t"})
-    got = replay.answer_queries(timeline, replay.SideArrays.build(side))
+    got = user_folds.answer_queries(timeline, user_folds.SideArrays.build(side))
     assert len(got) == len(queries)
     for q in got.itertuples():
         past = events[(events["user_id"] == q.user_id) & (events["event_time_ms"] < q.t)]
@@ -101,7 +101,7 @@ def test_answers_equal_the_sequential_replay_and_see_only_the_past():
 
 def test_empty_inputs_give_empty_frames():
     side, tags, events = _world()
-    arrays = replay.SideArrays.build(side, tags)
-    assert replay.profiles(events.iloc[:0], arrays).empty
+    arrays = user_folds.SideArrays.build(side, tags)
+    assert user_folds.profiles(events.iloc[:0], arrays).empty
     cols = ["user_id", "item_id", "t", "kind", "type", "value", "label", "cnt", "event_id"]
-    assert replay.answer_queries(pd.DataFrame(columns=cols), arrays).empty
+    assert user_folds.answer_queries(pd.DataFrame(columns=cols), arrays).empty

@@ -1,4 +1,4 @@
-"""Vectorised replays of user timelines: the same state and features as folding events one by one
+"""Vectorised folds of user timelines: the same state and features as folding events one by one
 through lambdastack.features.UserState, computed with numpy over many users at once.
 
 The batch layer calls these on groups of users (Spark applyInPandas on a hash of the user id).

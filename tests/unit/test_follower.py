@@ -1,4 +1,4 @@
-"""speed.version_follower: CURRENT is looked at most every check interval; a change swaps in the
+"""lambdastack.follower: CURRENT is looked at most every check interval; a change swaps in the
 newly loaded version whole; a failed load keeps the old one."""
 
 import json
@@ -6,9 +6,9 @@ import threading
 
 import pytest
 
+from lambdastack.follower import VersionFollower
 from lambdastack.registry import promote, rollback
 from lambdastack.versions import MANIFEST, VersionLayout
-from speed.version_follower import VersionFollower
 
 pytestmark = pytest.mark.unit
 
@@ -31,26 +31,26 @@ def _publish(layout, vid):
 def test_follows_current_at_most_every_interval(tmp_path):
     layout, clock, loads = VersionLayout(tmp_path), Clock(), []
 
-    def load(lay, vid):
-        loads.append(vid)
-        return f"snapshot of {vid}"
+    def load(published):
+        loads.append(published.version)
+        return f"value of {published.version}"
 
     follower = VersionFollower(layout, load, check_every_s=1.0, clock=clock, background=False)
-    assert follower.snapshot() is None  # nothing published yet
+    assert follower.current() is None  # nothing published yet
     _publish(layout, "v000001")
-    assert follower.snapshot() is None  # not looked at again within the interval
+    assert follower.current() is None  # not looked at again within the interval
     clock.t = 1.0
-    assert follower.snapshot() == "snapshot of v000001" and follower.version == "v000001"
+    assert follower.current() == "value of v000001" and follower.version == "v000001"
     _publish(layout, "v000002")
     clock.t = 1.5
-    assert follower.snapshot() == "snapshot of v000001"
+    assert follower.current() == "value of v000001"
     clock.t = 2.0
-    assert follower.snapshot() == "snapshot of v000002"
+    assert follower.current() == "value of v000002"
     rollback(layout)
     clock.t = 3.0
-    assert follower.snapshot() == "snapshot of v000001"
+    assert follower.current() == "value of v000001"
     clock.t = 9.0
-    follower.snapshot()
+    follower.current()
     assert loads == ["v000001", "v000002", "v000001"]  # an unchanged CURRENT is not reloaded
 
 
@@ -58,7 +58,8 @@ def test_background_load_swaps_when_done_and_a_failure_keeps_the_old_version(tmp
     layout, clock = VersionLayout(tmp_path), Clock()
     release = threading.Event()
 
-    def load(lay, vid):
+    def load(published):
+        vid = published.version
         if vid == "v000002":
             release.wait(5)
         if vid == "v000003":
@@ -69,18 +70,30 @@ def test_background_load_swaps_when_done_and_a_failure_keeps_the_old_version(tmp
         _publish(layout, vid)
     promote(layout, "v000001")
     follower = VersionFollower(layout, load, check_every_s=1.0, clock=clock)
-    assert follower.snapshot() == "v000001"  # the first load is synchronous
+    assert follower.current() == "v000001"  # the first load is synchronous
     promote(layout, "v000002")
     clock.t = 1.0
-    assert follower.snapshot() == "v000001"  # loading in the background; the old one serves
+    assert follower.current() == "v000001"  # loading in the background; the old one serves
     release.set()
     for _ in range(100):
-        if follower.snapshot() == "v000002":
+        if follower.current() == "v000002":
             break
         threading.Event().wait(0.02)
-    assert follower.snapshot() == "v000002"
+    assert follower.current() == "v000002"
     promote(layout, "v000003")
     clock.t = 2.0
-    follower.snapshot()
+    follower.current()
     threading.Event().wait(0.2)
-    assert follower.snapshot() == "v000002" and follower.version == "v000002"
+    assert follower.current() == "v000002" and follower.version == "v000002"
+
+
+def test_check_loads_now_in_the_caller_and_value_never_looks_at_current(tmp_path):
+    layout = VersionLayout(tmp_path)
+    follower = VersionFollower(layout, lambda published: published.version, background=False)
+    assert follower.check() is False and follower.value is None  # nothing published
+    _publish(layout, "v000001")
+    assert follower.value is None  # `value` does not look at CURRENT
+    assert follower.check() is True and follower.value == "v000001"
+    assert follower.check() is False  # CURRENT unchanged: nothing loaded
+    _publish(layout, "v000002")
+    assert follower.check() is True and (follower.version, follower.value) == ("v000002", "v000002")
