@@ -100,7 +100,7 @@ class SpeedSettings(_Section):
     savepoint_dir: Path | None = None
     savepoint_on_stop: bool = True
     restart_strategy: Literal["fixed-delay", "exponential-delay"] = "exponential-delay"
-    restart_attempts: int = Field(20, ge=1)
+    restart_attempts: int = Field(20, ge=0)  # 0 with fixed-delay: the first failure ends the job
     restart_delay_ms: int = Field(1000, ge=0)
     restart_max_delay_ms: int = Field(30000, ge=0)
     mini_batch_latency_ms: int = Field(0, ge=0)

@@ -60,7 +60,7 @@ def _register_udf(t_env: Any) -> None:
     }
     row_type = DataTypes.ROW([DataTypes.FIELD(n, types[t]) for n, t in row_fields()])
 
-    def parse_event(payload: str | None, partition: int | None = None, offset: int | None = None) -> Any:
+    def parse_event(payload: bytes | None, partition: int | None = None, offset: int | None = None) -> Any:
         return as_sql_row(parse_record(payload, partition, offset, now_ms=int(time.time() * 1000)))
 
     t_env.create_temporary_function("parse_event", udf(parse_event, result_type=row_type))

@@ -37,7 +37,7 @@ def source_ddl(settings: Settings) -> str:
     s = settings.speed
     return f"""
 CREATE TABLE raw_events (
-  payload STRING,
+  payload BYTES,  -- bytes as sent: a record that is not UTF-8 still reaches the parse (and its dead letter)
   `partition` INT METADATA VIRTUAL,
   `offset` BIGINT METADATA VIRTUAL,
   ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,

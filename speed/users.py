@@ -40,7 +40,7 @@ def source_ddl(settings: Settings) -> str:
         "scan.startup.mode": s.startup_mode,
         "format": "raw",
     }
-    return f"CREATE TABLE {RAW_TABLE} (payload STRING, pt AS PROCTIME()) {_with(options)}"
+    return f"CREATE TABLE {RAW_TABLE} (payload BYTES, pt AS PROCTIME()) {_with(options)}"
 
 
 def events_view() -> str:
