@@ -193,3 +193,33 @@ def test_the_checker_catches_every_kind_of_violation(tmp_path):
     assert "speed/long.py: function outer has 62 lines" in one("speed/long.py")
     assert "remove the entry" in one("speed/fits.py: function f")
     assert len(problems) == 8, problems
+
+
+def readme_tree(readme: str) -> set[str]:
+    """The modules the README's architecture tree draws (`pkg/` lines, then indented modules)."""
+    block = readme.split("### The tree", 1)[1].split("```", 2)[1]
+    drawn, top = set(), ""
+    for line in block.splitlines():
+        if not line.strip():
+            continue
+        name = line.split()[0]
+        if not line.startswith(" "):
+            top = name.rstrip("/")
+            continue
+        drawn.add(f"{top}/{name}__init__.py" if name.endswith("/") else f"{top}/{name}")
+    return drawn
+
+
+def test_the_readme_draws_the_tree_as_it_is():
+    on_disk = {
+        p.relative_to(ROOT).as_posix()
+        for pkg in PACKAGES
+        for p in (ROOT / pkg).rglob("*.py")
+        if p.name != "__main__.py" and p.relative_to(ROOT / pkg).as_posix() != "__init__.py"
+    }
+    drawn = readme_tree((ROOT / "README.md").read_text())
+    assert len(on_disk) > 50
+    assert not on_disk - drawn, f"modules missing from the README's tree: {sorted(on_disk - drawn)}"
+    assert not drawn - on_disk, (
+        f"the README draws modules that do not exist: {sorted(drawn - on_disk)}"
+    )
