@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime
@@ -20,41 +22,50 @@ from lambdastack.errors import DataError
 from lambdastack.events import EVENT_TYPES, Event
 from lambdastack.features import FEATURE_NAMES
 from lambdastack.published import PublishedVersion
+from lambdastack.settings import load_settings
 from lambdastack.versions import VersionLayout
 from serving import batch_view
 from serving.online_features import feature_matrix, online_state
 from tests.conftest import Isolated, make_isolated
+from tests.integration.conftest import SharedVersion
 from tests.integration.helpers import load_synthetic
 
 pytestmark = pytest.mark.integration
 DAY = 86_400_000
 START = 1_767_225_600_000  # 2026-01-01
-AS_OF = START + 3 * DAY
+
+
+@dataclass(frozen=True)
+class Published:
+    iso: Isolated
+    events: Any
+    vid: str  # the current version
+    as_of_ms: int  # its as-of (the run was given one off the bucket: this is it floored)
+    shared: SharedVersion
 
 
 @pytest.fixture(scope="module")
-def published(base_env, tmp_path_factory) -> tuple[Isolated, object, str]:
-    iso = make_isolated(base_env, tmp_path_factory.mktemp("batch"))
-    s = iso.settings
-    # 500 events loaded twice: duplicates by event_id
-    events = load_synthetic(
-        s, duplicates=500, n_users=40, n_items=60, n_events=3000, seed=11, start_ms=START, days=4
-    )
-    vid = run(s, as_of_ms=AS_OF + 1234, echo=lambda _m: None)
-    return iso, events, vid
+def published(shared_version: SharedVersion) -> Published:
+    """The session's synthetic world (its first 500 events loaded twice: duplicates by event_id)
+    and its newer version, as of 2 hours ago plus 1234 ms."""
+    sv = shared_version
+    asked = sv.asked_as_of_ms[-1]
+    as_of = asked - asked % (sv.iso.settings.batch.bucket_s * 1000)
+    assert sv.duplicates == 500 and asked != as_of
+    return Published(sv.iso, sv.events, sv.versions[-1], as_of, sv)
 
 
 def _layout(iso: Isolated) -> VersionLayout:
     return VersionLayout(iso.settings.path(iso.settings.data.views_dir))
 
 
-def test_aggregate_views_match_the_master_dataset_before_the_as_of(published):
-    iso, events, vid = published
+def test_aggregate_views_match_the_master_dataset_before_the_as_of(published: Published):
+    iso, events, vid, as_of = published.iso, published.events, published.vid, published.as_of_ms
     layout = _layout(iso)
     assert layout.current() == vid
     manifest = layout.manifest(vid)
-    assert manifest["as_of_ms"] == AS_OF  # floored to the bucket
-    rows = [r for r in events.to_pylist() if int(r["event_time"].timestamp() * 1000) < AS_OF]
+    assert manifest["as_of_ms"] == as_of  # floored to the bucket
+    rows = [r for r in events.to_pylist() if int(r["event_time"].timestamp() * 1000) < as_of]
     assert manifest["input"]["events"] == len(rows)
     expected = Counter(r["item_id"] for r in rows)
     by_type = Counter((r["item_id"], r["type"]) for r in rows)
@@ -70,11 +81,11 @@ def test_aggregate_views_match_the_master_dataset_before_the_as_of(published):
     assert set(manifest["checksums"]) == VIEWS
 
 
-def test_embeddings_neighbours_profiles_and_candidates(published):
-    iso, events, vid = published
+def test_embeddings_neighbours_profiles_and_candidates(published: Published):
+    iso, vid, n_items = published.iso, published.vid, published.shared.world["n_items"]
     layout = _layout(iso)
     emb = pq.read_table(layout.view_dir(vid, "item_embeddings")).to_pylist()
-    assert len(emb) == 60
+    assert len(emb) == n_items
     vectors = np.array([r["vector"] for r in emb])
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0)
     neigh = {r["item_id"]: r for r in pq.read_table(layout.view_dir(vid, "item_neighbours")).to_pylist()}
@@ -82,7 +93,7 @@ def test_embeddings_neighbours_profiles_and_candidates(published):
     assert emb[0]["item_id"] not in first["neighbours"] and len(first["neighbours"]) == 20
     sims = vectors @ vectors[0]
     others = [r["item_id"] for r in emb]
-    best = sorted((i for i in range(60) if i != 0), key=lambda i: (-sims[i], i))[:20]
+    best = sorted((i for i in range(n_items) if i != 0), key=lambda i: (-sims[i], i))[:20]
     assert first["neighbours"] == [others[i] for i in best]
     assert first["scores"] == sorted(first["scores"], reverse=True)
     prof = {r["user_id"]: r for r in pq.read_table(layout.view_dir(vid, "user_profiles")).to_pylist()}
@@ -99,8 +110,8 @@ def test_embeddings_neighbours_profiles_and_candidates(published):
     assert "global" in scopes and any(s.startswith("cluster:") for s in scopes)
 
 
-def test_model_metrics_and_onnx_file(published):
-    iso, _, vid = published
+def test_model_metrics_and_onnx_file(published: Published):
+    iso, vid = published.iso, published.vid
     layout = _layout(iso)
     metrics = layout.manifest(vid)["model"]["metrics"]
     assert metrics["features"] == list(FEATURE_NAMES)
@@ -111,16 +122,18 @@ def test_model_metrics_and_onnx_file(published):
     assert sess.get_inputs()[0].name == "features"
 
 
-def test_offline_training_features_equal_online_features(published):
+def test_offline_training_features_equal_online_features(published: Published):
     """Spark-built features of (user, item, t) for t after the as-of equal what the serving layer
     computes from the published version plus the events since the as-of."""
-    iso, events, vid = published
+    # the older version (as of 3 days ago): the world's events go on for two days after it
+    iso, events, vid = published.iso, published.events, published.shared.versions[0]
     s = iso.settings
     view = batch_view.load(PublishedVersion(_layout(iso), vid))
+    as_of = _layout(iso).manifest(vid)["as_of_ms"]
     spark = spark_session(s)
-    later = START + 4 * DAY
+    later = published.shared.world["start_ms"] + published.shared.world["days"] * DAY
     all_before = _read_events(spark, s.path(s.data.master_dir), later)
-    offline = training.training_set(spark, all_before, sorted(view.side.vectors), view.side, AS_OF, 150, 2)
+    offline = training.training_set(spark, all_before, sorted(view.side.vectors), view.side, as_of, 150, 2)
     assert len(offline) >= 150
     stream = [
         Event(
@@ -134,7 +147,7 @@ def test_offline_training_features_equal_online_features(published):
         for r in events.to_pylist()
     ]
     for q in offline.sample(n=100, random_state=1).itertuples():
-        since = [e for e in stream if AS_OF <= e.event_time_ms < q.t]
+        since = [e for e in stream if as_of <= e.event_time_ms < q.t]
         state = online_state(view, q.user_id, [e for e in since if e.user_id == q.user_id])
         speed_counts = {q.item_id: sum(1 for e in since if e.item_id == q.item_id)}
         online = feature_matrix(view, state, [q.item_id], speed_counts, q.t)[0]
@@ -142,19 +155,19 @@ def test_offline_training_features_equal_online_features(published):
         assert np.allclose(online, expected, rtol=0, atol=1e-9), (q, online, expected)
 
 
-def test_the_spark_event_weight_equals_event_weight(published):
+def test_the_spark_event_weight_equals_event_weight(published: Published):
     """batch.embeddings.weight_col (Spark) gives lambdastack.features.event_weight of every event."""
     from batch.embeddings import weight_col
     from lambdastack.features import event_weight
 
-    spark = spark_session(published[0].settings)
+    spark = spark_session(published.iso.settings)
     rows = [(t, v) for t in (*EVENT_TYPES, "unknown") for v in (-3.0, 0.0, 1.0, 2.5, 4.5, 90.0, 300.0)]
     got = spark.createDataFrame(rows, "type string, value double").select(weight_col().alias("w"))
     assert [r["w"] for r in got.collect()] == [event_weight(t, v) for t, v in rows]
 
 
-def test_batch_predict_scores_every_line_or_reports_its_error(published, tmp_path):
-    iso, _, vid = published
+def test_batch_predict_scores_every_line_or_reports_its_error(published: Published, tmp_path):
+    iso, vid = published.iso, published.vid
     good = {f: 0.5 for f in FEATURE_NAMES}
     lines = [
         json.dumps({**good, "id": "a"}),
@@ -176,10 +189,12 @@ def test_batch_predict_scores_every_line_or_reports_its_error(published, tmp_pat
     assert [(e["line"], e["error"].split(":")[0]) for e in errors] == [(2, "<line>"), (3, "item_pop")]
 
 
-def test_a_rerun_with_the_same_as_of_publishes_identical_views(published):
-    iso, _, first = published
-    again = run(iso.settings, as_of_ms=AS_OF, echo=lambda _m: None)
-    layout = _layout(iso)
+def test_a_rerun_with_the_same_as_of_publishes_identical_views(published: Published, tmp_path):
+    first = published.vid
+    views = published.shared.copy_views(tmp_path / "views")  # the session's views stay as they are
+    settings = load_settings(environ={**published.iso.env, "LAMBDASTACK_DATA__VIEWS_DIR": str(views)})
+    again = run(settings, as_of_ms=published.as_of_ms, echo=lambda _m: None)
+    layout = VersionLayout(views)
     assert again != first and layout.current() == again
     assert layout.manifest(first)["checksums"] == layout.manifest(again)["checksums"]
 

@@ -3,30 +3,29 @@ events -> Kafka -> Flink -> Redis; and the API merging both without double count
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 
-from batch.job import run as batch_run
 from lambdastack.events import Event
 from lambdastack.producer import EventProducer
 from tests.conftest import make_isolated
-from tests.integration.conftest import start_api, start_speed_job
-from tests.integration.helpers import eventually, load_synthetic
+from tests.integration.conftest import SharedVersion, start_api, start_speed_job
+from tests.integration.helpers import eventually
 from tools.simulate import burst
 
 pytestmark = pytest.mark.integration
-DAY = 86_400_000
 
 
-def test_feed_merges_batch_and_speed_and_reacts_to_a_burst(services, base_env, tmp_path, stopper):
-    iso = make_isolated(base_env, tmp_path)
+def test_feed_merges_batch_and_speed_and_reacts_to_a_burst(
+    services, base_env, tmp_path, stopper, shared_version: SharedVersion
+):
+    # the session's version as of 2 hours ago, read-only (the job archives into this test's master)
+    views = shared_version.views_dir
+    iso = make_isolated(base_env, tmp_path, LAMBDASTACK_DATA__VIEWS_DIR=str(views))
     s = iso.settings
-    now = int(time.time() * 1000)
-    start = now - 6 * DAY
-    events = load_synthetic(s, n_users=30, n_items=40, n_events=2000, seed=5, start_ms=start, days=5)
-    vid = batch_run(s, as_of_ms=now - 2 * 3_600_000, echo=lambda _m: None)
+    events = shared_version.events
+    vid = shared_version.versions[-1]
+    assert shared_version.layout.current() == vid
 
     stopper.append(start_speed_job(iso))
     stopper.append(start_api(iso))

@@ -19,21 +19,18 @@ import httpx
 import pyarrow.parquet as pq
 import pytest
 
-from batch.job import run as batch_run
 from lambdastack.features import FEATURE_NAMES
 from lambdastack.keys import KeyLayout, bucket_start
 from lambdastack.registry import promote, rollback
 from lambdastack.speedview import FreshCandidates, Interaction, encode_fresh, encode_recent
 from lambdastack.versions import VersionLayout
 from tests.conftest import SLOT, Isolated, make_isolated
-from tests.integration.conftest import start_api
-from tests.integration.helpers import OwnRedis, consume_all, eventually, load_synthetic
+from tests.integration.conftest import SharedVersion, start_api
+from tests.integration.helpers import OwnRedis, consume_all, eventually
 from tools.stack import kafka
 from tools.stack.process import ManagedProcess
 
 pytestmark = pytest.mark.integration
-HOUR = 3_600_000
-DAY = 24 * HOUR
 KEY = "k" * 32
 REDIS_PORT = 16379 + 10 * SLOT + 7  # this module's own Redis, which a test stops and restarts
 
@@ -51,8 +48,10 @@ class Live:
 
 
 @pytest.fixture(scope="module")
-def live(services, base_env, tmp_path_factory) -> Iterator[Live]:
+def live(services, base_env, tmp_path_factory, shared_version: SharedVersion) -> Iterator[Live]:
     tmp = tmp_path_factory.mktemp("serving")
+    # the session's two versions (as of 3 days and 2 hours ago), copied: a test swaps between them
+    views = shared_version.copy_views(tmp / "shared-views")
     iso = make_isolated(
         base_env,
         tmp,
@@ -60,14 +59,11 @@ def live(services, base_env, tmp_path_factory) -> Iterator[Live]:
         LAMBDASTACK_SERVING__API_KEYS=f"[{{name: test, key: {KEY}, scopes: ['events:write']}}]",
         LAMBDASTACK_SERVING__MAX_BODY_BYTES="4096",
         LAMBDASTACK_SERVING__RELOAD_INTERVAL_S="0.2",
+        LAMBDASTACK_DATA__VIEWS_DIR=str(views),
     )
     s = iso.settings
-    now = int(time.time() * 1000)
-    events = load_synthetic(s, n_users=30, n_items=40, n_events=2000, seed=5, start_ms=now - 6 * DAY, days=5)
-    versions = [
-        batch_run(s, as_of_ms=now - 3 * DAY, echo=lambda _m: None),
-        batch_run(s, as_of_ms=now - 2 * HOUR, echo=lambda _m: None),
-    ]
+    events = shared_version.events
+    versions = list(shared_version.versions)
     layout = VersionLayout(s.path(s.data.views_dir))
     counts = {}
     for v in versions:
@@ -247,6 +243,12 @@ class Load:
         """Bodies of the requests that began after `start` and were answered before `end`."""
         return [b for s, e, _, b in self.results if s > start and e < end]
 
+    def answered_by(self, version: str, since: float) -> int:
+        """How many requests begun after `since` were answered from `version`."""
+        return sum(
+            isinstance(b, dict) and b["view_version"] == version for b in self.within(since, float("inf"))
+        )
+
     def __enter__(self) -> Load:
         for t in self.threads:
             t.start()
@@ -261,13 +263,18 @@ class Load:
 def test_redis_stopped_or_slow_degrades_the_feed_then_it_recovers(live):
     users = live.users + ["cold-1", "cold-2"]
     with Load(live.base, users) as load:
-        time.sleep(1)
+        eventually(lambda: len(load.results) >= 3, 30, "the load under way", 0.05)
         slow_from = time.monotonic()
         live.redis.client().execute_command("DEBUG", "SLEEP", "2")  # Redis answers nobody for 2 s
         slow_to = time.monotonic()
         live.redis.stop()
         down_at = time.monotonic()
-        time.sleep(2)
+
+        def answered_while_down() -> set[str]:
+            return {b["user_id"] for b in load.within(down_at, float("inf")) if isinstance(b, dict)}
+
+        # down until both cold users had an answer (batch popularity only)
+        eventually(lambda: {"cold-1", "cold-2"} <= answered_while_down(), 30, "cold feeds while down", 0.05)
         restart_at = time.monotonic()  # Redis was stopped (and waited for) from down_at until here
         live.redis.start()
         up_at = time.monotonic()
@@ -304,7 +311,8 @@ def test_hot_swaps_under_load_answer_every_request_from_exactly_one_version(live
         ):
             change = step()
             eventually(lambda c=change: serving(c.version), 30, f"the swap to {change.version}")
-            time.sleep(0.5)
+            swapped = time.monotonic()
+            eventually(lambda c=change, t=swapped: load.answered_by(c.version, t) >= 15, 30, "load", 0.05)
     assert {s for _, _, s, _ in load.results} == {200}
     used = set()
     for _, _, _, body in load.results:

@@ -4,9 +4,9 @@ pyspark's own scripts) gives the same views as local mode."""
 from __future__ import annotations
 
 import socket
-import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -14,12 +14,11 @@ import pytest
 
 from lambdastack.versions import VersionLayout
 from tests.conftest import Isolated
-from tests.integration.helpers import eventually, load_synthetic, run_cli
+from tests.integration.conftest import SharedVersion
+from tests.integration.helpers import eventually, run_cli
 from tools.stack import spark
 
 pytestmark = pytest.mark.integration
-START = 1_767_225_600_000  # 2026-01-01
-AS_OF = "2026-01-04T00:00:00Z"
 
 
 def _free_ports(n: int) -> list[int]:
@@ -50,37 +49,32 @@ def _rows(layout: VersionLayout, vid: str, view: str, key: str) -> list[dict]:
 
 
 def test_the_whole_job_runs_on_a_standalone_cluster_like_in_local_mode(
-    isolated: Isolated, cluster: tuple[str, int, Path], tmp_path: Path
+    isolated: Isolated, cluster: tuple[str, int, Path], tmp_path: Path, shared_version: SharedVersion
 ):
-    s = isolated.settings
-    load_synthetic(s, n_users=40, n_items=60, n_events=2000, seed=11, start_ms=START, days=4)
+    # The reference run in local mode is the session's newer version: the same job (batch.spark_master
+    # is local[2]) on the same master dataset, which the cluster run reads into its own views directory.
+    in_local = shared_version.layout
+    local_vid = shared_version.versions[-1]
+    assert local_vid in in_local.list_versions()
+    b = in_local.manifest(local_vid)
+    as_of = datetime.fromtimestamp(b["as_of_ms"] / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     url, ui_port, state = cluster
-    # The reference run in local mode goes alongside, into its own views directory.
-    env = {**isolated.env, "PYSPARK_PYTHON": sys.executable}
-    local_env = {**env, "LAMBDASTACK_DATA__VIEWS_DIR": str(tmp_path / "views-local")}
-    local = subprocess.Popen(
-        [sys.executable, "-m", "tools", "batch", "run", "--master", "local[2]", "--as-of", AS_OF],
-        env=local_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        done = run_cli(["batch", "run", "--master", url, "--as-of", AS_OF], env, timeout_s=300)
-        local_out, local_err = local.communicate(timeout=300)
-    finally:
-        local.kill()
+    env = {
+        **isolated.env,
+        **shared_version.data_env(views_dir=tmp_path / "views-cluster"),
+        "PYSPARK_PYTHON": sys.executable,
+    }
+    done = run_cli(["batch", "run", "--master", url, "--as-of", as_of], env, timeout_s=300)
     worker_log = spark.worker_process(state).log_tail(40)
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr[-3000:]}\nworker log:\n{worker_log}"
-    assert local.returncode == 0, f"{local_out}\n{local_err[-3000:]}"
 
-    on_cluster = VersionLayout(s.path(s.data.views_dir))
-    in_local = VersionLayout(tmp_path / "views-local")
-    vid, local_vid = on_cluster.current(), in_local.current()
+    on_cluster = VersionLayout(tmp_path / "views-cluster")
+    vid = on_cluster.current()
     assert vid is not None and done.stdout.strip().endswith(vid)
-    assert local_vid is not None and local_out.strip().endswith(local_vid)
-    a, b = on_cluster.manifest(vid), in_local.manifest(local_vid)
-    assert a["as_of_ms"] == b["as_of_ms"] == 1_767_484_800_000
+    a = on_cluster.manifest(vid)
+    bucket_ms = isolated.settings.batch.bucket_s * 1000
+    asked = shared_version.asked_as_of_ms[-1]
+    assert a["as_of_ms"] == b["as_of_ms"] == asked - asked % bucket_ms
     assert a["input"] == b["input"]
     for view, key in (("item_stats", "item_id"), ("user_history", "user_id"), ("items", "item_id")):
         assert a["rows"][view] == b["rows"][view]

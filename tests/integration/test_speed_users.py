@@ -13,7 +13,6 @@ import uuid
 import pytest
 import redis as redis_client
 
-from batch.job import run as run_batch
 from lambdastack.events import Event
 from lambdastack.keys import KeyLayout
 from lambdastack.producer import EventProducer
@@ -25,12 +24,10 @@ from lambdastack.versions import VersionLayout
 from speed import scoring_view
 from speed.scoring import score
 from tests.conftest import Isolated, make_isolated
-from tests.integration.conftest import start_speed_job
-from tests.integration.helpers import eventually, load_synthetic
+from tests.integration.conftest import SharedVersion, start_speed_job
+from tests.integration.helpers import eventually
 
 pytestmark = pytest.mark.integration
-DAY = 86_400_000
-START = 1_767_225_600_000  # 2026-01-01
 RECENT_N = 5
 JOB_START_S = 300  # two jobs start here; a shared 2-core host can take minutes
 SETTINGS_ENV = {
@@ -57,12 +54,16 @@ def _entries(events: list[Event]) -> list[Interaction]:
     return [Interaction(e.item_id, e.type, e.value, e.event_time_ms, e.event_id) for e in events]
 
 
-def test_recent_and_fresh_follow_the_user_and_the_published_version(services, base_env, tmp_path, stopper):
-    iso = make_isolated(base_env, tmp_path, **SETTINGS_ENV)
+def test_recent_and_fresh_follow_the_user_and_the_published_version(
+    services, base_env, tmp_path, stopper, shared_version: SharedVersion
+):
+    # a copy of the session's versions (this test promotes one), the older one (3 days ago) current
+    views = shared_version.copy_views(tmp_path / "shared-views")
+    iso = make_isolated(base_env, tmp_path, LAMBDASTACK_DATA__VIEWS_DIR=str(views), **SETTINGS_ENV)
     s = iso.settings
-    load_synthetic(s, n_users=30, n_items=40, n_events=1500, seed=3, start_ms=START, days=3)
-    v1 = run_batch(s, as_of_ms=START + 2 * DAY, echo=lambda _m: None)
-    layout = VersionLayout(s.path(s.data.views_dir))
+    layout = VersionLayout(views)
+    v1 = shared_version.versions[0]
+    promote(layout, v1)
     snap1 = scoring_view.load(PublishedVersion(layout, v1))
     stopper.append(start_speed_job(iso, JOB_START_S))
 

@@ -220,6 +220,4 @@ def test_the_readme_draws_the_tree_as_it_is():
     drawn = readme_tree((ROOT / "README.md").read_text())
     assert len(on_disk) > 50
     assert not on_disk - drawn, f"modules missing from the README's tree: {sorted(on_disk - drawn)}"
-    assert not drawn - on_disk, (
-        f"the README draws modules that do not exist: {sorted(drawn - on_disk)}"
-    )
+    assert not drawn - on_disk, f"the README draws modules that do not exist: {sorted(drawn - on_disk)}"
