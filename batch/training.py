@@ -41,7 +41,6 @@ def training_set(
 ) -> pd.DataFrame:
     """Feature rows of sampled interactions and negatives; see the module docstring."""
     from pyspark.sql import functions as F
-    from pyspark.sql.window import Window
 
     ev = events.select(
         "event_id",
@@ -56,16 +55,39 @@ def training_set(
     n = window.count()
     if n == 0:
         return pd.DataFrame(columns=["user_id", "item_id", "t", "label", *FEATURE_NAMES])
-    keep = min(1.0, max_queries / n)
+    positives = _sampled_positives(window, min(1.0, max_queries / n), seed)
+    queries = positives.unionByName(_negatives(spark, positives, items, negatives, seed))
+    timelines = _user_timelines(ev, queries, _item_counts_before(ev, queries))
+    b_side = spark.sparkContext.broadcast(SideArrays.build(side))
+    rows = timelines.groupBy(user_group()).applyInPandas(
+        lambda p: user_folds.answer_queries(p, b_side.value), TRAIN_SCHEMA
+    )
+    out = rows.toPandas()
+    return out.sort_values(["t", "user_id", "item_id", "label"], kind="stable").reset_index(drop=True)
+
+
+def _sampled_positives(window: DataFrame, keep: float, seed: int) -> DataFrame:
+    """A deterministic share `keep` of the interactions (by a hash of the event id) as queries."""
+    from pyspark.sql import functions as F
+
     targets = window.where(
         F.pmod(F.xxhash64("event_id", F.lit(seed)), F.lit(1_000_000)) < int(keep * 1_000_000)
     )
-    positives = targets.select(
+    return targets.select(
         "user_id", "item_id", "t", (F.col("w") > 0).cast("int").alias("label"), F.col("event_id").alias("qid")
     )
+
+
+def _negatives(
+    spark: SparkSession, positives: DataFrame, items: list[str], negatives: int, seed: int
+) -> DataFrame:
+    """For each query, `negatives` catalogue items drawn by hash at its instant (label 0); a draw
+    of the query's own item is dropped."""
+    from pyspark.sql import functions as F
+
     catalogue = spark.createDataFrame(pd.DataFrame({"idx": range(len(items)), "neg_item": items}))
     draws = spark.range(negatives).withColumnRenamed("id", "k")
-    negs = (
+    return (
         positives.crossJoin(draws)
         .withColumn("idx", F.pmod(F.xxhash64("qid", "k", F.lit(seed)), F.lit(len(items))))
         .join(F.broadcast(catalogue), "idx")
@@ -78,17 +100,30 @@ def training_set(
             F.concat_ws("#", "qid", "k").alias("qid"),
         )
     )
-    queries = positives.unionByName(negs)
-    # item counts strictly before t: real events count 1, queries 0, window ends at t - 1
+
+
+def _item_counts_before(ev: DataFrame, queries: DataFrame) -> DataFrame:
+    """(qid, cnt): each query's item's event count strictly before the query's instant."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.window import Window
+
+    # real events count 1, queries 0, and the window ends at t - 1
     timeline = ev.select(
         "item_id", "t", F.lit(1).alias("real"), F.lit(None).cast("string").alias("qid")
     ).unionByName(queries.select("item_id", "t", F.lit(0).alias("real"), "qid"))
     before = Window.partitionBy("item_id").orderBy("t").rangeBetween(Window.unboundedPreceding, -1)
-    counted = (
+    return (
         timeline.withColumn("cnt", F.coalesce(F.sum("real").over(before), F.lit(0)))
         .where("real = 0")
         .select("qid", "cnt")
     )
+
+
+def _user_timelines(ev: DataFrame, queries: DataFrame, counted: DataFrame) -> DataFrame:
+    """The queries (kind 0) and all events (kind 1) of the queried users, in the columns
+    batch.user_folds.answer_queries reads."""
+    from pyspark.sql import functions as F
+
     q = queries.join(counted, "qid").select(
         "user_id",
         "item_id",
@@ -111,11 +146,4 @@ def training_set(
         "value",
         "event_id",
     )
-    b_side = spark.sparkContext.broadcast(SideArrays.build(side))
-    rows = (
-        q.unionByName(e)
-        .groupBy(user_group())
-        .applyInPandas(lambda p: user_folds.answer_queries(p, b_side.value), TRAIN_SCHEMA)
-    )
-    out = rows.toPandas()
-    return out.sort_values(["t", "user_id", "item_id", "label"], kind="stable").reset_index(drop=True)
+    return q.unionByName(e)

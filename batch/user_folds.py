@@ -175,67 +175,101 @@ def answer_queries(timeline: pd.DataFrame, side: SideArrays) -> pd.DataFrame:
     events strictly before it: at one instant, queries come before events (order t, kind, event_id).
     """
     tl = timeline.sort_values(["user_id", "t", "kind", "event_id"], kind="stable")
-    users = tl["user_id"].to_numpy(dtype=object)
-    columns = ["user_id", "item_id", "t", "label", *FEATURE_NAMES]
-    if not len(users):
-        return pd.DataFrame(columns=columns)
-    starts, seg = _segments(users)
-    t = tl["t"].to_numpy(dtype=np.int64)
-    rows = side.rows(tl["item_id"])
-    is_event = tl["kind"].to_numpy() == 1
-    first = starts[seg]
-
-    counted = np.cumsum(is_event)
-    before_start = np.where(first > 0, counted[first - 1], 0)
-    n_before = counted - is_event - before_start
-
-    contributes = is_event & side.has_vector[rows]
-    t_top = np.maximum.reduceat(t, starts)[seg]
-    w = event_weights(tl["type"].to_numpy(dtype=object), tl["value"].to_numpy(dtype=np.float64))
-    terms = side.vectors[rows] * np.where(contributes, w * np.exp(-DECAY_PER_MS * (t_top - t)), 0.0)[:, None]
-    prefix = np.empty_like(terms)
-    for s, e in zip(starts, np.r_[starts[1:], len(users)], strict=True):
-        np.cumsum(terms[s:e], axis=0, out=prefix[s:e])
-
-    n_genres = max(len(side.genre_names), 1)
-    owner, genre = _gather(side.genre_ptr, side.genre_ids, rows)
-    of_event = is_event[owner]
-    flat = owner[of_event] * n_genres + genre[of_event]
-    per_genre = np.bincount(flat, minlength=len(users) * n_genres).reshape(len(users), n_genres)
-    per_genre = np.cumsum(per_genre, axis=0)
-    per_genre -= np.where((first > 0)[:, None], per_genre[np.maximum(first - 1, 0)], 0)
-
-    last = np.maximum.accumulate(np.where(is_event, np.arange(len(users)), -1))
-    has_last = last >= first
-    last_safe = np.maximum(last, 0)
-
-    q = np.flatnonzero(~is_event)
-    of_query = ~is_event[owner]
-    q_owner, q_genre = owner[of_query], genre[of_query]
-    genre_hits = np.bincount(q_owner, weights=per_genre[q_owner, q_genre], minlength=len(users))[q]
-    n_item_genres = (side.genre_ptr[rows + 1] - side.genre_ptr[rows])[q]
-    nq = n_before[q]
-    genre_aff = np.where((n_item_genres > 0) & (nq > 0), genre_hits / np.maximum(n_item_genres * nq, 1), 0.0)
-    item_vec = side.vectors[rows[q]]
-    last_vec = np.where(has_last[q, None], side.vectors[rows[last_safe[q]]], 0.0)
-    gap = t[q] - t[last_safe[q]]
-    hours = np.where(has_last[q] & (gap > 0), gap / 3_600_000, 0.0)
+    if not len(tl):
+        return pd.DataFrame(columns=["user_id", "item_id", "t", "label", *FEATURE_NAMES])
+    line = _Timeline.of(tl, side)
+    q = np.flatnonzero(~line.is_event)
+    nq = _events_before(line)[q]
+    item_vec = side.vectors[line.rows[q]]
+    last_vec, hours = _last_event(line, side, q)
     feats = {
         "item_pop": np.log1p(np.maximum(tl["cnt"].to_numpy(dtype=np.float64)[q], 0.0)),
         "user_activity": np.log1p(nq.astype(np.float64)),
-        "affinity": _cos(prefix[q], item_vec),
-        "genre_affinity": genre_aff,
+        "affinity": _cos(_interest_prefix(line, side)[q], item_vec),
+        "genre_affinity": _genre_affinity(line, side, q, nq),
         "last_sim": _cos(last_vec, item_vec),
         "recency": np.log1p(hours),
     }
     out = pd.DataFrame(
         {
-            "user_id": users[q].astype(str),
+            "user_id": line.users[q].astype(str),
             "item_id": tl["item_id"].to_numpy(dtype=object)[q].astype(str),
-            "t": t[q],
+            "t": line.t[q],
             "label": tl["label"].to_numpy(dtype=np.int64)[q],
         }
     )
     for name in FEATURE_NAMES:
         out[name] = feats[name].astype(np.float64)
     return out
+
+
+@dataclass(frozen=True)
+class _Timeline:
+    """Non-empty user timelines sorted by (user, t, kind, event_id), as the arrays every fold reads."""
+
+    frame: pd.DataFrame
+    users: np.ndarray
+    t: np.ndarray
+    rows: np.ndarray  # each row's item in SideArrays
+    is_event: np.ndarray
+    starts: np.ndarray  # each user's first row
+    seg: np.ndarray  # each row's user number
+    first: np.ndarray  # each row's user's first row
+
+    @classmethod
+    def of(cls, tl: pd.DataFrame, side: SideArrays) -> _Timeline:
+        users = tl["user_id"].to_numpy(dtype=object)
+        starts, seg = _segments(users)
+        t = tl["t"].to_numpy(dtype=np.int64)
+        is_event = tl["kind"].to_numpy() == 1
+        return cls(tl, users, t, side.rows(tl["item_id"]), is_event, starts, seg, starts[seg])
+
+
+def _events_before(line: _Timeline) -> np.ndarray:
+    """Per row, how many events of its user come before it."""
+    counted = np.cumsum(line.is_event)
+    before_start = np.where(line.first > 0, counted[line.first - 1], 0)
+    return counted - line.is_event - before_start
+
+
+def _interest_prefix(line: _Timeline, side: SideArrays) -> np.ndarray:
+    """Per row, the interest of its user's events up to it, decayed to the user's last instant
+    (a scale per user, not per prefix: only the direction is used)."""
+    contributes = line.is_event & side.has_vector[line.rows]
+    t_top = np.maximum.reduceat(line.t, line.starts)[line.seg]
+    tl = line.frame
+    w = event_weights(tl["type"].to_numpy(dtype=object), tl["value"].to_numpy(dtype=np.float64))
+    decayed = np.where(contributes, w * np.exp(-DECAY_PER_MS * (t_top - line.t)), 0.0)
+    terms = side.vectors[line.rows] * decayed[:, None]
+    prefix = np.empty_like(terms)
+    for s, e in zip(line.starts, np.r_[line.starts[1:], len(line.users)], strict=True):
+        np.cumsum(terms[s:e], axis=0, out=prefix[s:e])
+    return prefix
+
+
+def _genre_affinity(line: _Timeline, side: SideArrays, q: np.ndarray, nq: np.ndarray) -> np.ndarray:
+    """Per query row `q`: the user's earlier events' counts of the item's genres, over
+    (item genres x events before)."""
+    n, n_genres = len(line.users), max(len(side.genre_names), 1)
+    owner, genre = _gather(side.genre_ptr, side.genre_ids, line.rows)
+    of_event = line.is_event[owner]
+    flat = owner[of_event] * n_genres + genre[of_event]
+    per_genre = np.bincount(flat, minlength=n * n_genres).reshape(n, n_genres)
+    per_genre = np.cumsum(per_genre, axis=0)
+    per_genre -= np.where((line.first > 0)[:, None], per_genre[np.maximum(line.first - 1, 0)], 0)
+
+    q_owner, q_genre = owner[~of_event], genre[~of_event]
+    genre_hits = np.bincount(q_owner, weights=per_genre[q_owner, q_genre], minlength=n)[q]
+    n_item_genres = (side.genre_ptr[line.rows + 1] - side.genre_ptr[line.rows])[q]
+    return np.where((n_item_genres > 0) & (nq > 0), genre_hits / np.maximum(n_item_genres * nq, 1), 0.0)
+
+
+def _last_event(line: _Timeline, side: SideArrays, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per query row `q`: the vector of the user's last earlier event (0 if none), and the hours since."""
+    last = np.maximum.accumulate(np.where(line.is_event, np.arange(len(line.users)), -1))
+    has_last = last >= line.first
+    last_safe = np.maximum(last, 0)
+    last_vec = np.where(has_last[q, None], side.vectors[line.rows[last_safe[q]]], 0.0)
+    gap = line.t[q] - line.t[last_safe[q]]
+    hours = np.where(has_last[q] & (gap > 0), gap / 3_600_000, 0.0)
+    return last_vec, hours

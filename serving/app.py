@@ -3,7 +3,7 @@
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -74,8 +74,26 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def create_app(settings: Settings) -> FastAPI:
+    """The app: its context built here, connected in its lifespan, errors and middleware installed."""
     configure_logging()
     metrics = Metrics()
+    ctx = _context(settings, metrics)
+    access_log = AccessLog() if settings.serving.access_log else None
+    app = FastAPI(
+        title="lambdastack",
+        version=__version__,
+        lifespan=_lifespan(ctx, access_log),
+        description="Personalized feeds merged from a batch view and a speed view.",
+    )
+    app.state.context = ctx
+    _install_error_handlers(app)
+    include_routes(app)
+    _install_middleware(app, settings, metrics, access_log)
+    return app
+
+
+def _context(settings: Settings, metrics: Metrics) -> Context:
+    """What the handlers share; nothing here connects (the lifespan does)."""
 
     def swapped(snap: ServedVersion) -> None:
         metrics.loaded(
@@ -86,7 +104,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     layout = VersionLayout(settings.path(settings.data.views_dir))
     state = ServingState(settings, layout, SpeedView(settings), on_swap=swapped)
-    ctx = Context(
+    return Context(
         settings,
         state,
         metrics,
@@ -95,7 +113,12 @@ def create_app(settings: Settings) -> FastAPI:
         FeedConfig.from_settings(settings.serving),
     )
 
-    access_log = AccessLog() if settings.serving.access_log else None
+
+def _lifespan(
+    ctx: Context, access_log: AccessLog | None
+) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
+    """Open the speed view, load the current version, follow CURRENT; close it all on shutdown."""
+    state = ctx.state
 
     async def flush_access_log() -> None:
         while access_log is not None:
@@ -118,15 +141,13 @@ def create_app(settings: Settings) -> FastAPI:
         await state.speed.close()
         await asyncio.to_thread(ctx.sink.close)
 
-    app = FastAPI(
-        title="lambdastack",
-        version=__version__,
-        lifespan=lifespan,
-        description="Personalized feeds merged from a batch view and a speed view.",
-    )
-    app.state.context = ctx
-    _install_error_handlers(app)
-    include_routes(app)
+    return lifespan
+
+
+def _install_middleware(
+    app: FastAPI, settings: Settings, metrics: Metrics, access_log: AccessLog | None
+) -> None:
+    """CORS when origins are configured, then the body limit, then the request context (outermost)."""
     if settings.serving.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -136,4 +157,3 @@ def create_app(settings: Settings) -> FastAPI:
         )
     app.add_middleware(BodyLimit, limit=settings.serving.max_body_bytes)
     app.add_middleware(RequestContext, metrics=metrics, access_log=access_log)
-    return app

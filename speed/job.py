@@ -208,6 +208,30 @@ def _companions(settings: Settings) -> tuple[FreshnessMetrics | None, Any, Archi
     return metrics, loader, archiver
 
 
+class _Stopping:
+    """How the process stops: by a signal (SIGUSR1 asks for a savepoint) or by the first failure
+    reported to `fail` (the job ended by itself, a companion failed), which `run` raises at the end."""
+
+    def __init__(self, loader: Any, archiver: Archiver | None, savepoint: bool) -> None:
+        self.loader, self.archiver = loader, archiver
+        self.event = threading.Event()
+        self.savepoint = savepoint
+        self.failure: str | None = None
+
+    def on_signal(self, signum: int, frame: object) -> None:
+        self.savepoint = self.savepoint or signum == signal.SIGUSR1
+        self.event.set()
+        self.loader.stop()
+        if self.archiver is not None:
+            self.archiver.stop()
+
+    def fail(self, reason: str) -> None:
+        if self.failure is None:
+            self.failure = reason
+            print(f"[speed] {reason}; stopping", file=sys.stderr, flush=True)
+        self.on_signal(signal.SIGTERM, None)
+
+
 def run(settings: Settings, options: RunOptions | None = None) -> None:
     """Run the job, the Redis loader, the archiver and the metrics exporter until SIGTERM/SIGINT
     (stop as `speed.savepoint_on_stop` says) or SIGUSR1 (stop with a savepoint)."""
@@ -215,26 +239,9 @@ def run(settings: Settings, options: RunOptions | None = None) -> None:
     if options.cluster:
         parse_cluster(options.cluster)  # a bad address fails before anything starts
     metrics, loader, archiver = _companions(settings)
-    stop = threading.Event()
-    savepoint = [settings.speed.savepoint_on_stop]
-
-    failure: list[str] = []
-
-    def _stop(signum: int, frame: object) -> None:
-        savepoint[0] = savepoint[0] or signum == signal.SIGUSR1
-        stop.set()
-        loader.stop()
-        if archiver is not None:
-            archiver.stop()
-
-    def _fail(reason: str) -> None:
-        if not failure:
-            failure.append(reason)
-            print(f"[speed] {reason}; stopping", file=sys.stderr, flush=True)
-        _stop(signal.SIGTERM, None)
-
+    stopping = _Stopping(loader, archiver, settings.speed.savepoint_on_stop)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
-        signal.signal(sig, _stop)
+        signal.signal(sig, stopping.on_signal)
     where = f"cluster {options.cluster}" if options.cluster else "a local mini-cluster"
     print(
         f"[speed] submitting the job to {where} "
@@ -245,31 +252,40 @@ def run(settings: Settings, options: RunOptions | None = None) -> None:
         client = submit(settings, options.parallelism, options).get_job_client()
         _wait_running(client, settings.stack.ready_timeout_s * 2)
         record_run(settings, os.getpid(), str(client.get_job_id()))
-        threads = [
-            threading.Thread(
-                target=_watch, args=(client, stop, _fail, settings.speed.job_unreachable_s), daemon=True
-            )
-        ]
-        if archiver is not None:
-            threads.append(
-                threading.Thread(target=_guarded("archiver", archiver.run, _fail), name="archiver")
-            )
-        for t in threads:
-            t.start()
-        print(f"[speed] job {client.get_job_id()} running; loading signals into Redis", flush=True)
-        try:
-            loader.run()
-        finally:
-            stop.set()
-            if archiver is not None:
-                archiver.stop()
-            for t in threads[1:]:
-                t.join()
-            print(f"[speed] stopping ({loader.records} signal records loaded)", flush=True)
-            _stop_job(settings, client, savepoint[0])
+        _run_beside(settings, client, stopping)
     finally:
         forget_run(settings, os.getpid())
         if metrics is not None:
             metrics.stop()
-    if failure:
-        raise ServiceError(f"the speed job stopped: {failure[0]}")
+    if stopping.failure is not None:
+        raise ServiceError(f"the speed job stopped: {stopping.failure}")
+
+
+def _run_beside(settings: Settings, client: Any, stopping: _Stopping) -> None:
+    """Beside the running job: the watch thread and the archiver thread, the loader in this thread
+    until it stops; then the archiver is joined and the job stopped (savepoint or cancel)."""
+    loader, archiver = stopping.loader, stopping.archiver
+    threads = [
+        threading.Thread(
+            target=_watch,
+            args=(client, stopping.event, stopping.fail, settings.speed.job_unreachable_s),
+            daemon=True,
+        )
+    ]
+    if archiver is not None:
+        threads.append(
+            threading.Thread(target=_guarded("archiver", archiver.run, stopping.fail), name="archiver")
+        )
+    for t in threads:
+        t.start()
+    print(f"[speed] job {client.get_job_id()} running; loading signals into Redis", flush=True)
+    try:
+        loader.run()
+    finally:
+        stopping.event.set()
+        if archiver is not None:
+            archiver.stop()
+        for t in threads[1:]:
+            t.join()
+        print(f"[speed] stopping ({loader.records} signal records loaded)", flush=True)
+        _stop_job(settings, client, stopping.savepoint)

@@ -27,13 +27,7 @@ MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 
 # (file, function qualname or "" for the whole module) -> why it may stay long for now
-ALLOWED_LONG: dict[tuple[str, str], str] = {
-    ("serving/app.py", "create_app"): "being split by #14 work (serving by resource)",
-    ("speed/job.py", "run"): "being split by #14 work (speed layer)",
-    ("batch/user_folds.py", "answer_queries"): "being split by #14 work (batch/replay.py is renamed)",
-    ("batch/training.py", "training_set"): "being split by #14 work",
-    ("tools/bench/speed.py", "_one_run"): "being split by #14 work (benchmarks moved to tools/)",
-}
+ALLOWED_LONG: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)

@@ -195,3 +195,34 @@ def test_a_failing_companion_stops_the_process_with_its_reason():
 
     _guarded("archiver", archiver, ended.append)()
     assert ended == ["the archiver failed: RecursionError: maximum recursion depth exceeded"]
+
+
+class _Stoppable:
+    def __init__(self) -> None:
+        self.stopped = 0
+
+    def stop(self) -> None:
+        self.stopped += 1
+
+
+def test_the_first_failure_is_kept_and_stops_the_loader_and_the_archiver():
+    from speed.job import _Stopping
+
+    loader, archiver = _Stoppable(), _Stoppable()
+    stopping = _Stopping(loader, archiver, savepoint=False)
+    stopping.fail("the job ended by itself (FAILED)")
+    stopping.fail("the archiver failed: OSError: disk full")
+    assert stopping.failure == "the job ended by itself (FAILED)"
+    assert stopping.event.is_set() and loader.stopped == 2 and archiver.stopped == 2
+    assert stopping.savepoint is False  # a failure stops as SIGTERM does, no savepoint asked
+
+
+def test_sigusr1_asks_for_a_savepoint_and_a_signal_is_no_failure():
+    import signal
+
+    from speed.job import _Stopping
+
+    stopping = _Stopping(_Stoppable(), None, savepoint=False)
+    stopping.on_signal(signal.SIGUSR1, None)
+    stopping.on_signal(signal.SIGTERM, None)  # a later SIGTERM keeps the savepoint asked for
+    assert stopping.savepoint is True and stopping.event.is_set() and stopping.failure is None

@@ -225,7 +225,26 @@ def _produce(settings: Settings, batch: list[bytes], rate: float, probes: _Probe
     return time.time() - start
 
 
+def _cpu_seconds(job_pid: int, infra: list[int]) -> dict[str, float]:
+    """CPU seconds so far of the speed job's process tree, this process, and Kafka + Redis."""
+    return {
+        "speed_job": _tree_cpu([job_pid]),
+        "bench": _tree_cpu([os.getpid()], children=False),
+        "kafka_redis": _tree_cpu(infra),
+    }
+
+
+def _wait_counted(settings: Settings, buckets: set[int], base: int, expected: int, timeout_s: float) -> int:
+    """Events counted since `base`, once `expected` are or after `timeout_s`."""
+    deadline, counted = time.time() + timeout_s, 0
+    while time.time() < deadline and (counted := _counted(settings, buckets) - base) < expected:
+        time.sleep(0.05)
+    return counted
+
+
 def _one_run(settings: Settings, job_pid: int, rate: float, seconds: float, run_id: str) -> dict[str, Any]:
+    """Send `rate` events/s for `seconds` with freshness probes, wait until the speed view has
+    counted them all, and report throughput, freshness, backlog, dead letters and CPU."""
     from tools.stack import kafka, redis
 
     start_ms = int(time.time() * 1000)
@@ -236,11 +255,7 @@ def _one_run(settings: Settings, job_pid: int, rate: float, seconds: float, run_
     base, dead_before = _counted(settings, buckets), _dead_letters(settings)
     probes = _Probes(settings, run_id)
     infra = [pid for pid in (kafka.process(settings).pid(), redis.process(settings).pid()) if pid]
-    cpu0 = {
-        "speed_job": _tree_cpu([job_pid]),
-        "bench": _tree_cpu([os.getpid()], children=False),
-        "kafka_redis": _tree_cpu(infra),
-    }
+    cpu0 = _cpu_seconds(job_pid, infra)
     t0, done, backlog = time.time(), threading.Event(), []
 
     def poller() -> None:
@@ -258,17 +273,11 @@ def _one_run(settings: Settings, job_pid: int, rate: float, seconds: float, run_
         t.start()
     produce_s = _produce(settings, batch, rate, probes)
     expected = valid + probes.sent
-    deadline, counted = time.time() + 120, 0
-    while time.time() < deadline and (counted := _counted(settings, buckets) - base) < expected:
-        time.sleep(0.05)
+    counted = _wait_counted(settings, buckets, base, expected, timeout_s=120)
     wall = time.time() - t0
     done.set()
     threads[0].join()
-    cpu1 = {
-        "speed_job": _tree_cpu([job_pid]),
-        "bench": _tree_cpu([os.getpid()], children=False),
-        "kafka_redis": _tree_cpu(infra),
-    }
+    cpu1 = _cpu_seconds(job_pid, infra)
     return {
         "rate": rate,
         "seconds": seconds,
