@@ -17,19 +17,9 @@ from tests.conftest import make_isolated
 from tests.integration.conftest import start_speed_job
 from tests.integration.helpers import consume_all, eventually
 from tests.integration.speedcheck import expected_counts, make_events, wait_exact
+from tests.unit.test_events import GOOD
 
 pytestmark = pytest.mark.integration
-
-
-GOOD = {
-    "event_id": "e1",
-    "user_id": "u1",
-    "item_id": "i1",
-    "type": "view",
-    "value": 1.0,
-    "event_time": "2026-11-28T13:00:00.123Z",
-    "schema_version": 1,
-}
 
 
 def _poison() -> list[bytes]:

@@ -8,18 +8,10 @@ from hypothesis import strategies as st
 
 from lambdastack.events import decode, validate
 from speed.parse import parse_record
+from tests.unit.test_events import GOOD
 
 pytestmark = pytest.mark.unit
 
-GOOD = {
-    "event_id": "e1",
-    "user_id": "u1",
-    "item_id": "i1",
-    "type": "view",
-    "value": 1.0,
-    "event_time": "2026-11-28T13:00:00.123Z",
-    "schema_version": 1,
-}
 
 json_values = st.recursive(
     st.none()
