@@ -132,7 +132,8 @@ def run(
     st = _Staging(spark, staging_dir, progress)
 
     events, n_events = _events(st, master, as_of)
-    history, items = _aggregates(st, events, settings.path(settings.data.catalogue_dir) / "items.parquet")
+    catalogue = settings.path(settings.data.catalogue_dir)
+    history, items = _aggregates(st, events, catalogue, as_of, b.recent_items_n)
     vectors, user_als = _embeddings(st, events, items, b.neighbours_n)
     side, tags = _item_side(items, vectors)
     prof = _profiles(st, events, side, tags, user_als, b.clusters)
@@ -157,18 +158,23 @@ def _events(st: _Staging, master: Path, as_of: int) -> tuple[DataFrame, int]:
     return events, n_events
 
 
-def _aggregates(st: _Staging, events: DataFrame, catalogue_path: Path) -> tuple[DataFrame, DataFrame]:
+def _aggregates(
+    st: _Staging, events: DataFrame, catalogue_dir: Path, as_of: int, recent_n: int
+) -> tuple[DataFrame, DataFrame]:
     """Views item_stats, user_history and items; returns (user history, items), cached."""
-    from batch.views import item_stats, items_view, user_history
+    from batch.views import catalogue_as_of, item_stats, items_view, user_history
+    from lambdastack.master import TAGS_FILE
 
     stats = item_stats(events).cache()
     st.spark_view("item_stats", stats)
     st.rows["item_stats"] = stats.count()
-    history = user_history(events).cache()
+    history = user_history(events, recent_n).cache()
     st.spark_view("user_history", history)
     st.rows["user_history"] = history.count()
+    catalogue_path, tags_path = catalogue_dir / "items.parquet", catalogue_dir / TAGS_FILE
     if catalogue_path.exists():
-        catalogue = st.spark.read.parquet(str(catalogue_path))
+        dated = st.spark.read.parquet(str(tags_path)) if tags_path.exists() else None
+        catalogue = catalogue_as_of(st.spark.read.parquet(str(catalogue_path)), dated, as_of)
     else:
         catalogue = stats.selectExpr(
             "item_id",

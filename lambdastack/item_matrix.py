@@ -32,6 +32,7 @@ class ItemMatrix:
     genre_index: Mapping[str, int]
     counts: np.ndarray  # (items + 1,) batch events per item (0: unknown)
     genre: tuple[str | None, ...]  # (items + 1,) primary (first) genre per item
+    ids: tuple[str, ...] = ()  # (items,) the item id of each row
 
     @staticmethod
     def build(side: ItemSide, item_counts: Mapping[str, int]) -> ItemMatrix:
@@ -49,7 +50,8 @@ class ItemMatrix:
                 share[n, genre_index[g]] += 1.0 / len(gs)
         counts = np.asarray([item_counts.get(i, 0) for i in ids] + [0], dtype=np.int64)
         primary = tuple(next(iter(side.genres.get(i, ())), None) for i in ids) + (None,)
-        return ItemMatrix({i: n for n, i in enumerate(ids)}, unit, share, genre_index, counts, primary)
+        index = {i: n for n, i in enumerate(ids)}
+        return ItemMatrix(index, unit, share, genre_index, counts, primary, tuple(ids))
 
     def rows(self, item_ids: Sequence[str]) -> np.ndarray:
         unknown, get = len(self.unit) - 1, self.index.get

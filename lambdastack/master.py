@@ -4,6 +4,9 @@ Layout: `{master}/event_date=YYYY-MM-DD/part-{load_id}-{n}.parquet`. A load writ
 under `{master}/_staging/{load_id}/` first and then renames each one into place, so a reader
 never sees a half-written file; names starting with `_` are ignored by readers. Duplicates by
 `event_id` are allowed on disk and removed when the batch layer reads.
+
+The catalogue beside it: `{catalogue}/items.parquet` (one row per item, upserted) and
+`{catalogue}/tags.parquet` (dated tags: the batch layer uses those written before its as-of).
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from lambdastack.tables import EVENTS_SCHEMA, ITEMS_SCHEMA
+from lambdastack.tables import EVENTS_SCHEMA, ITEMS_SCHEMA, TAGS_SCHEMA
+
+TAGS_FILE = "tags.parquet"  # in the catalogue folder, beside items.parquet
 
 
 def append(table: pa.Table, master_dir: Path, load_id: str | None = None) -> int:
@@ -63,6 +68,27 @@ def read_catalogue(catalogue_dir: Path) -> pa.Table:
 
     path = catalogue_dir / "items.parquet"
     return pq.read_table(path).cast(ITEMS_SCHEMA) if path.exists() else ITEMS_SCHEMA.empty_table()
+
+
+def read_tags(catalogue_dir: Path) -> pa.Table:
+    """The dated tags of the catalogue (empty when none were loaded)."""
+    import pyarrow.parquet as pq
+
+    path = catalogue_dir / TAGS_FILE
+    return pq.read_table(path).cast(TAGS_SCHEMA) if path.exists() else TAGS_SCHEMA.empty_table()
+
+
+def write_tags(tags: pa.Table, catalogue_dir: Path) -> None:
+    """Add dated tags to the catalogue atomically; a (item, tag, instant) already there is kept once."""
+    import pyarrow.parquet as pq
+
+    catalogue_dir.mkdir(parents=True, exist_ok=True)
+    both = pa.concat_tables([read_tags(catalogue_dir), tags.cast(TAGS_SCHEMA)])
+    unique = both.group_by(["item_id", "tag", "tagged_at"]).aggregate([]).select(TAGS_SCHEMA.names)
+    unique = unique.sort_by([("tagged_at", "ascending"), ("item_id", "ascending"), ("tag", "ascending")])
+    tmp = catalogue_dir / f".tags-{uuid.uuid4().hex[:8]}.parquet"
+    pq.write_table(unique.cast(TAGS_SCHEMA), tmp)
+    os.replace(tmp, catalogue_dir / TAGS_FILE)
 
 
 def write_catalogue(items: pa.Table, catalogue_dir: Path) -> None:

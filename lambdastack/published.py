@@ -81,8 +81,13 @@ class PublishedVersion:
         return {r[key]: tuple(r[items] or ()) for r in self.rows(view, [key, items])}
 
     def neighbours(self) -> dict[str, tuple[str, ...]]:
-        """item -> its nearest items by content, nearest first."""
+        """item -> its neighbour items, nearest first."""
         return self.lists("item_neighbours", "item_id", "neighbours")
+
+    def neighbour_scores(self) -> dict[str, tuple[float, ...]]:
+        """item -> the similarities of its neighbours, aligned with `neighbours()`."""
+        rows = self.rows("item_neighbours", ["item_id", "scores"])
+        return {r["item_id"]: tuple(r.get("scores") or ()) for r in rows}
 
     def popular(self) -> dict[str, tuple[str, ...]]:
         """scope ('global', 'cluster:K') -> items by decayed engagement."""
@@ -95,6 +100,14 @@ class PublishedVersion:
     def user_lists(self, view: str) -> pa.Table | None:
         """A per-user list view (user_history, candidates): user_id and its `items`."""
         return self.table(view, ["user_id", "items"])
+
+    def recent_lists(self) -> pa.Table | None:
+        """user_id and `items`: the items of each user's newest events before the as-of, newest
+        first (user_history `recent`; None for a version published without it)."""
+        table = self.table("user_history", ["user_id", "recent"])
+        if table is None or "recent" not in table.column_names:
+            return None
+        return table.rename_columns(["user_id", "items"])
 
     def model(self) -> bytes | None:
         """The ONNX ranking model, None if the version has none."""

@@ -76,6 +76,7 @@ class BatchSettings(_Section):
     popular_n: int = Field(500, gt=0)
     keep_versions: int = Field(5, ge=1)
     neighbours_n: int = Field(20, gt=0)
+    recent_items_n: int = Field(50, ge=1)  # newest interactions per user in user_history `recent`
     candidates_n: int = Field(100, gt=0)
     clusters: int = Field(8, gt=0)
     train_fraction: float = Field(0.2, gt=0, lt=1)
@@ -189,8 +190,9 @@ class ServingSettings(_Section):
     candidates_max: int = Field(60, ge=1)
     speed_movers_n: int = Field(20, ge=1)
     trending_n: int = Field(20, ge=1)
-    recent_neighbours_n: int = Field(5, ge=0)
-    recent_items_n: int = Field(5, ge=0)  # newest recent interactions whose neighbours are candidates
+    knn_recent_n: int = Field(20, ge=0)  # newest interactions whose neighbour similarities are summed
+    knn_decay: float = Field(0.9, gt=0, le=1)  # each older interaction's weight: x this
+    knn_candidates_n: int = Field(100, ge=0)  # best-scored neighbours added as candidates
     cold_start_events: int = Field(3, ge=0)
     genre_cap: float = Field(0.4, gt=0, le=1)
     user_cache_max: int = Field(50_000, ge=1)

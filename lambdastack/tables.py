@@ -1,4 +1,5 @@
-"""Arrow schemas of the master dataset and the item catalogue."""
+"""Arrow schemas of the master dataset and the item catalogue: items (with their undated tags) and
+dated tags (a tag written at an instant; a batch version as of T uses only those before T)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,15 @@ ITEMS_SCHEMA = pa.schema(
         pa.field("title", pa.string()),
         pa.field("genres", pa.list_(pa.string())),
         pa.field("tags", pa.list_(pa.string())),
+    ]
+)
+
+
+TAGS_SCHEMA = pa.schema(
+    [
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("tag", pa.string(), nullable=False),
+        pa.field("tagged_at", pa.timestamp("ms", tz="UTC"), nullable=False),
     ]
 )
 

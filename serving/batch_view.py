@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 from lambdastack.features import ItemSide, UserState, state_from_row
 from lambdastack.item_matrix import ItemMatrix
 from lambdastack.published import PublishedVersion
+from lambdastack.retrieval import NeighbourIndex
 from serving.columnar import ItemLists, ItemSets, Rows
 
 GLOBAL_SCOPE = "global"
@@ -37,6 +38,10 @@ class BatchView:
     neighbours: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
     centroids: Mapping[int, np.ndarray] = field(default_factory=dict, repr=False)  # unit interest
     matrix: ItemMatrix = field(default_factory=lambda: ItemMatrix.build(ItemSide({}, {}), {}), repr=False)
+    # per user: the items of the newest events before the as-of, newest first (columnar)
+    recent: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
+    # the neighbour lists with their similarities over `matrix`'s rows
+    knn: NeighbourIndex = field(default_factory=lambda: NeighbourIndex.build({}, {}, {}), repr=False)
     manifest: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @staticmethod
@@ -129,9 +134,12 @@ def load(published: PublishedVersion) -> BatchView:
     ids = np.asarray(stats["item_id"].to_numpy(zero_copy_only=False), dtype=object)[order]
     events = stats["events"].to_numpy()[order].astype(np.int64)
     per_user = {view: published.user_lists(view) for view in ("user_history", "candidates")}
+    per_user["recent"] = published.recent_lists()
     lists = _per_user_lists(per_user, _vocabulary(*per_user.values()))
     side = published.item_side()
     profile_table = published.profile_table(PROFILE_EXTRA)
+    neighbours = published.neighbours()
+    matrix = ItemMatrix.build(side, {str(i): int(n) for i, n in zip(ids, events, strict=True)})
     return BatchView(
         version=published.version,
         as_of_ms=published.as_of_ms,
@@ -144,8 +152,10 @@ def load(published: PublishedVersion) -> BatchView:
         profiles=_profiles(profile_table),
         candidates=lists["candidates"],
         popular_lists=_popular(published, ids),
-        neighbours=published.neighbours(),
+        neighbours=neighbours,
         centroids=_centroids(profile_table),
-        matrix=ItemMatrix.build(side, {str(i): int(n) for i, n in zip(ids, events, strict=True)}),
+        matrix=matrix,
         manifest=manifest,
+        recent=lists["recent"],
+        knn=NeighbourIndex.build(matrix.index, neighbours, published.neighbour_scores()),
     )

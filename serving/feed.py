@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from lambdastack.features import UserState
+from lambdastack.retrieval import KnnEvidence, decay_weights, knn_evidence
 from lambdastack.settings import ServingSettings
 from lambdastack.speedview import SpeedRead
 from serving.online_features import apply_since
@@ -24,7 +25,9 @@ from serving.schemas import FeedItemOut, FeedOut
 from serving.served_version import ServedVersion
 
 SPEED_FRESH = "speed_fresh"  # the speed layer's fresh candidates for the user
-RECENT_NEIGHBOURS = "recent_neighbours"  # neighbours of the user's recent interactions
+# the items most similar to the user's recent interactions: the decayed sum of similarities over
+# the newest knn_recent_n (batch and speed), lambdastack.retrieval
+RECENT_NEIGHBOURS = "recent_neighbours"
 BATCH_CANDIDATES = "batch_candidates"
 TRENDING = "trending"
 SPEED_POPULAR = "speed_popular"  # most engaged since the batch as-of
@@ -45,8 +48,9 @@ SOURCES = (
 class FeedConfig:
     candidates_max: int = 60
     trending_n: int = 20
-    recent_neighbours_n: int = 5
-    recent_items_n: int = 5  # newest interactions whose neighbours are candidates
+    knn_recent_n: int = 20  # newest interactions whose neighbours' similarities are summed
+    knn_decay: float = 0.9
+    knn_candidates_n: int = 100
     cold_start_events: int = 3
     genre_cap: float = 0.4
     user_cache_max: int = 50_000  # users x k whose BatchSide a snapshot keeps
@@ -56,8 +60,9 @@ class FeedConfig:
         return FeedConfig(
             s.candidates_max,
             s.trending_n,
-            s.recent_neighbours_n,
-            s.recent_items_n,
+            s.knn_recent_n,
+            s.knn_decay,
+            s.knn_candidates_n,
             s.cold_start_events,
             s.genre_cap,
             s.user_cache_max,
@@ -130,6 +135,7 @@ class BatchSide:
     candidates whose speed counts are read (`known`)."""
 
     history: frozenset[str]
+    recent: tuple[str, ...]  # the items of the newest batch events, newest first
     state: UserState  # the batch state as of the as-of; copied before events are folded in
     cold: bool
     cluster: int | None  # the batch's cluster for the user (None: chosen from the live state)
@@ -171,6 +177,7 @@ def _batch_side(snapshot: ServedVersion, user_id: str, k: int, cfg: FeedConfig) 
     n = 2 * k if cold else k
     side = BatchSide(
         history,
+        tuple(view.recent.get(user_id, ()))[: cfg.knn_recent_n],
         state,
         cold,
         cluster,
@@ -206,13 +213,32 @@ def _batch_sources(
     pool.add(side.popular, BATCH_POPULAR, side.n_popular)
 
 
-def _speed_sources(pool: _Pool, snapshot: ServedVersion, speed: SpeedRead, cfg: FeedConfig) -> None:
+def knn_sequence(speed: SpeedRead, side: BatchSide, as_of_ms: int, n: int) -> list[str]:
+    """The user's newest n interactions, newest first: the speed layer's since the as-of (ties: the
+    later received first), then the batch's (which hold every event before the as-of)."""
+    newer = sorted(
+        (i for i in reversed(speed.recent) if i.event_time_ms >= as_of_ms), key=lambda i: -i.event_time_ms
+    )
+    return ([i.item_id for i in newer] + list(side.recent))[:n]
+
+
+def recent_neighbours(snapshot: ServedVersion, items: Sequence[str], cfg: FeedConfig) -> KnnEvidence:
+    """The kNN evidence of the user's recent interactions (`items`, newest first)."""
+    view = snapshot.view
+    rows = view.matrix.rows(items)
+    return knn_evidence(view.knn, rows, decay_weights(len(rows), cfg.knn_decay))
+
+
+def _speed_sources(
+    pool: _Pool, snapshot: ServedVersion, speed: SpeedRead, side: BatchSide, cfg: FeedConfig
+) -> None:
     if speed.fresh is not None:
         pool.add((i for i, _ in speed.fresh.items), SPEED_FRESH, cfg.candidates_max)
-    newest = sorted(speed.recent, key=lambda i: -i.event_time_ms)[: cfg.recent_items_n]
-    for interaction in newest:
-        near = snapshot.view.neighbours.get(interaction.item_id, ())
-        pool.add(near, RECENT_NEIGHBOURS, cfg.recent_neighbours_n)
+    seq = knn_sequence(speed, side, snapshot.view.as_of_ms, cfg.knn_recent_n)
+    if seq and cfg.knn_candidates_n:
+        ids = snapshot.view.matrix.ids
+        evidence = recent_neighbours(snapshot, seq, cfg)
+        pool.add((ids[r] for r in evidence.rows.tolist()), RECENT_NEIGHBOURS, cfg.knn_candidates_n)
     pool.add([i for i, _ in speed.trending], TRENDING, cfg.trending_n)
     pool.add([i for i, _ in speed.movers], SPEED_POPULAR, cfg.trending_n)
 
@@ -267,7 +293,7 @@ def candidate_pool(
     then the batch ones; nothing the user has seen; at most cfg.candidates_max."""
     recent = frozenset(i.item_id for i in speed.recent)
     pool = _Pool(side.history, recent, cfg.candidates_max)
-    _speed_sources(pool, snapshot, speed, cfg)
+    _speed_sources(pool, snapshot, speed, side, cfg)
     cluster = side.cluster if side.cluster is not None else snapshot.view.cluster_of(user_id, state)
     if cluster == side.cluster and recent.isdisjoint(side.proposed):
         pool.merge(side.proposed)

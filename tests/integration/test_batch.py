@@ -166,6 +166,23 @@ def test_the_spark_event_weight_equals_event_weight(published: Published):
     assert [r["w"] for r in got.collect()] == [event_weight(t, v) for t, v in rows]
 
 
+def test_a_version_sees_only_the_tags_written_before_its_as_of(published: Published):
+    """batch.views.catalogue_as_of: undated tags stay, dated ones count only strictly before the as-of."""
+    from batch.views import catalogue_as_of
+
+    spark = spark_session(published.iso.settings)
+    catalogue = spark.createDataFrame(
+        [("a", ["old"]), ("b", None), ("c", [])], "item_id string, tags array<string>"
+    )
+    dated = spark.createDataFrame(
+        [("a", "x", 999), ("a", "old", 5), ("a", "late", 1000), ("b", "y", 1), ("zz", "q", 1)],
+        "item_id string, tag string, t long",
+    ).selectExpr("item_id", "tag", "timestamp_millis(t) AS tagged_at")
+    got = {r["item_id"]: r["tags"] for r in catalogue_as_of(catalogue, dated, 1000).collect()}
+    assert got == {"a": ["old", "x"], "b": ["y"], "c": []}
+    assert catalogue_as_of(catalogue, None, 1000) is catalogue
+
+
 def test_batch_predict_scores_every_line_or_reports_its_error(published: Published, tmp_path):
     iso, vid = published.iso, published.vid
     good = {f: 0.5 for f in FEATURE_NAMES}

@@ -37,8 +37,25 @@ def test_ml_latest_csvs(tmp_path):
     assert data.rejected == [(3, "rating must be a number between 0 and 5"), (5, "user id is empty")]
     items = {r["item_id"]: r for r in data.items.to_pylist()}
     assert items["10"]["genres"] == ["Adventure", "Animation"]
-    assert items["10"]["tags"] == ["fun", "pixar"]
+    assert items["10"]["tags"] == []  # tags are dated: the batch layer adds those before its as-of
     assert items["20"]["genres"] == []
+    tags = [(r["item_id"], r["tag"], int(r["tagged_at"].timestamp() * 1000)) for r in data.tags.to_pylist()]
+    assert tags == [("10", "pixar", 1000), ("10", "pixar", 2000), ("10", "fun", 3000)]
+
+
+def test_dated_tags_are_written_once_each(tmp_path):
+    from lambdastack.master import read_tags, write_tags
+
+    data = read_folder(_ml_latest(tmp_path / "ml"))
+    write_tags(data.tags, tmp_path / "catalogue")
+    write_tags(data.tags.slice(0, 2), tmp_path / "catalogue")  # loaded again: nothing doubles
+    rows = read_tags(tmp_path / "catalogue").to_pylist()
+    assert [(r["tag"], int(r["tagged_at"].timestamp())) for r in rows] == [
+        ("pixar", 1),
+        ("pixar", 2),
+        ("fun", 3),
+    ]
+    assert read_tags(tmp_path / "nothing").num_rows == 0
 
 
 def test_ml_100k_tab_separated(tmp_path):

@@ -19,7 +19,8 @@ from serving.served_version import ServedVersion
 from speed.scoring_view import ScoringView
 from speed.user_window import entry, parse_window
 from tools.evaluation.metrics import rank_in_feed
-from tools.evaluation.replay import replay
+from tools.evaluation.references import ItemKnn, RecentPopular
+from tools.evaluation.replay import references, replay
 from tools.evaluation.speedstate import SpeedState
 from tools.evaluation.split import Split
 from tools.evaluation.variants import (
@@ -150,8 +151,8 @@ def test_fresh_candidates_come_from_the_scoring_udf_on_positive_events_only():
 
 def test_speed_only_sees_no_batch_popularity_but_batch_only_does():
     v = variants()
-    assert [i for i, _ in v.batch_only("new", AS_OF + 1)][:1] == ["i0"]
-    assert v.popularity("new", AS_OF + 1)[0] == ("i0", -0.0)
+    assert [r[0] for r in v.batch_only("new", AS_OF + 1)][:1] == ["i0"]
+    assert v.popularity("new", AS_OF + 1)[0] == ("i0", -0.0, ("batch_popular",))
     assert v.speed_only("new", AS_OF + 1) == []  # no history, no speed signal: nothing to propose
 
 
@@ -184,3 +185,21 @@ def test_catalogue_only_keeps_items_embeddings_and_neighbours():
     assert empty.count("i0") == 0 and empty.popular() == () and empty.seen("old") == frozenset()
     assert empty.neighbours == full.neighbours and empty.side is full.side
     assert dataclasses.replace(empty).matrix.counts.sum() == 0
+
+
+def test_references_are_asked_the_same_questions_and_coverage_and_sources_are_reported():
+    v = variants(k=3)
+    history = (ev(0, "old", "i0", AS_OF - 10), ev(1, "old", "i1", AS_OF - 9), ev(2, "x", "i1", AS_OF - 8))
+    test = tuple(ev(n, f"b{n}", "i19", AS_OF + n) for n in range(3, 9)) + (ev(9, "old", "i2", AS_OF + 20),)
+    split = Split(AS_OF, history, test)
+    board, _ = replay(v, split, echo=lambda _: None, refs=references(split))
+    s = board.summary(catalogue=20)
+    for name in (RecentPopular.name, ItemKnn.name):
+        assert s[name]["segments"]["all"]["count"] == len(test)
+    # after the first b-user picked i19, recent_popular ranks it first for every later one
+    assert s[RecentPopular.name]["segments"]["new"]["hr"][0] == pytest.approx(5 / 6)
+    assert s[RecentPopular.name]["coverage"] == pytest.approx(4 / 20)  # i0, i1, i19 and i2
+    share = s[MERGED]["source_share"]
+    assert share and all(0 < x <= 1 for x in share.values())
+    assert s[POPULARITY]["source_share"] == {"batch_popular": 1.0}
+    assert "source_share" not in s[ItemKnn.name]

@@ -9,7 +9,7 @@ import pytest
 
 from tools.cli import main
 from tools.evaluation.metrics import Scoreboard
-from tools.evaluation.report import eval_table, eval_targets, render
+from tools.evaluation.report import eval_table, eval_targets, render, source_table
 
 pytestmark = pytest.mark.unit
 
@@ -21,9 +21,12 @@ def eval_result() -> dict:
         "batch_only": [2, None],
         "speed_only": [1, None],
         "merged": [0, 1],
+        "item_knn": [0, None],
     }.items():
         board.add(variant, "known", ranks[0], 0.001, 1_700_000_000_000)
         board.add(variant, "new", ranks[1], 0.003, 1_700_000_100_000)
+    board.recommended("merged", ["a", "b", "c"], [("trending",), ("knn", "trending"), ("knn",)])
+    board.recommended("item_knn", ["a", "d"])
     return {
         "benchmark": "eval",
         "dataset": "/data/ml",
@@ -34,7 +37,7 @@ def eval_result() -> dict:
         "events": {"total": 10, "history": 8, "replayed": 2},
         "limit": None,
         "version": "v000001",
-        "variants": board.summary(),
+        "variants": board.summary(catalogue=8),
         "wall_s": 1.0,
         "measured_at": "2026-11-28T17:00:00Z",
     }
@@ -44,13 +47,25 @@ def test_eval_table_has_every_variant_and_segment():
     table = eval_table(eval_result())
     assert "| merged | all | 2 | 1.0000 |" in table
     assert "| speed_only | new | 1 | 0.0000 | 0.0000 | 2.00 |" in table
-    assert table.count("\n") == 1 + 4 * 3
+    assert "| item_knn | all | 2 | 0.5000 | 0.5000 | 2.00 | 0.2500 |" in table  # a, d of 8
+    assert table.count("\n") == 1 + 5 * 3
+
+
+def test_source_table_gives_each_source_its_share_of_places():
+    assert source_table(eval_result()).splitlines() == [
+        "| variant | knn | trending |",
+        "|---|---:|---:|",
+        "| merged | 0.667 | 0.667 |",
+    ]
 
 
 def test_targets_compare_merged_with_every_variant_and_the_lift():
     targets = {t: (ok, m) for t, ok, m in eval_targets(eval_result())}
     assert targets["merged > batch_only in NDCG@3 (all)"][0] is True
     assert targets["merged > popularity in NDCG@3 (new)"][0] is True  # 0.63 vs 0.5
+    assert targets["merged > item_knn in HR@3 (known)"] == (False, "1.0000 vs 1.0000")
+    assert targets["merged > item_knn in NDCG@3 (new)"][0] is True
+    assert targets["merged NDCG@3 >= 0.045 (all; the ml-latest-small target)"][0] is True
     lift_ok, lift = targets["merged NDCG@3 >= 2.5 x batch_only (all)"]
     assert lift_ok is True and lift == "3.26x"  # (1 + 0.63) / 0.5
 

@@ -9,6 +9,7 @@ import pytest
 from lambdastack.features import FEATURE_NAMES, ItemSide, UserState
 from lambdastack.item_matrix import ItemMatrix
 from lambdastack.model import Ranker, load_ranker
+from lambdastack.retrieval import NeighbourIndex
 from lambdastack.speedview import FreshCandidates, Interaction, SpeedRead
 from serving.batch_view import BatchView
 from serving.feed import (
@@ -81,6 +82,8 @@ def world(n_items: int = 40, model: bytes | None = None, version: str = "v000001
             "cluster": cluster,
         }
 
+    neighbours = {i: (ids[(n + 1) % n_items], ids[(n + 2) % n_items]) for n, i in enumerate(ids)}
+    matrix = ItemMatrix.build(side, events)
     view = BatchView(
         version=version,
         as_of_ms=AS_OF,
@@ -93,12 +96,14 @@ def world(n_items: int = 40, model: bytes | None = None, version: str = "v000001
         profiles={"u1": row(u1, 0), "u2": row(u2, 1)},
         candidates={"u1": tuple(f"i{n}" for n in range(1, 30, 2)) + ("i0",)},
         popular_lists={"global": tuple(ids), "cluster:0": ("i39", "i38", "i37"), "cluster:1": ("i20", "i21")},
-        neighbours={i: (ids[(n + 1) % n_items], ids[(n + 2) % n_items]) for n, i in enumerate(ids)},
+        neighbours=neighbours,
         centroids={
             0: vectors["i0"] / np.linalg.norm(vectors["i0"]),
             1: vectors["i1"] / np.linalg.norm(vectors["i1"]),
         },
-        matrix=ItemMatrix.build(side, events),
+        matrix=matrix,
+        recent={"u1": ("i8", "i4", "i0"), "u2": ("i1",)},
+        knn=NeighbourIndex.build(matrix.index, neighbours, dict.fromkeys(neighbours, (0.9, 0.5))),
     )
     ranker = load_ranker(model, version) if model is not None else None
     return ServedVersion(view, ranker)
@@ -166,6 +171,18 @@ def test_every_source_is_named_on_the_items_it_proposed(model):
     assert feed.signal_age_ms == NOW - (AS_OF + 60_000)
 
 
+def _reference_knn(view: BatchView, sp: SpeedRead, user: str, cfg: FeedConfig) -> list[str]:
+    """Items by the decayed sum of their similarities to the newest knn_recent_n interactions
+    (speed ones since the as-of newest first, then the batch's), one item at a time."""
+    newer = sorted((i for i in sp.recent if i.event_time_ms >= view.as_of_ms), key=lambda i: -i.event_time_ms)
+    seq = ([i.item_id for i in newer] + list(view.recent.get(user, ())))[: cfg.knn_recent_n]
+    scores: dict[str, float] = {}
+    for k, item in enumerate(seq):
+        for near, sim in zip(view.neighbours.get(item, ()), (0.9, 0.5), strict=False):
+            scores[near] = scores.get(near, 0.0) + cfg.knn_decay**k * sim
+    return sorted(scores, key=lambda i: (-scores[i], view.matrix.index[i]))
+
+
 def _reference_pool(snap: ServedVersion, sp: SpeedRead, user: str, k: int, cfg: FeedConfig) -> dict:
     """The pool as first specified: every source over its whole list, one after the other."""
     view = snap.view
@@ -190,8 +207,7 @@ def _reference_pool(snap: ServedVersion, sp: SpeedRead, user: str, k: int, cfg: 
 
     if sp.fresh is not None:
         add([i for i, _ in sp.fresh.items], SPEED_FRESH, cfg.candidates_max)
-    for e in sorted(sp.recent, key=lambda i: -i.event_time_ms)[: cfg.recent_items_n]:
-        add(view.neighbours.get(e.item_id, ()), RECENT_NEIGHBOURS, cfg.recent_neighbours_n)
+    add(_reference_knn(view, sp, user, cfg), RECENT_NEIGHBOURS, cfg.knn_candidates_n)
     add([i for i, _ in sp.trending], TRENDING, cfg.trending_n)
     add([i for i, _ in sp.movers], SPEED_POPULAR, cfg.trending_n)
     add(view.candidates.get(user, ()), BATCH_CANDIDATES, cfg.candidates_max)
@@ -214,7 +230,8 @@ def test_the_cached_batch_side_gives_the_pool_the_whole_lists_give():
         cfg = FeedConfig(
             candidates_max=int(rng.integers(3, 45)),
             trending_n=int(rng.integers(1, 8)),
-            recent_neighbours_n=int(rng.integers(0, 3)),
+            knn_recent_n=int(rng.integers(0, 5)),
+            knn_candidates_n=int(rng.integers(0, 6)),
             cold_start_events=int(rng.integers(0, 5)),
         )
         user, k = ["u1", "u2", "u3"][trial % 3], int(rng.integers(1, 15))
@@ -256,9 +273,10 @@ def test_without_redis_the_feed_is_batch_only_and_marked_degraded(model):
     feed = rank_feed(snap, SpeedRead.unavailable(), "u1", 10, NOW)
     assert feed.degraded and feed.signal_age_ms is None and len(feed.items) == 10
     assert all(i.speed_count == 0 for i in feed.items)
-    assert not {SPEED_FRESH, TRENDING, SPEED_POPULAR, RECENT_NEIGHBOURS} & {
-        s for i in feed.items for s in i.sources
-    }
+    assert not {SPEED_FRESH, TRENDING, SPEED_POPULAR} & {s for i in feed.items for s in i.sources}
+    # the neighbours of the batch's own newest interactions (i8, i4, i0) are still proposed
+    near = {i.item_id for i in feed.items if RECENT_NEIGHBOURS in i.sources}
+    assert near and near <= {"i9", "i10", "i5", "i6", "i1", "i2"}
 
 
 def test_without_a_version_the_feed_comes_from_trending_and_speed_popularity():

@@ -14,13 +14,17 @@ from tools.commands import settings_of
 
 
 def load_movielens(s: Settings, folder: Path) -> int:
-    from lambdastack.master import append, write_catalogue
+    from lambdastack.master import append, write_catalogue, write_tags
     from tools.datasets.movielens import read_folder
 
     data = read_folder(folder)
     n = append(data.events, s.path(s.data.master_dir), load_id=f"movielens-{uuid.uuid4().hex[:8]}")
     write_catalogue(data.items, s.path(s.data.catalogue_dir))
-    print(f"loaded {n} events and {data.items.num_rows} items from {folder} ({data.source_format} format)")
+    write_tags(data.tags, s.path(s.data.catalogue_dir))
+    print(
+        f"loaded {n} events, {data.items.num_rows} items and {data.tags.num_rows} dated tags "
+        f"from {folder} ({data.source_format} format)"
+    )
     for line, reason in data.rejected[:20]:
         print(f"  rejected line {line}: {reason}", file=sys.stderr)
     if data.rejected:

@@ -2,7 +2,8 @@
 
 Each rating becomes a `rating` event with the rating as value and a deterministic event_id
 (`ml-{user}-{item}-{timestamp}`), so loading the same folder twice adds no new event after
-de-duplication. Tags become item tags in the catalogue.
+de-duplication. Tags (tags.csv) become dated tags in the catalogue: a batch version uses only the
+tags written before its as-of, so nothing after the cut leaks into its content vectors.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 
 from lambdastack.errors import DataError
-from lambdastack.tables import ITEMS_SCHEMA, events_table
+from lambdastack.tables import ITEMS_SCHEMA, TAGS_SCHEMA, events_table
 
 # the 19 genre flags of u.item, used when u.genre is absent
 _OLD_GENRES = [
@@ -45,6 +46,7 @@ _OLD_GENRES = [
 class MovieLens:
     events: pa.Table
     items: pa.Table
+    tags: pa.Table = field(default_factory=TAGS_SCHEMA.empty_table)  # dated (tags.csv timestamps)
     rejected: list[tuple[int, str]] = field(default_factory=list)  # (source line, reason)
     source_format: str = ""
 
@@ -113,13 +115,28 @@ def _read_csv_folder(folder: Path) -> MovieLens:
                 .map(lambda g: [x for x in g.split("|") if x and x != "(no genres listed)"]),
             }
         )
-    tags: dict[str, list[str]] = {}
-    if (folder / "tags.csv").exists():
-        t = pd.read_csv(folder / "tags.csv", dtype=str).dropna(subset=["movieId", "tag"])
-        t["tag"] = t["tag"].str.strip().str.lower()
-        for item, group in t.groupby("movieId"):
-            tags[str(item)] = sorted(set(group["tag"]))
-    return MovieLens(events, _items_table(items, tags), rejected, "csv")
+    tags = _dated_tags(folder / "tags.csv")
+    return MovieLens(events, _items_table(items, {}), tags, rejected=rejected, source_format="csv")
+
+
+def _dated_tags(path: Path) -> pa.Table:
+    """tags.csv as dated tags (lower-cased, trimmed; rows without an item, tag or time left out):
+    a batch version as of T sees only the tags written before T."""
+    if not path.exists():
+        return TAGS_SCHEMA.empty_table()
+    t = pd.read_csv(path, dtype=str).dropna(subset=["movieId", "tag", "timestamp"])
+    seconds = pd.to_numeric(t["timestamp"], errors="coerce")
+    t = t[seconds.notna()]
+    return pa.table(
+        {
+            "item_id": t["movieId"].str.strip().tolist(),
+            "tag": t["tag"].str.strip().str.lower().tolist(),
+            "tagged_at": pa.array(
+                (seconds[seconds.notna()] * 1000).astype("int64").tolist(), pa.int64()
+            ).cast(pa.timestamp("ms", tz="UTC")),
+        },
+        schema=TAGS_SCHEMA,
+    )
 
 
 def _read_tsv_folder(folder: Path) -> MovieLens:
@@ -146,7 +163,7 @@ def _read_tsv_folder(folder: Path) -> MovieLens:
                 ],
             }
         )
-    return MovieLens(events, _items_table(items, {}), rejected, "tsv")
+    return MovieLens(events, _items_table(items, {}), rejected=rejected, source_format="tsv")
 
 
 def _items_table(items: pd.DataFrame, tags: dict[str, list[str]]) -> pa.Table:

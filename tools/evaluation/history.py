@@ -3,12 +3,15 @@ version as of the cut, built by the real batch job (batch/job.py) in a work dire
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 from lambdastack.settings import Settings
 from lambdastack.versions import VersionLayout
+
+FINGERPRINT_FILE = "BUILT_BY"  # beside CURRENT: batch_fingerprint of the code that built the views
 
 
 def work_settings(settings: Settings, work_dir: Path) -> Settings:
@@ -23,14 +26,29 @@ def work_settings(settings: Settings, work_dir: Path) -> Settings:
     return settings.model_copy(update={"data": data})
 
 
-def reusable_version(layout: VersionLayout, as_of_ms: int, history_events: int) -> str | None:
-    """The current version when it was built as of the same instant from the same number of events."""
+def batch_fingerprint(settings: Settings) -> str:
+    """A digest of what a batch version is built by: the batch layer's and the core's source
+    files and the batch settings. A version built by other code or settings is not reused."""
+    root = Path(__file__).resolve().parents[2]
+    digest = hashlib.sha256(settings.batch.model_dump_json().encode())
+    for path in sorted([*root.glob("batch/*.py"), *root.glob("lambdastack/**/*.py")]):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def reusable_version(
+    layout: VersionLayout, as_of_ms: int, history_events: int, fingerprint: str = ""
+) -> str | None:
+    """The current version when it was built as of the same instant from the same number of events
+    by the same code and batch settings (`fingerprint`, kept beside the views)."""
     vid = layout.current()
     if vid is None:
         return None
     m = layout.manifest(vid)
     same = int(m["as_of_ms"]) == as_of_ms and int(m["input"]["events"]) == history_events
-    return vid if same else None
+    stamp = layout.views_dir / FINGERPRINT_FILE
+    built_by = stamp.read_text().strip() if stamp.exists() else None
+    return vid if same and built_by == fingerprint else None
 
 
 def build_version(
@@ -44,18 +62,21 @@ def build_version(
     """Load the dataset into `work_dir` and run the batch job as of the cut (or reuse the version a
     previous run built from the same data and cut); (work settings, version id)."""
     from batch import job
-    from lambdastack.master import append, write_catalogue
+    from lambdastack.master import append, write_catalogue, write_tags
     from tools.datasets.movielens import read_folder
 
     ws = work_settings(settings, work_dir)
     layout = VersionLayout(ws.path(ws.data.views_dir))
-    if (vid := reusable_version(layout, as_of_ms, history_events)) is not None:
-        echo(f"[eval] reusing batch version {vid} in {work_dir} (same as-of and history)")
+    fingerprint = batch_fingerprint(ws)
+    if (vid := reusable_version(layout, as_of_ms, history_events, fingerprint)) is not None:
+        echo(f"[eval] reusing batch version {vid} in {work_dir} (same as-of, history, code and settings)")
         return ws, vid
     shutil.rmtree(work_dir, ignore_errors=True)
     data = read_folder(dataset_dir)
     append(data.events, ws.path(ws.data.master_dir))
     write_catalogue(data.items, ws.path(ws.data.catalogue_dir))
+    write_tags(data.tags, ws.path(ws.data.catalogue_dir))
     echo(f"[eval] running the batch layer as of {as_of_ms} on {history_events} events")
     vid = job.run(ws, as_of_ms=as_of_ms, echo=echo)
+    (layout.views_dir / FINGERPRINT_FILE).write_text(fingerprint + "\n")
     return ws, vid

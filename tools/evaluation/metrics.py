@@ -9,7 +9,8 @@ item absent from the ranking is a miss at every K.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Sequence
+from collections import Counter
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +73,19 @@ class Scoreboard:
     cells: dict[tuple[str, str], Cell] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     timeline: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # (time, NDCG@k)
+    shown: dict[str, set[str]] = field(default_factory=dict)  # every item a variant recommended
+    places: dict[str, Counter[str]] = field(default_factory=dict)  # feed places per source
+    filled: Counter[str] = field(default_factory=Counter)  # feed places filled per variant
+
+    def recommended(self, variant: str, items: Iterable[str], sources: Iterable[Iterable[str]] = ()) -> None:
+        """One answer's top k: for coverage, and the share of places each source proposed (an
+        item proposed by several sources counts once for each)."""
+        items = list(items)
+        self.shown.setdefault(variant, set()).update(items)
+        self.filled[variant] += len(items)
+        c = self.places.setdefault(variant, Counter())
+        for by in sources:
+            c.update(by)
 
     def add(self, variant: str, seg: str, rank: int | None, seconds: float, t_ms: int) -> None:
         for s in ("all", seg):
@@ -83,7 +97,11 @@ class Scoreboard:
         c = self.cells.get((variant, seg))
         return c.ndcgs[self.k - 1] / c.n if c and c.n else 0.0
 
-    def summary(self, time_bins: int = 20) -> dict[str, Any]:
+    def summary(self, time_bins: int = 20, catalogue: int = 0) -> dict[str, Any]:
+        """Per variant: metrics by segment, ms per query, NDCG over time; with `catalogue` (its
+        item count) the coverage (distinct items recommended / catalogue); where sources are
+        known, each source's share of the filled feed places (sums to more than 1 when items have
+        several sources)."""
         out: dict[str, Any] = {}
         for (variant, seg), cell in sorted(self.cells.items()):
             v = out.setdefault(variant, {"segments": {}})
@@ -92,6 +110,12 @@ class Scoreboard:
             n = self.cells[(variant, "all")].n
             v["ms_per_query"] = round(1000 * self.seconds.get(variant, 0.0) / max(n, 1), 4)
             v["ndcg_over_time"] = binned(self.timeline.get(variant, []), time_bins)
+            if catalogue:
+                v["coverage"] = round(len(self.shown.get(variant, ())) / catalogue, 6)
+            places = self.places.get(variant)
+            if places:
+                filled = max(1, self.filled[variant])
+                v["source_share"] = {src: round(c / filled, 6) for src, c in sorted(places.items())}
         return out
 
 

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 from collections import defaultdict, deque
 from collections.abc import Collection, Iterable, Sequence
+from typing import Protocol
 
 import numpy as np
 
 from lambdastack.events import Event
+
+REFERENCES = ("recent_popular", "item_knn")  # the names of RecentPopular and ItemKnn
 
 
 def pessimistic_rank(scores: np.ndarray, target: int, masked: np.ndarray) -> int:
@@ -29,16 +32,58 @@ def pessimistic_rank(scores: np.ndarray, target: int, masked: np.ndarray) -> int
     return int(np.count_nonzero(scores[keep] >= scores[target]))
 
 
+def top_k(scores: np.ndarray, masked: np.ndarray, k: int) -> np.ndarray:
+    """The k best unmasked item numbers, best first (ties: the lower number first)."""
+    s = scores.astype(np.float64, copy=True)
+    s[masked] = -np.inf
+    k = min(k, s.shape[0])
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    part = np.argpartition(-s, k - 1)[:k] if k < s.shape[0] else np.arange(s.shape[0])
+    best = part[np.lexsort((part, -s[part]))]
+    return best[np.isfinite(s[best])]
+
+
+class Reference(Protocol):
+    """What the replay asks of a reference recommender."""
+
+    name: str
+    catalogue: _Catalogue
+
+    def scores(self, user_id: str) -> np.ndarray: ...
+
+    def apply(self, e: Event) -> None: ...
+
+
+def answer(ref: Reference, user_id: str, target: str, seen: Collection[str], k: int) -> tuple[int, list[str]]:
+    """(the target's pessimistic rank over the whole catalogue, the user's top k item ids)."""
+    t = ref.catalogue.number(target)
+    names = ref.catalogue.names()
+    scores = ref.scores(user_id)
+    # items numbered after the scores were sized (new targets) score 0, like every unseen item
+    scores = np.concatenate([scores, np.zeros(len(names) - scores.shape[0])])
+    masked = ref.catalogue.numbers(seen)
+    return pessimistic_rank(scores, t, masked), [names[i] for i in top_k(scores, masked, k).tolist()]
+
+
 class _Catalogue:
     """Item ids to dense numbers, growing as new items appear."""
 
     def __init__(self, items: Iterable[str] = ()):
         self.index: dict[str, int] = {}
+        self._names: list[str] = []
         for i in items:
             self.number(i)
 
     def number(self, item_id: str) -> int:
-        return self.index.setdefault(item_id, len(self.index))
+        n = self.index.setdefault(item_id, len(self.index))
+        if n == len(self._names):
+            self._names.append(item_id)
+        return n
+
+    def names(self) -> list[str]:
+        """Item ids by number."""
+        return self._names
 
     def numbers(self, item_ids: Collection[str]) -> np.ndarray:
         return np.fromiter((self.index[i] for i in item_ids if i in self.index), dtype=np.int64)
@@ -53,15 +98,11 @@ class RecentPopular:
         self.catalogue = _Catalogue(catalogue)
         self.counts = np.zeros(max(len(self.catalogue.index), 1), dtype=np.float64)
 
-    def scores(self, user_id: str, n_items: int) -> np.ndarray:
-        out = np.zeros(n_items)
-        out[: min(n_items, self.counts.shape[0])] = self.counts[:n_items]
-        return out
+    def scores(self, user_id: str) -> np.ndarray:
+        return self.counts[: len(self.catalogue.index)].copy()
 
     def rank(self, user_id: str, target: str, seen: Collection[str]) -> int:
-        t = self.catalogue.number(target)
-        n = len(self.catalogue.index)
-        return pessimistic_rank(self.scores(user_id, n), t, self.catalogue.numbers(seen))
+        return answer(self, user_id, target, seen, 0)[0]
 
     def apply(self, e: Event) -> None:
         i = self.catalogue.number(e.item_id)
@@ -102,11 +143,7 @@ class ItemKnn:
         return np.divide(dots, self.norms, out=np.zeros(self.n_items), where=self.norms > 0)
 
     def rank(self, user_id: str, target: str, seen: Collection[str]) -> int:
-        t = self.catalogue.number(target)
-        scores = self.scores(user_id)
-        # items the history never saw (numbered since, as targets) score 0, like every other such item
-        scores = np.concatenate([scores, np.zeros(len(self.catalogue.index) - scores.shape[0])])
-        return pessimistic_rank(scores, t, self.catalogue.numbers(seen))
+        return answer(self, user_id, target, seen, 0)[0]
 
     def apply(self, e: Event) -> None:
         self.recent[e.user_id].append(e.item_id)

@@ -23,9 +23,16 @@ from lambdastack.published import PublishedVersion
 from lambdastack.settings import Settings
 from lambdastack.versions import VersionLayout
 from tools.evaluation.metrics import Scoreboard, rank_in_feed
+from tools.evaluation.references import REFERENCES, ItemKnn, RecentPopular, Reference, answer
 from tools.evaluation.speedstate import SpeedState
 from tools.evaluation.split import KNOWN, NEW, Split, segment
 from tools.evaluation.variants import MERGED, SPEED_ONLY, VARIANTS, Query, Variants
+
+
+def references(split: Split) -> list[Reference]:
+    """The reference recommenders over the split's history (issue #12 defines them)."""
+    items = dict.fromkeys(e.item_id for e in split.history)
+    return [RecentPopular(items), ItemKnn(split.history)]
 
 
 @dataclass(frozen=True)
@@ -68,7 +75,8 @@ class Progress:
         self.last = now
         rate = done / max(now - self.start, 1e-9)
         left = (self.total - done) / rate if rate > 0 else 0.0
-        ndcg = " ".join(f"{v} {board.ndcg_at_k(v):.4f}" for v in VARIANTS if (v, "all") in board.cells)
+        names = (*VARIANTS, *REFERENCES)
+        ndcg = " ".join(f"{v} {board.ndcg_at_k(v):.4f}" for v in names if (v, "all") in board.cells)
         n = board.cells[(MERGED, "all")].n if (MERGED, "all") in board.cells else 0
         self.echo(
             f"[eval {now - self.start:7.1f}s] {done}/{self.total} events, {n} queries, "
@@ -82,8 +90,10 @@ def replay(
     echo: Callable[[str], None] = print,
     limit: int | None = None,
     keep_queries: bool = False,
+    refs: Sequence[Reference] = (),
 ) -> tuple[Scoreboard, list[Asked]]:
-    """Ask, then apply, each test event in time order; `limit` stops after that many events."""
+    """Ask, then apply, each test event in time order; `limit` stops after that many events;
+    `refs` are asked too (whole-catalogue ranks) and told every event after it was asked."""
     queries: dict[str, Query] = variants.queries()
     known = frozenset(e.user_id for e in split.history)
     seen: dict[str, set[str]] = defaultdict(set)
@@ -102,11 +112,21 @@ def replay(
                 t0 = time.perf_counter()
                 ranked = query(e.user_id, e.event_time_ms)
                 elapsed = time.perf_counter() - t0
-                board.add(name, seg, rank_in_feed(ranked, e.item_id, user_seen), elapsed, e.event_time_ms)
-                feeds[name] = [i for i, _ in ranked]
+                scored = [(i, s) for i, s, _ in ranked]
+                board.add(name, seg, rank_in_feed(scored, e.item_id, user_seen), elapsed, e.event_time_ms)
+                shown = [r for r in ranked if r[0] not in user_seen][: variants.k]
+                board.recommended(name, (i for i, _, _ in shown), (by for _, _, by in shown))
+                feeds[name] = [i for i, _ in scored]
+            for ref in refs:
+                t0 = time.perf_counter()
+                rank, top = answer(ref, e.user_id, e.item_id, user_seen, variants.k)
+                board.add(ref.name, seg, rank, time.perf_counter() - t0, e.event_time_ms)
+                board.recommended(ref.name, top)
             if keep_queries:
                 asked.append(Asked(e.user_id, e.item_id, e.event_time_ms, feeds))
         variants.state.apply(e)
+        for ref in refs:
+            ref.apply(e)
         user_seen.add(e.item_id)
         progress.tick(n + 1, board)
     progress.tick(len(test), board, force=True)
@@ -137,7 +157,7 @@ def run(
     work = work_dir or settings.state_dir / "eval" / f"{dataset_dir.name}-{fraction}"
     ws, vid = build_version(settings, dataset_dir, work, sp.as_of_ms, len(sp.history), echo)
     variants = open_variants(ws, vid, k)
-    board, _ = replay(variants, sp, echo, limit)
+    board, _ = replay(variants, sp, echo, limit, refs=references(sp))
     return {
         "benchmark": "eval",
         "dataset": str(dataset_dir),
@@ -148,7 +168,7 @@ def run(
         "events": {"total": len(events), "history": len(sp.history), "replayed": len(sp.test)},
         "limit": limit,
         "version": vid,
-        "variants": board.summary(),
+        "variants": board.summary(catalogue=len(variants.full.view.matrix.index)),
         "wall_s": round(time.monotonic() - started, 1),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

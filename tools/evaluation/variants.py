@@ -27,8 +27,8 @@ from tools.evaluation.speedstate import SpeedState
 
 POPULARITY, BATCH_ONLY, SPEED_ONLY, MERGED = "popularity", "batch_only", "speed_only", "merged"
 VARIANTS = (POPULARITY, BATCH_ONLY, SPEED_ONLY, MERGED)
-Ranked = list[tuple[str, float]]
-Query = Callable[[str, int], Ranked]  # (user, now_ms) -> items best first with their scores
+Ranked = list[tuple[str, float, tuple[str, ...]]]  # items best first: (id, score, sources)
+Query = Callable[[str, int], Ranked]  # (user, now_ms) -> the feed
 
 
 def catalogue_only(view: BatchView) -> BatchView:
@@ -41,7 +41,9 @@ def catalogue_only(view: BatchView) -> BatchView:
         candidates={},
         popular_lists={},
         centroids={},
-        matrix=ItemMatrix.build(view.side, {}),
+        recent={},
+        # the same rows (the neighbour index is over them), every count zero
+        matrix=ItemMatrix.build(view.side, dict.fromkeys(view.matrix.index, 0)),
     )
 
 
@@ -60,7 +62,7 @@ class Variants:
 
     def _feed(self, snap: ServedVersion, speed: SpeedRead, user: str, now_ms: int) -> Ranked:
         feed = rank_feed(snap, speed, user, self.k, now_ms, self.cfg)
-        return [(i.item_id, i.score) for i in feed.items]
+        return [(i.item_id, i.score, i.sources) for i in feed.items]
 
     def _live(self, snap: ServedVersion, fresh_from: str, user: str, now_ms: int) -> Ranked:
         known = known_candidates(snap, user, self.k, self.cfg)
@@ -68,7 +70,7 @@ class Variants:
         return self._feed(snap, speed, user, now_ms)
 
     def popularity(self, user: str, now_ms: int) -> Ranked:
-        return [(i, -float(n)) for n, i in enumerate(self.full.view.popular())]
+        return [(i, -float(n), ("batch_popular",)) for n, i in enumerate(self.full.view.popular())]
 
     def batch_only(self, user: str, now_ms: int) -> Ranked:
         return self._feed(self.full, SpeedRead(True, {}), user, now_ms)

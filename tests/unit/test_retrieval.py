@@ -1,0 +1,97 @@
+"""lambdastack.retrieval: the CSR neighbour index and the kNN evidence, against a plain loop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lambdastack.retrieval import NeighbourIndex, decay_weights, knn_evidence
+
+pytestmark = pytest.mark.unit
+
+INDEX = {"a": 0, "b": 1, "c": 2, "d": 3}
+
+
+def tiny() -> NeighbourIndex:
+    return NeighbourIndex.build(
+        INDEX,
+        {"a": ["b", "c", "zz"], "b": ["a", "c"], "d": ["c"], "zz": ["a"]},
+        {"a": [0.9, 0.5, 0.4], "b": [0.9, 0.2], "d": [0.7], "zz": [1.0]},
+    )
+
+
+def test_build_keeps_rows_of_the_index_and_drops_unknown_ids() -> None:
+    idx = tiny()
+    assert idx.indptr.tolist() == [0, 2, 4, 4, 5]
+    assert idx.cols.tolist() == [1, 2, 0, 2, 2]
+    assert idx.scores.tolist() == [0.9, 0.5, 0.9, 0.2, 0.7]
+    cols, sims = idx.row(2)
+    assert len(cols) == len(sims) == 0
+    assert len(idx.row(-1)[0]) == len(idx.row(99)[0]) == 0
+
+
+def test_evidence_of_a_hand_checked_case() -> None:
+    # recent, newest first: b (weight 1), unknown (-1), a (weight 0.25)
+    ev = knn_evidence(tiny(), np.array([1, -1, 0]), np.array([1.0, 0.5, 0.25]))
+    got = {
+        int(r): (s, b, v, la)
+        for r, s, b, v, la in zip(ev.rows, ev.score, ev.best, ev.votes, ev.last, strict=True)
+    }
+    assert set(got) == {0, 1, 2}
+    assert got[0] == pytest.approx((0.9, 0.9, 1, 0.9))  # a: from b only
+    assert got[1] == pytest.approx((0.225, 0.9, 1, 0.0))  # b: from a, weight 0.25
+    assert got[2] == pytest.approx((0.2 + 0.125, 0.5, 2, 0.2))  # c: from b and a
+    assert ev.rows.tolist() == [0, 2, 1]  # by score
+
+
+def test_newest_unknown_item_gives_no_last_similarity() -> None:
+    ev = knn_evidence(tiny(), np.array([-1, 1]), np.array([1.0, 1.0]))
+    assert ev.last.tolist() == [0.0, 0.0]
+    assert knn_evidence(tiny(), np.array([], dtype=np.int64), np.array([])).rows.size == 0
+    assert knn_evidence(tiny(), np.array([2]), np.array([1.0])).rows.size == 0  # c lists nothing
+
+
+def test_lookup_gives_the_evidence_of_any_rows_and_zero_elsewhere() -> None:
+    ev = knn_evidence(tiny(), np.array([1, 0]), np.array([1.0, 0.5]))
+    score, best, votes, last = ev.lookup(np.array([3, 2, 0, 2]))
+    assert score.tolist() == pytest.approx([0.0, 0.2 + 0.25, 0.9, 0.2 + 0.25])
+    assert votes.tolist() == [0.0, 2.0, 1.0, 2.0]
+    assert best.tolist() == pytest.approx([0.0, 0.5, 0.9, 0.5])
+    assert last.tolist() == pytest.approx([0.0, 0.2, 0.9, 0.2])
+
+
+def test_random_indexes_match_a_plain_loop() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        n = int(rng.integers(1, 40))
+        ids = [f"i{k}" for k in range(n)]
+        index = {i: k for k, i in enumerate(ids)}
+        lists = {i: list(rng.choice(ids, size=int(rng.integers(0, n + 1)), replace=False)) for i in ids}
+        sims = {i: list(rng.random(len(v))) for i, v in lists.items()}
+        idx = NeighbourIndex.build(index, lists, sims)
+        recent = rng.integers(-1, n, size=int(rng.integers(0, 25)))
+        w = decay_weights(len(recent), 0.9)
+        ev = knn_evidence(idx, recent, w)
+        expect: dict[int, list[float]] = {}
+        for k, r in enumerate(recent.tolist()):
+            if r < 0:
+                continue
+            for b, s in zip(lists[ids[r]], sims[ids[r]], strict=True):
+                e = expect.setdefault(index[b], [0.0, 0.0, 0.0, 0.0])
+                e[0] += w[k] * s
+                e[1] = max(e[1], s)
+                e[2] += 1
+                if k == 0:
+                    e[3] = s
+        got = {
+            int(r): [s, b, v, la]
+            for r, s, b, v, la in zip(ev.rows, ev.score, ev.best, ev.votes, ev.last, strict=True)
+        }
+        assert got.keys() == expect.keys()
+        for r, e in expect.items():
+            assert got[r] == pytest.approx(e)
+        assert np.all(np.diff(ev.score) <= 1e-12)
+
+
+def test_decay_weights() -> None:
+    assert decay_weights(3, 0.5).tolist() == [1.0, 0.5, 0.25]
