@@ -75,7 +75,10 @@ class BatchSettings(_Section):
     bucket_s: int = Field(3600, gt=0)
     popular_n: int = Field(500, gt=0)
     keep_versions: int = Field(5, ge=1)
-    neighbours_n: int = Field(20, gt=0)
+    neighbours_n: int = Field(100, gt=0)
+    # positions apart within a user's events that still co-visit (batch/neighbours.py; at most 25
+    # keeps its integer sums exact in 64 bits)
+    covisit_window: int = Field(20, ge=1, le=25)
     candidates_n: int = Field(100, gt=0)
     clusters: int = Field(8, gt=0)
     train_fraction: float = Field(0.2, gt=0, lt=1)
