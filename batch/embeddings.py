@@ -1,6 +1,6 @@
 """Item embeddings on Spark: content vectors from item text (TF-IDF, randomly projected),
-collaborative vectors from implicit-feedback ALS, combined into one unit vector per item;
-item-item neighbours."""
+collaborative vectors from implicit-feedback ALS, combined into one unit vector per item
+(item-item neighbours: batch/neighbours.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from batch.vectors import combine, normalize_rows, top_n
+from batch.vectors import combine, normalize_rows
 from lambdastack import features
 
 if TYPE_CHECKING:
@@ -168,26 +168,3 @@ def item_vectors(content: pd.DataFrame, item_als: pd.DataFrame) -> ItemVectors:
         if f is not None:
             a[n], has[n] = f, True
     return ItemVectors(ids, normalize_rows(c), combine(c, a, has), has)
-
-
-def neighbours(spark: SparkSession, vectors: ItemVectors, n: int) -> DataFrame:
-    """item_id -> the n most similar other items (cosine of combined vectors), on Spark executors."""
-    matrix = spark.sparkContext.broadcast(vectors.combined.astype(np.float32))
-    ids = spark.sparkContext.broadcast(np.array(vectors.item_ids, dtype=object))
-    rows = spark.createDataFrame(pd.DataFrame({"row": np.arange(len(vectors.item_ids), dtype=np.int64)}))
-
-    def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        m, names = matrix.value, ids.value
-        for b in batches:
-            r = b["row"].to_numpy()
-            idx, sc = top_n(m[r], m, n + 1, exclude=[np.array([x]) for x in r])
-            yield pd.DataFrame(
-                {
-                    "item_id": names[r],
-                    "neighbours": [list(names[i][:n]) for i in idx],
-                    "scores": [list(s[:n].astype(float)) for s in sc],
-                }
-            )
-
-    schema = "item_id string, neighbours array<string>, scores array<double>"
-    return rows.repartition(2).mapInPandas(score, schema).orderBy("item_id")

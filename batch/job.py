@@ -1,9 +1,9 @@
-"""`lambdastack batch run`: master dataset -> views, embeddings, profiles, candidates, ranking
-model -> a new published version.
+"""`lambdastack batch run`: master dataset -> views, embeddings, neighbours, profiles, candidates,
+ranking model -> a new published version.
 
 `run` reads as the protocol: read the events before the as-of, then each step writes its views
-into a locked staging directory (aggregates, embeddings, profiles, candidates, model), then the
-manifest is built and `batch.publish.publish` turns the staging directory into the next version
+into a locked staging directory (aggregates, embeddings, neighbours, profiles, candidates, model),
+then the manifest is built and `batch.publish.publish` turns the staging directory into the next version
 (batch/publish.py states the protocol)."""
 
 from __future__ import annotations
@@ -134,7 +134,8 @@ def run(
     events, n_events = _events(st, master, as_of)
     catalogue = settings.path(settings.data.catalogue_dir)
     history, items = _aggregates(st, events, catalogue, as_of, b.recent_items_n)
-    vectors, user_als = _embeddings(st, events, items, b.neighbours_n)
+    vectors, user_als = _embeddings(st, events, items)
+    _neighbours(st, events, vectors, b.covisit_window, b.neighbours_n)
     side, tags = _item_side(items, vectors)
     prof = _profiles(st, events, side, tags, user_als, b.clusters)
     _candidates(st, events, history, prof, vectors, as_of, settings)
@@ -193,10 +194,8 @@ def _aggregates(
     return history, items
 
 
-def _embeddings(
-    st: _Staging, events: DataFrame, items: DataFrame, neighbours_n: int
-) -> tuple[ItemVectors, pd.DataFrame]:
-    """Views item_embeddings and item_neighbours; returns (item vectors, users' ALS factors)."""
+def _embeddings(st: _Staging, events: DataFrame, items: DataFrame) -> tuple[ItemVectors, pd.DataFrame]:
+    """View item_embeddings; returns (item vectors, users' ALS factors)."""
     from batch import embeddings
 
     content = embeddings.content_vectors(items)
@@ -218,13 +217,23 @@ def _embeddings(
         ),
         st.dir / "item_embeddings",
     )
-    st.spark_view("item_neighbours", embeddings.neighbours(st.spark, vectors, neighbours_n))
-    st.rows["item_neighbours"] = st.rows["item_embeddings"]
-    st.progress(
-        "embeddings",
-        f"item embeddings ({vectors.combined.shape[1]} dims) and {neighbours_n} neighbours each",
-    )
+    st.progress("embeddings", f"item embeddings ({vectors.combined.shape[1]} dims)")
     return vectors, user_als
+
+
+def _neighbours(st: _Staging, events: DataFrame, vectors: ItemVectors, window: int, n: int) -> None:
+    """View item_neighbours: co-visitation neighbours, content ones for items without any."""
+    from batch.neighbours import CONTENT, COVISIT, item_neighbours
+
+    kinds = item_neighbours(
+        st.spark, events, vectors, window, n, lambda view: st.spark_view("item_neighbours", view)
+    )
+    st.rows["item_neighbours"] = sum(kinds.values())
+    st.progress(
+        "neighbours",
+        f"up to {n} neighbours per item: {kinds[COVISIT]} items by co-visitation (window {window}), "
+        f"{kinds[CONTENT]} by content",
+    )
 
 
 def _item_side(items: DataFrame, vectors: ItemVectors) -> tuple[ItemSide, dict[str, list[str]]]:

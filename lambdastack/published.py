@@ -81,13 +81,19 @@ class PublishedVersion:
         return {r[key]: tuple(r[items] or ()) for r in self.rows(view, [key, items])}
 
     def neighbours(self) -> dict[str, tuple[str, ...]]:
-        """item -> its neighbour items, nearest first."""
+        """item -> its neighbours (batch/neighbours.py: co-visitation, else content), best first."""
         return self.lists("item_neighbours", "item_id", "neighbours")
 
     def neighbour_scores(self) -> dict[str, tuple[float, ...]]:
-        """item -> the similarities of its neighbours, aligned with `neighbours()`."""
+        """item -> the scores of its neighbours, aligned with `neighbours()` (a sparse item-item
+        matrix; co-visitation scores and content cosines, see `neighbour_kinds`)."""
         rows = self.rows("item_neighbours", ["item_id", "scores"])
         return {r["item_id"]: tuple(r.get("scores") or ()) for r in rows}
+
+    def neighbour_kinds(self) -> dict[str, str]:
+        """item -> how its neighbours were found: 'covisit' or 'content' (none: older versions)."""
+        rows = self.rows("item_neighbours", ["item_id", "kind"])
+        return {r["item_id"]: r["kind"] for r in rows if r.get("kind") is not None}
 
     def popular(self) -> dict[str, tuple[str, ...]]:
         """scope ('global', 'cluster:K') -> items by decayed engagement."""

@@ -75,7 +75,10 @@ class BatchSettings(_Section):
     bucket_s: int = Field(3600, gt=0)
     popular_n: int = Field(500, gt=0)
     keep_versions: int = Field(5, ge=1)
-    neighbours_n: int = Field(20, gt=0)
+    neighbours_n: int = Field(100, gt=0)
+    # positions apart within a user's events that still co-visit (batch/neighbours.py; at most 25
+    # keeps its integer sums exact in 64 bits)
+    covisit_window: int = Field(20, ge=1, le=25)
     recent_items_n: int = Field(50, ge=1)  # newest interactions per user in user_history `recent`
     candidates_n: int = Field(100, gt=0)
     clusters: int = Field(8, gt=0)
@@ -146,6 +149,7 @@ class SpeedSettings(_Section):
     user_window_n: int = Field(100, ge=1)  # interactions merged with the batch profile to score
     fresh_n: int = Field(20, ge=1)  # candidates in `fresh`
     fresh_seeds: int = Field(3, ge=1)  # newest engaged items whose neighbours are candidates
+    fresh_neighbours_n: int = Field(20, ge=1)  # neighbours of each seed scored (one ONNX run per event)
     version_check_s: float = Field(1.0, gt=0)  # how often the scoring UDF looks at CURRENT
     users_flush_ms: int = Field(100, ge=1)  # the users sink keeps the newest record per key this long
     users_flush_rows: int = Field(2000, ge=1)  # ... or until it holds this many keys

@@ -73,13 +73,14 @@ def seed_items(window: Sequence[Interaction], n: int) -> list[str]:
 
 
 def candidates(
-    view: ScoringView, user_id: str, window: Sequence[Interaction], seeds: Sequence[str]
+    view: ScoringView, user_id: str, window: Sequence[Interaction], seeds: Sequence[str], per_seed: int
 ) -> list[str]:
-    """Neighbours of the seeds, in seed order then neighbour rank, without seen items."""
+    """The first `per_seed` neighbours of each seed, in seed order then neighbour rank, without
+    seen items."""
     seen = view.history.get(user_id, frozenset()) | {e.item_id for e in window}
     out: dict[str, None] = {}
     for seed in seeds:
-        for item in view.neighbours.get(seed, ()):
+        for item in view.neighbours.get(seed, ())[:per_seed]:
             if item not in seen:
                 out.setdefault(item)
     return list(out)
@@ -95,7 +96,7 @@ def feature_matrix(view: ScoringView, state: UserState, items: Sequence[str], t:
 
 
 def score(
-    view: ScoringView, user_id: str, window: Sequence[Interaction], fresh_n: int, seeds_n: int
+    view: ScoringView, user_id: str, window: Sequence[Interaction], fresh_n: int, seeds_n: int, per_seed: int
 ) -> FreshCandidates | None:
     """The fresh candidates after the window's newest event; None unless it is a positive
     engagement and the version has a model."""
@@ -104,7 +105,7 @@ def score(
     trigger = window[-1]
     if not is_positive(trigger.type, trigger.value):
         return None
-    items = candidates(view, user_id, window, seed_items(window, seeds_n))
+    items = candidates(view, user_id, window, seed_items(window, seeds_n), per_seed)
     ranked: list[tuple[str, float]] = []
     if items:
         state = merged_state(view, user_id, window)
@@ -117,17 +118,22 @@ def score(
 
 
 def fresh_value(
-    view: ScoringView | None, user_id: str, window: str, fresh_n: int, seeds_n: int
+    view: ScoringView | None, user_id: str, window: str, fresh_n: int, seeds_n: int, per_seed: int
 ) -> str | None:
     """The `fresh` field value (encoded FreshCandidates) after a window string, or None."""
     if view is None:
         return None
-    fresh = score(view, user_id, parse_window(window), fresh_n, seeds_n)
+    fresh = score(view, user_id, parse_window(window), fresh_n, seeds_n, per_seed)
     return None if fresh is None else encode_fresh(fresh)
 
 
 def fresh_values(
-    view: ScoringView | None, user_ids: Sequence[str], windows: Sequence[str], fresh_n: int, seeds_n: int
+    view: ScoringView | None,
+    user_ids: Sequence[str],
+    windows: Sequence[str],
+    fresh_n: int,
+    seeds_n: int,
+    per_seed: int,
 ) -> list[str | None]:
     """`fresh_value` of each (user, window) of a batch, in order, except that only a user's last
     positive engagement in the batch is scored: the users sink is an upsert keyed by user, so an
@@ -142,5 +148,5 @@ def fresh_values(
         trigger = parse_window(window.rsplit(ENTRY_SEP, 1)[-1])[-1]
         if is_positive(trigger.type, trigger.value):
             done.add(user)
-            out[n] = fresh_value(view, user, window, fresh_n, seeds_n)
+            out[n] = fresh_value(view, user, window, fresh_n, seeds_n, per_seed)
     return out

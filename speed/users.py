@@ -102,9 +102,10 @@ def fresh_udf(settings: Settings) -> Any:
     from pyflink.table.udf import ScalarFunction, udf
 
     views_dir = str(settings.path(settings.data.views_dir))
-    fresh_n, seeds_n, check_s = (
+    fresh_n, seeds_n, per_seed, check_s = (
         settings.speed.fresh_n,
         settings.speed.fresh_seeds,
+        settings.speed.fresh_neighbours_n,
         settings.speed.version_check_s,
     )
 
@@ -120,7 +121,9 @@ def fresh_udf(settings: Settings) -> Any:
             from speed.scoring import fresh_values
 
             return pd.Series(
-                fresh_values(self.follower.current(), list(user_ids), list(windows), fresh_n, seeds_n),
+                fresh_values(
+                    self.follower.current(), list(user_ids), list(windows), fresh_n, seeds_n, per_seed
+                ),
                 dtype=object,
             )
 

@@ -29,6 +29,7 @@ from serving.online_features import feature_matrix, online_state
 from tests.conftest import Isolated, make_isolated
 from tests.integration.conftest import SharedVersion
 from tests.integration.helpers import load_synthetic
+from tests.unit.test_neighbours import Ev, covisit_reference
 
 pytestmark = pytest.mark.integration
 DAY = 86_400_000
@@ -89,13 +90,17 @@ def test_embeddings_neighbours_profiles_and_candidates(published: Published):
     vectors = np.array([r["vector"] for r in emb])
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0)
     neigh = {r["item_id"]: r for r in pq.read_table(layout.view_dir(vid, "item_neighbours")).to_pylist()}
-    first = neigh[emb[0]["item_id"]]
-    assert emb[0]["item_id"] not in first["neighbours"] and len(first["neighbours"]) == 20
-    sims = vectors @ vectors[0]
-    others = [r["item_id"] for r in emb]
-    best = sorted((i for i in range(n_items) if i != 0), key=lambda i: (-sims[i], i))[:20]
-    assert first["neighbours"] == [others[i] for i in best]
-    assert first["scores"] == sorted(first["scores"], reverse=True)
+    # co-visitation over the (unique) events before the as-of, as the reference states it
+    as_of, s = published.shared.layout.manifest(vid)["as_of_ms"], iso.settings.batch
+    before = [
+        Ev(r["event_id"], r["user_id"], r["item_id"], r["type"], round(r["event_time"].timestamp() * 1000))
+        for r in published.events.to_pylist()
+    ]
+    expected = covisit_reference([e for e in before if e.t < as_of], s.covisit_window, s.neighbours_n)
+    assert len(expected) == n_items and set(neigh) == set(expected)  # every item has interactions
+    for item, (ids, scores) in expected.items():
+        assert neigh[item]["kind"] == "covisit" and neigh[item]["neighbours"] == ids
+        assert neigh[item]["scores"] == pytest.approx(scores, rel=0, abs=1e-9)
     prof = {r["user_id"]: r for r in pq.read_table(layout.view_dir(vid, "user_profiles")).to_pylist()}
     seen = {
         r["user_id"]: set(r["items"]) for r in pq.read_table(layout.view_dir(vid, "user_history")).to_pylist()

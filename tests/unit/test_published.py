@@ -112,6 +112,28 @@ def test_absent_views_read_empty_and_the_feature_baseline_prefers_the_manifest(t
     assert p.table("no_such_view", ["item_id"]) is None and p.rows("no_such_view", ["item_id"]) == []
 
 
+def test_neighbour_scores_and_kinds_are_aligned_with_the_neighbours_and_absent_in_older_versions(tmp_path):
+    layout = VersionLayout(tmp_path)
+    _publish(layout, "v000001", None)  # item_neighbours without scores or kind (an older version)
+    old = PublishedVersion(layout, "v000001")
+    assert old.neighbour_scores() == {"a": (), "b": ()} and old.neighbour_kinds() == {}
+    _publish(layout, "v000002", None)
+    vdir = layout.version_dir("v000002")
+    for f in (vdir / "item_neighbours").iterdir():
+        f.unlink()
+    columns = {
+        "item_id": ["a", "b", "d"],
+        "neighbours": [["b", "c"], ["a"], ["a", "b"]],
+        "scores": [[0.5, 0.25], [0.5], [0.9, 0.1]],
+        "kind": ["covisit", "covisit", "content"],
+    }
+    pq.write_table(pa.table(columns), vdir / "item_neighbours" / "part-0.parquet")
+    p = PublishedVersion(layout, "v000002")
+    assert p.neighbours() == {"a": ("b", "c"), "b": ("a",), "d": ("a", "b")}
+    assert p.neighbour_scores() == {"a": (0.5, 0.25), "b": (0.5,), "d": (0.9, 0.1)}
+    assert p.neighbour_kinds() == {"a": "covisit", "b": "covisit", "d": "content"}
+
+
 def test_speed_and_serving_read_the_same_version_the_same_way(tmp_path):
     layout = VersionLayout(tmp_path)
     _publish(layout, "v000001", _model())

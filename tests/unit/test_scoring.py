@@ -98,9 +98,11 @@ def test_candidates_are_unseen_neighbours_of_the_newest_engaged_items():
     ]
     assert seed_items(window, 3) == ["i3", "i2"]  # newest first; a skip is no engagement
     assert seed_items(window, 1) == ["i3"]
-    got = candidates(_view(), "u1", window, ["i3", "i2"])
+    got = candidates(_view(), "u1", window, ["i3", "i2"], 10)
     # i3 -> i4 i5 i6 i7, i2 -> i3 i4 i5 i6; seen: i2 i3 i7 (window), i0 i1 (batch history)
     assert got == ["i4", "i5", "i6"]
+    # only the first two neighbours of each seed: i3 -> i4 i5, i2 -> i3 i4
+    assert candidates(_view(), "u1", window, ["i3", "i2"], 2) == ["i4", "i5"]
 
 
 def test_score_ranks_candidates_by_the_model_on_the_shared_features(ranker):
@@ -109,29 +111,29 @@ def test_score_ranks_candidates_by_the_model_on_the_shared_features(ranker):
         Interaction("i4", "skip", 1.0, AS_OF + 10, "a"),
         Interaction("i8", "share", 1.0, AS_OF + 20, "b"),
     ]
-    fresh = score(snap, "u1", window, fresh_n=3, seeds_n=2)
+    fresh = score(snap, "u1", window, fresh_n=3, seeds_n=2, per_seed=20)
     assert fresh is not None
     assert (fresh.view_version, fresh.model_version, fresh.event_time_ms) == (
         "v000001",
         "v000001",
         AS_OF + 20,
     )
-    items = candidates(snap, "u1", window, ["i8"])
+    items = candidates(snap, "u1", window, ["i8"], 20)
     assert items == ["i9", "i10", "i11"] and len(fresh.items) == 3
     state = merged_state(snap, "u1", window)
     x = np.array([SIDE.row(state, i, snap.counts[i], AS_OF + 20) for i in items])
     expected = sorted(zip(items, np.round(ranker(x), 6), strict=True), key=lambda r: (-r[1], r[0]))
     assert [(i, pytest.approx(s, abs=1.1e-6)) for i, s in expected] == list(fresh.items)
-    assert len(score(snap, "u1", window, fresh_n=2, seeds_n=2).items) == 2
+    assert len(score(snap, "u1", window, fresh_n=2, seeds_n=2, per_seed=20).items) == 2
 
 
 def test_no_fresh_candidates_without_an_engagement_or_a_model(ranker):
     positive = [Interaction("i8", "like", 1.0, AS_OF + 20, "b")]
-    assert score(_view(None), "u1", positive, 5, 2) is None
-    assert score(_view(ranker), "u1", [Interaction("i8", "skip", 1.0, AS_OF, "x")], 5, 2) is None
-    assert score(_view(ranker), "u1", [Interaction("i8", "rating", 2.0, AS_OF, "x")], 5, 2) is None
-    assert score(_view(ranker), "u1", [], 5, 2) is None
-    assert fresh_value(None, "u1", "i8|like|1.0|5|b", 5, 2) is None
+    assert score(_view(None), "u1", positive, 5, 2, 20) is None
+    assert score(_view(ranker), "u1", [Interaction("i8", "skip", 1.0, AS_OF, "x")], 5, 2, 20) is None
+    assert score(_view(ranker), "u1", [Interaction("i8", "rating", 2.0, AS_OF, "x")], 5, 2, 20) is None
+    assert score(_view(ranker), "u1", [], 5, 2, 20) is None
+    assert fresh_value(None, "u1", "i8|like|1.0|5|b", 5, 2, 20) is None
 
 
 def test_fresh_value_is_the_encoded_score_and_byte_stable(ranker):
@@ -140,8 +142,8 @@ def test_fresh_value_is_the_encoded_score_and_byte_stable(ranker):
         FIELD_SEP.join(p)
         for p in (["i1", "view", "1.0", str(AS_OF + 1), "a"], ["i5", "watch", "30.5", str(AS_OF + 2), "b"])
     )
-    raw = fresh_value(snap, "u2", window, 5, 3)  # u2: no batch profile, no history
-    assert raw == fresh_value(snap, "u2", window, 5, 3)
+    raw = fresh_value(snap, "u2", window, 5, 3, 20)  # u2: no batch profile, no history
+    assert raw == fresh_value(snap, "u2", window, 5, 3, 20)
     fresh = decode_fresh(raw)
     assert fresh.view_version == "v000009" and fresh.event_time_ms == AS_OF + 2
     # seeds i5 then i1: neighbours i6 i7 i8 i9 and i2 i3 i4 (i5 is seen); the best 5 of those 7
@@ -204,10 +206,10 @@ def test_a_batch_scores_each_users_last_positive_engagement_only_with_the_same_f
     b1 = ["i3", "like", "1.0", str(AS_OF + 1), "b1"]
     users = ["ua", "ub", "ua", "ua"]
     windows = [win(a1), win(b1), win(a1, a2), win(a1, a2, a3)]
-    got = fresh_values(snap, users, windows, 5, 3)
-    one_by_one = [fresh_value(snap, u, w, 5, 3) for u, w in zip(users, windows, strict=True)]
+    got = fresh_values(snap, users, windows, 5, 3, 20)
+    one_by_one = [fresh_value(snap, u, w, 5, 3, 20) for u, w in zip(users, windows, strict=True)]
     assert got == [None, one_by_one[1], one_by_one[2], None]
     # what an upsert sink keeps per user (the last non-null value) is the same either way
     last = lambda values: {u: v for u, v in zip(users, values, strict=True) if v is not None}  # noqa: E731
     assert last(got) == last(one_by_one)
-    assert fresh_values(None, ["u"], [win(a1)], 5, 3) == [None]
+    assert fresh_values(None, ["u"], [win(a1)], 5, 3, 20) == [None]

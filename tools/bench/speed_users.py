@@ -124,7 +124,7 @@ def run_pure(settings: Settings, n: int, window_n: int) -> dict[str, float]:
         raw = ENTRY_SEP.join(
             FIELD_SEP.join((e.item_id, e.type, str(e.value), str(e.event_time_ms), e.event_id)) for e in w
         )
-        fresh_value(snap, w[-1].user_id, raw, sp.fresh_n, sp.fresh_seeds)
+        fresh_value(snap, w[-1].user_id, raw, sp.fresh_n, sp.fresh_seeds, sp.fresh_neighbours_n)
     took, cpu = time.perf_counter() - started, time.process_time() - cpu
     return {
         "scored": n,

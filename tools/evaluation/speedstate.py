@@ -107,7 +107,7 @@ class SpeedState:
         if e.type not in self._barred:
             window = ENTRY_SEP.join(entries[-s.user_window_n :])
             for name, snap in self._scorers.items():
-                value = fresh_value(snap, e.user_id, window, s.fresh_n, s.fresh_seeds)
+                value = fresh_value(snap, e.user_id, window, s.fresh_n, s.fresh_seeds, s.fresh_neighbours_n)
                 if value is not None:
                     self._stores[name].apply([self._user_write(e.user_id, FRESH_FIELD, value)])
         self._trend_events.append(e)
