@@ -1,4 +1,8 @@
-"""Event producer on kafka-python: idempotent, acks=all, keyed by user_id."""
+"""Event producer on kafka-python: idempotent, acks=all, keyed by user_id.
+
+No send is fire-and-forget: every record's delivery is watched, and a record the broker never
+acknowledged is listed in `failures` (with its source and the reason) once `flush` returns, so a
+caller can say which records were lost instead of counting them as sent."""
 
 from __future__ import annotations
 
@@ -7,8 +11,11 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from lambdastack.errors import ServiceError
 from lambdastack.events import Event, decode, describe_errors
 from lambdastack.settings import Settings
+
+SEND_BLOCK_MS = 10_000  # how long a send may wait for broker metadata before it counts as failed
 
 
 class EventProducer:
@@ -18,20 +25,41 @@ class EventProducer:
         self._settings = settings
         self.topic = topic or settings.topics.events
         self._producer: Any = None
+        self.failures: list[tuple[str, str]] = []  # (source, reason) of every record not delivered
 
     def open(self) -> EventProducer:
         from kafka import KafkaProducer
+        from kafka.errors import KafkaError
 
-        self._producer = KafkaProducer(
-            bootstrap_servers=self._settings.kafka.bootstrap,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=5,
-            batch_size=64 * 1024,
-            compression_type=None,
-            client_id="lambdastack-producer",
-        )
+        try:
+            self._producer = KafkaProducer(
+                bootstrap_servers=self._settings.kafka.bootstrap,
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=5,
+                batch_size=64 * 1024,
+                compression_type=None,
+                client_id="lambdastack-producer",
+                max_block_ms=SEND_BLOCK_MS,
+            )
+        except KafkaError as e:
+            raise ServiceError(
+                f"cannot reach Kafka at {self._settings.kafka.bootstrap} ({type(e).__name__}); "
+                "is it running? (`lambdastack stack up`)"
+            ) from e
         return self
+
+    def _watched(self, send: Any, source: str) -> Any:
+        """Send, and note the record in `failures` if it is never acknowledged."""
+        from kafka.errors import KafkaError
+
+        try:
+            future = send()
+        except (KafkaError, ValueError) as e:  # kafka-python refuses some records with ValueError
+            self.failures.append((source, f"{type(e).__name__}: {e}"))
+            return None
+        future.add_errback(lambda e: self.failures.append((source, f"{type(e).__name__}: {e}")))
+        return future
 
     def __enter__(self) -> EventProducer:
         return self.open()
@@ -39,23 +67,27 @@ class EventProducer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def send(self, event: Event) -> Any:
+    def send(self, event: Event, source: str = "") -> Any:
         """The record's timestamp is the event time (never ahead of this clock): the speed job's
         event-time watermarks come from it."""
-        return self._producer.send(
-            self.topic,
-            key=event.user_id.encode(),
-            value=event.to_json(),
-            timestamp_ms=record_timestamp(event.event_time_ms, int(time.time() * 1000)),
+        return self._watched(
+            lambda: self._producer.send(
+                self.topic,
+                key=event.user_id.encode(),
+                value=event.to_json(),
+                timestamp_ms=record_timestamp(event.event_time_ms, int(time.time() * 1000)),
+            ),
+            source or f"event {event.event_id}",
         )
 
     def send_raw(self, key: bytes | None, payload: bytes) -> Any:
         """Send bytes as they are (for tests of the dead-letter path)."""
-        return self._producer.send(self.topic, key=key, value=payload)
+        return self._watched(lambda: self._producer.send(self.topic, key=key, value=payload), "raw")
 
     def dead_letter(self, payload: bytes, reason: str, source: str) -> Any:
         record = {"reason": reason, "payload": payload.decode(errors="replace"), "source": source}
-        return self._producer.send(self._settings.topics.dead_letter, value=json.dumps(record).encode())
+        topic = self._settings.topics.dead_letter
+        return self._watched(lambda: self._producer.send(topic, value=json.dumps(record).encode()), source)
 
     def flush(self) -> None:
         self._producer.flush()
@@ -88,7 +120,8 @@ def paced(items: Iterable[Any], rate: float) -> Iterator[Any]:
 
 
 def send_lines(producer: EventProducer, lines: Iterable[bytes], rate: float, source: str) -> tuple[int, int]:
-    """Validate and send JSONL lines; invalid ones go to the dead-letter topic. Returns (sent, dead)."""
+    """Validate and send JSONL lines; invalid ones go to the dead-letter topic. Returns (sent,
+    dead) as attempted; `producer.failures` names the lines (`source:line`) never delivered."""
     sent = dead = 0
     now = int(time.time() * 1000)
     for lineno, line in paced(enumerate(lines, start=1), rate):
@@ -100,7 +133,7 @@ def send_lines(producer: EventProducer, lines: Iterable[bytes], rate: float, sou
             producer.dead_letter(line, describe_errors(errors), f"{source}:{lineno}")
             dead += 1
         else:
-            producer.send(event)
+            producer.send(event, f"{source}:{lineno}")
             sent += 1
     producer.flush()
     return sent, dead

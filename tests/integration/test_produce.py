@@ -50,3 +50,34 @@ def test_produce_a_simulated_stream_at_a_rate(services, isolated):
     assert 300 <= sent <= 420  # 200/s for 2 s, with start-up slack
     records = consume_all(isolated.settings, isolated.settings.topics.events, sent)
     assert len(records) == sent
+
+
+def test_records_that_cannot_be_sent_fail_the_run_and_are_named(services, isolated, tmp_path):
+    """A record Kafka does not take is not counted as delivered: the run exits non-zero and names
+    its line (the same list holds records whose delivery the broker later fails)."""
+    line = {
+        "event_id": "x1",
+        "user_id": "u1",
+        "item_id": "i1",
+        "type": "like",
+        "event_time": "2026-11-28T10:00:00Z",
+    }
+    path = tmp_path / "events.jsonl"
+    path.write_text(json.dumps(line) + "\n")
+    env = {
+        **isolated.env,
+        "LAMBDASTACK_TOPICS__EVENTS": "__consumer_offsets",
+    }  # internal: clients cannot write
+    done = run_cli(["produce", "--file", str(path)], env, timeout_s=120)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "1 NOT delivered" in done.stdout
+    assert f"not delivered: {path}:1:" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_unreachable_broker_is_a_sentence_and_a_failed_run(isolated, tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text("{}\n")
+    env = {**isolated.env, "LAMBDASTACK_KAFKA__PORT": "1"}  # nothing listens on port 1
+    done = run_cli(["produce", "--file", str(path)], env, timeout_s=120)
+    assert done.returncode != 0
+    assert "cannot reach Kafka at 127.0.0.1:1" in done.stderr and "Traceback" not in done.stderr

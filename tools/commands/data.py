@@ -80,5 +80,19 @@ def produce(args: argparse.Namespace) -> int:
                 producer.send(event)
                 sent += 1
             producer.flush()
-    print(f"sent {sent} events to {s.topics.events}; {dead} invalid sent to {s.topics.dead_letter}")
+        failed = list(producer.failures)
+    delivered = sent + dead - len(failed)
+    print(
+        f"sent {sent} events to {s.topics.events}; {dead} invalid sent to {s.topics.dead_letter}"
+        + (f"; {len(failed)} NOT delivered" if failed else "")
+    )
+    if failed:
+        for where, reason in failed[:20]:
+            print(f"  not delivered: {where}: {reason}", file=sys.stderr)
+        print(
+            f"{len(failed)} of {sent + dead} records were not delivered to Kafka (listed above, first "
+            f"20; {delivered} were); send them again: events are idempotent by event_id",
+            file=sys.stderr,
+        )
+        return 1
     return 0
