@@ -7,6 +7,11 @@ to another version. Every change is appended to `{views_dir}/HISTORY`, one JSON 
 
 `action` is `publish` (a batch run made its new version current), `promote` or `rollback`;
 `previous` is the version that was current before (null before the first publish).
+
+Promote and rollback refuse a version whose ranking model cannot serve: the model is loaded the way
+the API and the speed job load it (`lambdastack.model.load_ranker`: onnxruntime, the input width
+checked against the features, one trial run), so a corrupt or incompatible model never becomes
+current. A version published without a model (ranked by popularity) may become current.
 """
 
 from __future__ import annotations
@@ -80,8 +85,28 @@ def history(layout: VersionLayout) -> list[Change]:
     return changes
 
 
+def check_model(layout: VersionLayout, version: str) -> None:
+    """Raise DataError, with the reason, unless the version's model (if it has one) loads, takes
+    the features the code computes and runs on a trial batch."""
+    from lambdastack.model import load_ranker
+
+    path = layout.model_file(version)
+    named = "model" in layout.manifest(version)
+    if not path.exists():
+        if named:
+            raise DataError(f"version {version} names a model but {path} is missing; not making it current")
+        return
+    try:
+        load_ranker(path.read_bytes(), version)
+    except Exception as e:  # onnxruntime raises its own types for a corrupt file
+        reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        raise DataError(
+            f"the model of version {version} cannot serve ({reason}); not making it current"
+        ) from e
+
+
 def promote(layout: VersionLayout, version: str) -> Change:
-    """Make a complete version current."""
+    """Make a complete version current (its model checked first, `check_model`)."""
     if not VERSION_RE.match(version):
         raise NoVersionError(f"{version!r} is not a version id; version ids look like v000042")
     if version not in layout.list_versions():
@@ -89,6 +114,7 @@ def promote(layout: VersionLayout, version: str) -> Change:
             f"version {version} is not a complete published version under {layout.versions_dir}; "
             "`lambdastack registry list` shows the versions there are"
         )
+    check_model(layout, version)
     previous = layout.current()
     layout.set_current(version)
     return record(layout, "promote", version, previous)
@@ -103,5 +129,6 @@ def rollback(layout: VersionLayout) -> Change:
             f"there is no complete version older than the current {current} under "
             f"{layout.versions_dir}; nothing to roll back to"
         )
+    check_model(layout, older[-1])
     layout.set_current(older[-1])
     return record(layout, "rollback", older[-1], current)

@@ -132,3 +132,54 @@ def test_help(cmd, capsys):
         main([*cmd, "--help"])
     assert e.value.code == 0
     assert f"usage: lambdastack {' '.join(cmd)}" in capsys.readouterr().out
+
+
+def _with_model(layout: VersionLayout, vid: str, model: bytes) -> None:
+    path = layout.model_file(vid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(model)
+
+
+def _model_of_width(width: int) -> bytes:
+    import numpy as np
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.random.default_rng(0).normal(size=(50, width))
+    clf = LogisticRegression().fit(x, (x[:, 0] > 0).astype(int))
+    onnx = convert_sklearn(
+        clf,
+        initial_types=[("features", FloatTensorType([None, width]))],
+        options={id(clf): {"zipmap": False}},
+        target_opset=17,
+    )
+    return onnx.SerializeToString()
+
+
+def test_promote_and_rollback_refuse_a_model_that_cannot_serve(tmp_path):
+    from lambdastack.features import FEATURE_NAMES
+
+    layout = _layout_with(tmp_path, 3)  # v000003 current
+    _with_model(layout, "v000001", b"not an onnx model")
+    _with_model(layout, "v000002", _model_of_width(len(FEATURE_NAMES) + 1))
+    for vid, reason in (("v000001", "cannot serve"), ("v000002", f"takes {len(FEATURE_NAMES) + 1} features")):
+        with pytest.raises(DataError, match=f"the model of version {vid} cannot serve.*{reason}|{reason}"):
+            promote(layout, vid)
+        assert layout.current() == "v000003"
+    with pytest.raises(DataError, match="v000002"):
+        rollback(layout)  # the newest older version's model is the wrong width
+    assert layout.current() == "v000003" and [c.action for c in history(layout)].count("promote") == 0
+    _with_model(layout, "v000002", _model_of_width(len(FEATURE_NAMES)))
+    assert promote(layout, "v000002").version == "v000002"
+
+
+def test_a_version_naming_a_missing_model_is_refused(tmp_path):
+    layout = _layout_with(tmp_path, 2)
+    manifest = layout.version_dir("v000001") / MANIFEST
+    manifest.write_text(
+        json.dumps({**json.loads(manifest.read_text()), "model": {"file": "model/ranker.onnx"}})
+    )
+    with pytest.raises(DataError, match="names a model but .* is missing"):
+        promote(layout, "v000001")
+    assert layout.current() == "v000002"
