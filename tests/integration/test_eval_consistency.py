@@ -109,7 +109,8 @@ def test_the_api_returns_the_harness_feed_for_every_sampled_query(services, base
                 got = httpx.get(f"{base}/v1/users/{e.user_id}/feed", params={"k": K}, timeout=10).json()
                 want = variants.merged(e.user_id, t)
                 assert got["degraded"] is False and got["view_version"] == version
-                assert [i["item_id"] for i in got["items"]] == [i for i, _ in want], (e, got, want)
+                assert [i["item_id"] for i in got["items"]] == [i for i, _, _ in want], (e, got, want)
+                assert [tuple(i["sources"]) for i in got["items"]] == [by for _, _, by in want]
                 asked += 1
             producer.send(e)
             producer.flush()
