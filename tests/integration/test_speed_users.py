@@ -96,7 +96,9 @@ def test_recent_and_fresh_follow_the_user_and_the_published_version(
     ]
     fresh = decode_fresh(h[b"fresh"])
     assert fresh is not None and (fresh.view_version, fresh.model_version) == (v1, v1)
-    expected = score(snap1, user, _entries(events), s.speed.fresh_n, s.speed.fresh_seeds)
+    expected = score(
+        snap1, user, _entries(events), s.speed.fresh_n, s.speed.fresh_seeds, s.speed.fresh_neighbours_n
+    )
     assert expected is not None and len(expected.items) > 0
     assert fresh == decode_fresh(h[b"fresh"]) and fresh.items == expected.items
     seeds = [events[-1].item_id, events[-2].item_id, events[-3].item_id]  # like, click, rating 4.5
@@ -136,7 +138,7 @@ def test_recent_and_fresh_follow_the_user_and_the_published_version(
     assert (
         decode_fresh(_user_hash(r, keys, user)[b"fresh"]).items
         == score(  # type: ignore[union-attr]
-            snap2, user, window, s.speed.fresh_n, s.speed.fresh_seeds
+            snap2, user, window, s.speed.fresh_n, s.speed.fresh_seeds, s.speed.fresh_neighbours_n
         ).items
     )  # type: ignore[union-attr]
     eventually(lambda: fresh_after(later[-1]), 30, "fresh candidates after the last event")
