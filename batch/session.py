@@ -22,8 +22,13 @@ def spark_session(
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     b = settings.batch
+    builder = SparkSession.builder
+    if b.jvm_opts:  # read when the JVM starts (the driver's: on the first session of a process)
+        builder = builder.config("spark.driver.extraJavaOptions", b.jvm_opts).config(
+            "spark.executor.extraJavaOptions", b.jvm_opts
+        )
     spark = (
-        SparkSession.builder.master(master or b.spark_master)
+        builder.master(master or b.spark_master)
         .appName(app)
         .config("spark.driver.memory", b.driver_memory)
         .config("spark.sql.shuffle.partitions", str(b.shuffle_partitions))

@@ -72,6 +72,7 @@ class BatchSettings(_Section):
     schedule: str = Field("0 2 * * *", pattern=r"^\S+ \S+ \S+ \S+ \S+$")
     driver_memory: str = "2g"
     shuffle_partitions: int = Field(4, ge=1)
+    jvm_opts: str = ""  # JVM options of the Spark driver and executors
     bucket_s: int = Field(3600, gt=0)
     popular_n: int = Field(500, gt=0)
     keep_versions: int = Field(5, ge=1)

@@ -40,6 +40,12 @@ def _stack_commands(sub: Subcommands) -> None:
     up.add_argument(
         "--synthetic", action="store_true", help="use the synthetic world even if MovieLens is present"
     )
+    up.add_argument(
+        "--events",
+        type=int,
+        default=100_000,
+        help="events of the synthetic world (default 100000); users N/100 (50-1000), items N/200 (100-500)",
+    )
     up.set_defaults(func=stack.up)
     sub.add_parser("down", help="stop everything `up` started").set_defaults(func=stack.down)
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from lambdastack.settings import Settings
 from lambdastack.versions import VersionLayout
 from tests.conftest import Isolated, make_isolated
 from tests.integration.helpers import eventually, load_synthetic, start_cli
@@ -91,8 +92,21 @@ class SharedVersion:
 
 
 @pytest.fixture(scope="session")
-def shared_version(base_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> SharedVersion:
-    """One batch run per version for the whole session (in this process: one Spark start)."""
+def spark(test_settings: Settings) -> Iterator[Any]:
+    """The one Spark session (batch.spark_master) of every in-process Spark use of the test
+    session: the batch job run in this process gets it too (`spark_session` is get-or-create)."""
+    from batch.session import spark_session
+
+    session = spark_session(test_settings)
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_version(
+    base_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory, spark: Any
+) -> SharedVersion:
+    """One batch run per version for the whole session (in this process, on the session's Spark)."""
     from batch.job import run as batch_run
 
     iso = make_isolated(base_env, tmp_path_factory.mktemp("shared-version"))

@@ -24,7 +24,7 @@ def _archived(master) -> int:
     return read(master).num_rows
 
 
-def test_events_are_archived_exactly_once_across_a_crash(services, base_env, tmp_path, stopper):
+def test_events_are_archived_exactly_once_across_a_crash(services, base_env, tmp_path, stopper, spark):
     iso = make_isolated(
         base_env,
         tmp_path,
@@ -75,7 +75,7 @@ def test_events_are_archived_exactly_once_across_a_crash(services, base_env, tmp
         events[0].type,
         events[0].event_time_ms,
     )
-    _batch_reader_sees(s, len(events))
+    _batch_reader_sees(spark, s, len(events))
 
 
 def _kill(proc) -> None:
@@ -87,16 +87,9 @@ def _kill(proc) -> None:
     os.killpg(os.getpgid(pid), signal.SIGKILL)
 
 
-def _batch_reader_sees(settings, n: int) -> None:
+def _batch_reader_sees(spark, settings, n: int) -> None:
     """The batch job's own reader (Spark, de-duplicating by event_id) counts every event."""
     from batch.job import _read_events
-    from batch.session import spark_session
 
-    spark = spark_session(settings, "local[1]")
-    try:
-        df = _read_events(
-            spark, settings.path(settings.data.master_dir), int(time.time() * 1000) + 86_400_000
-        )
-        assert df.count() == n
-    finally:
-        spark.stop()
+    df = _read_events(spark, settings.path(settings.data.master_dir), int(time.time() * 1000) + 86_400_000)
+    assert df.count() == n

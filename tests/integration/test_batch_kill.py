@@ -1,10 +1,11 @@
 """Publishing is atomic: a `batch run` SIGKILLed at any point leaves the previous version current
 and no partial version visible, and the next run removes what it left and publishes in whole.
 
-Every run is a subprocess. One published store serves the whole module (a Spark run costs tens of
-seconds): the kills happen in turn against it, then a normal run must recover from all of them.
-The kill points are chosen from the job's own progress lines, counted on the first run, so they
-follow the job when it gains stages.
+Every killed run is a subprocess (`lambdastack batch run`), and so is the first run, whose
+progress lines and timing choose the kill points (they follow the job when it gains stages). One
+published store serves the whole module (a Spark run costs tens of seconds): the kills happen in
+turn against it, then a normal run must recover from all of them; that one runs the same job in
+this process, on the test session's Spark, which saves it a JVM start.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import batch.publish
+from batch.job import run as run_job
 from batch.publish import publish, view_checksum
 from lambdastack.published import PublishedVersion
 from lambdastack.versions import MANIFEST, VersionLayout
@@ -336,16 +338,14 @@ def test_a_run_dying_inside_publish_never_shows_a_partial_version(
     assert_reader_follows_current(layout, vid, FIRST_AS_OF)
 
 
-def test_the_next_run_cleans_up_after_killed_runs_and_publishes(store: Store):
+def test_the_next_run_cleans_up_after_killed_runs_and_publishes(store: Store, spark: Any):
     layout = store.layout
     stale = store.staging_dirs()
     if "before_publish" in store.killed:
         assert stale, "the runs killed with views in staging left no staging directory"
     before = layout.list_versions()
     with Watch(layout) as watch:
-        done = run_cli(["batch", "run", "--as-of", NEXT_AS_OF], store.iso.env, timeout_s=RUN_TIMEOUT_S)
-    assert done.returncode == 0, f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
-    vid = done.stdout.split()[-1]
+        vid = run_job(store.iso.settings, as_of_ms=_ms(NEXT_AS_OF), echo=lambda _m: None)
     assert layout.current() == vid and vid not in before
     versions = assert_only_complete_versions(layout, store.views)
     assert versions[-1] == vid and versions[0] == store.first

@@ -68,12 +68,14 @@ def _harness_state(variants: Variants, keys: KeyLayout, users: set[str], buckets
     return fields, counts
 
 
-def test_the_api_returns_the_harness_feed_for_every_sampled_query(services, base_env, tmp_path, stopper):
+def test_the_api_returns_the_harness_feed_for_every_sampled_query(
+    services, base_env, tmp_path, stopper, spark
+):
     iso = make_isolated(base_env, tmp_path, **ENV)
     s = iso.settings
     now = int(time.time() * 1000)
     load_synthetic(s, n_users=30, n_items=60, n_events=1500, seed=13, start_ms=now - 4 * DAY, days=3)
-    version = batch_run(s, as_of_ms=now - HOUR, echo=lambda _m: None)
+    version = batch_run(s, as_of_ms=now - HOUR, echo=lambda _m: None)  # on the session's Spark
     stopper.append(start_speed_job(iso))
     stopper.append(start_api(iso))
     base = f"http://{s.serving.host}:{s.serving.port}"

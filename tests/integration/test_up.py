@@ -25,6 +25,7 @@ PORTS = {
         "SERVING__PORT": 18092,
     }.items()
 }
+EVENTS = 3000  # a small world: the demo works the same on it, the batch run is shorter
 
 
 def test_up_prints_a_working_feed_url_and_down_leaves_nothing(base_env, tmp_path):
@@ -37,7 +38,7 @@ def test_up_prints_a_working_feed_url_and_down_leaves_nothing(base_env, tmp_path
         **{f"LAMBDASTACK_{k}": str(v) for k, v in PORTS.items()},
     )
     try:
-        up = run_cli(["up", "--synthetic"], env, timeout_s=400)
+        up = run_cli(["up", "--synthetic", "--events", str(EVENTS)], env, timeout_s=400)
         assert up.returncode == 0, f"up failed:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
         url = re.search(rf"(http://127\.0\.0\.1:{PORTS['SERVING__PORT']}/v1/users/\S+/feed\?k=10)", up.stdout)
         assert url, up.stdout
@@ -47,7 +48,9 @@ def test_up_prints_a_working_feed_url_and_down_leaves_nothing(base_env, tmp_path
         assert item, up.stdout
         before = next(i["count"] for i in feed["items"] if i["item_id"] == item.group(1))
 
-        again = run_cli(["up", "--synthetic"], env, timeout_s=200)  # twice is harmless
+        again = run_cli(
+            ["up", "--synthetic", "--events", str(EVENTS)], env, timeout_s=200
+        )  # twice is harmless
         assert again.returncode == 0, again.stderr[-2000:]
         assert "master dataset already holds data" in again.stdout
 

@@ -64,9 +64,11 @@ def up(args: argparse.Namespace) -> int:
     elif movielens.is_dir() and not args.synthetic:
         load_movielens(s, movielens)
     else:
+        n = args.events
+        users, items = min(1000, max(50, n // 100)), min(500, max(100, n // 200))
         data_generate(
             argparse.Namespace(
-                config=args.config, users=1000, items=500, events=100_000, days=30, seed=7, output=None
+                config=args.config, users=users, items=items, events=n, days=30, seed=7, output=None
             )
         )
     from batch.job import run as batch_run_job
