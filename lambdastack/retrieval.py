@@ -72,7 +72,7 @@ class NeighbourIndex:
 
 @dataclass(frozen=True)
 class KnnEvidence:
-    """Candidates (item rows) best first by `score`, ties by row; arrays aligned."""
+    """Every item (row) some recent interaction lists, rows ascending; arrays aligned."""
 
     rows: np.ndarray
     score: np.ndarray
@@ -83,17 +83,31 @@ class KnnEvidence:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def best_first(self, n: int, exclude: np.ndarray | None = None) -> np.ndarray:
+        """The n rows with the highest score (ties: the lower row first), none of `exclude`."""
+        if n <= 0:
+            return self.rows[:0]
+        keep = np.ones(len(self.rows), dtype=bool) if exclude is None else ~np.isin(self.rows, exclude)
+        cand = np.flatnonzero(keep)
+        if n < len(cand):
+            cand = cand[np.argpartition(-self.score[cand], n - 1)[:n]]
+            # the n-th score may be shared by rows outside the partition: take every tied row, then cut
+            cut = self.score[cand].min()
+            cand = np.flatnonzero(keep & (self.score >= cut))
+        order = cand[np.lexsort((self.rows[cand], -self.score[cand]))]
+        return self.rows[order[:n]]
+
     def lookup(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(score, best, votes, last) of arbitrary item rows (zeros where no evidence)."""
-        order = np.argsort(self.rows, kind="stable")
-        sorted_rows = self.rows[order]
-        pos = np.searchsorted(sorted_rows, rows)
-        pos = np.minimum(pos, max(len(sorted_rows) - 1, 0))
-        found = (sorted_rows[pos] == rows) if len(sorted_rows) else np.zeros(len(rows), dtype=bool)
-        at = order[pos] if len(sorted_rows) else pos
+        rows = np.asarray(rows, dtype=np.int64)
+        if not len(self.rows):
+            z = np.zeros(len(rows))
+            return z, z.copy(), z.copy(), z.copy()
+        pos = np.minimum(np.searchsorted(self.rows, rows), len(self.rows) - 1)
+        found = self.rows[pos] == rows
 
         def take(a: np.ndarray) -> np.ndarray:
-            return np.where(found, a[at], 0.0) if len(sorted_rows) else np.zeros(len(rows))
+            return np.where(found, a[pos], 0.0)
 
         return take(self.score), take(self.best), take(self.votes), take(self.last)
 
@@ -109,7 +123,8 @@ def decay_weights(n: int, decay: float) -> np.ndarray:
 def knn_evidence(index: NeighbourIndex, recent: np.ndarray, weights: np.ndarray) -> KnnEvidence:
     """The evidence of every item some recent interaction lists (see the module docstring).
     `recent`: item rows newest first (a row out of range, e.g. -1 for an unknown item, gives no
-    evidence); `weights`: aligned with `recent`."""
+    evidence); `weights`: aligned with `recent`. One sort of the gathered neighbours, then
+    segment reductions (no per-item loop, no unbuffered `ufunc.at`)."""
     recent = np.asarray(recent, dtype=np.int64)
     valid = (recent >= 0) & (recent < index.n_rows)
     starts = np.where(valid, index.indptr[np.clip(recent, 0, index.n_rows)], 0)
@@ -122,18 +137,15 @@ def knn_evidence(index: NeighbourIndex, recent: np.ndarray, weights: np.ndarray)
     which = np.repeat(np.arange(len(recent)), lengths)
     offsets = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     flat = starts[which] + offsets
-    cols, sims = index.cols[flat], index.scores[flat]
-    rows, inverse = np.unique(cols, return_inverse=True)
-    score = np.bincount(
-        inverse, weights=sims * np.asarray(weights, dtype=np.float64)[which], minlength=len(rows)
+    order = np.argsort(index.cols[flat], kind="stable")
+    cols, sims, which = index.cols[flat][order], index.scores[flat][order], which[order]
+    heads = np.concatenate([[0], np.flatnonzero(np.diff(cols)) + 1])
+    weighted = sims * np.asarray(weights, dtype=np.float64)[which]
+    return KnnEvidence(
+        rows=cols[heads],
+        score=np.add.reduceat(weighted, heads),
+        best=np.maximum.reduceat(sims, heads),
+        votes=np.diff(np.append(heads, total)).astype(np.float64),
+        # an item is listed at most once per recent interaction: the sum is the one value, if any
+        last=np.add.reduceat(np.where(which == 0, sims, 0.0), heads),
     )
-    best = np.zeros(len(rows))
-    np.maximum.at(best, inverse, sims)
-    votes = np.bincount(inverse, minlength=len(rows)).astype(np.float64)
-    first = np.flatnonzero(valid)
-    last = np.zeros(len(rows))
-    if len(first) and first[0] == 0:  # the newest interaction is a known item
-        newest = which == 0
-        last[inverse[newest]] = sims[newest]
-    order = np.argsort(-score, kind="stable")  # rows are ascending: ties keep the lower row first
-    return KnnEvidence(rows[order], score[order], best[order], votes[order], last[order])

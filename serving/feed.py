@@ -135,6 +135,7 @@ class BatchSide:
     candidates whose speed counts are read (`known`)."""
 
     history: frozenset[str]
+    history_rows: np.ndarray  # the rows of `history` in the version's item matrix
     recent: tuple[str, ...]  # the items of the newest batch events, newest first
     state: UserState  # the batch state as of the as-of; copied before events are folded in
     cold: bool
@@ -177,6 +178,7 @@ def _batch_side(snapshot: ServedVersion, user_id: str, k: int, cfg: FeedConfig) 
     n = 2 * k if cold else k
     side = BatchSide(
         history,
+        view.matrix.rows(sorted(history)),
         tuple(view.recent.get(user_id, ()))[: cfg.knn_recent_n],
         state,
         cold,
@@ -236,9 +238,12 @@ def _speed_sources(
         pool.add((i for i, _ in speed.fresh.items), SPEED_FRESH, cfg.candidates_max)
     seq = knn_sequence(speed, side, snapshot.view.as_of_ms, cfg.knn_recent_n)
     if seq and cfg.knn_candidates_n:
-        ids = snapshot.view.matrix.ids
+        matrix = snapshot.view.matrix
         evidence = recent_neighbours(snapshot, seq, cfg)
-        pool.add((ids[r] for r in evidence.rows.tolist()), RECENT_NEIGHBOURS, cfg.knn_candidates_n)
+        # seen items never take a place: the best n of the rest (the pool skips seen ones anyway)
+        seen = np.concatenate([side.history_rows, matrix.rows([i.item_id for i in speed.recent])])
+        best = evidence.best_first(cfg.knn_candidates_n, seen).tolist()
+        pool.add((matrix.ids[r] for r in best), RECENT_NEIGHBOURS, cfg.knn_candidates_n)
     pool.add([i for i, _ in speed.trending], TRENDING, cfg.trending_n)
     pool.add([i for i, _ in speed.movers], SPEED_POPULAR, cfg.trending_n)
 

@@ -41,7 +41,10 @@ def test_evidence_of_a_hand_checked_case() -> None:
     assert got[0] == pytest.approx((0.9, 0.9, 1, 0.9))  # a: from b only
     assert got[1] == pytest.approx((0.225, 0.9, 1, 0.0))  # b: from a, weight 0.25
     assert got[2] == pytest.approx((0.2 + 0.125, 0.5, 2, 0.2))  # c: from b and a
-    assert ev.rows.tolist() == [0, 2, 1]  # by score
+    assert ev.rows.tolist() == [0, 1, 2]  # rows ascending
+    assert ev.best_first(3).tolist() == [0, 2, 1]  # by score
+    assert ev.best_first(2, exclude=np.array([0])).tolist() == [2, 1]
+    assert ev.best_first(0).tolist() == []
 
 
 def test_newest_unknown_item_gives_no_last_similarity() -> None:
@@ -90,7 +93,13 @@ def test_random_indexes_match_a_plain_loop() -> None:
         assert got.keys() == expect.keys()
         for r, e in expect.items():
             assert got[r] == pytest.approx(e)
-        assert np.all(np.diff(ev.score) <= 1e-12)
+        assert np.all(np.diff(ev.rows) > 0)
+        n = int(rng.integers(0, 12))
+        excluded = rng.integers(0, n + 1, size=3)
+        ranked = sorted(
+            (r for r in expect if r not in set(excluded.tolist())), key=lambda r: (-round(expect[r][0], 9), r)
+        )
+        assert ev.best_first(n, excluded).tolist() == ranked[:n]
 
 
 def test_decay_weights() -> None:
