@@ -86,14 +86,9 @@ class PublishedVersion:
 
     def neighbour_scores(self) -> dict[str, tuple[float, ...]]:
         """item -> the scores of its neighbours, aligned with `neighbours()` (a sparse item-item
-        matrix; co-visitation scores and content cosines, see `neighbour_kinds`)."""
+        matrix: co-visitation scores, or content cosines where the view's `kind` is 'content')."""
         rows = self.rows("item_neighbours", ["item_id", "scores"])
         return {r["item_id"]: tuple(r.get("scores") or ()) for r in rows}
-
-    def neighbour_kinds(self) -> dict[str, str]:
-        """item -> how its neighbours were found: 'covisit' or 'content' (none: older versions)."""
-        rows = self.rows("item_neighbours", ["item_id", "kind"])
-        return {r["item_id"]: r["kind"] for r in rows if r.get("kind") is not None}
 
     def popular(self) -> dict[str, tuple[str, ...]]:
         """scope ('global', 'cluster:K') -> items by decayed engagement."""

@@ -8,14 +8,16 @@ e.g. `decay ** k`), a candidate i gets
 - `best`:  max_k sim(j_k, i), its strongest single link;
 - `votes`: how many of the recent interactions list i among their neighbours;
 - `last`:  sim(j_0, i), its similarity to the newest interaction.
-Only listed neighbours count (sim is 0 outside an item's list). The serving layer, the speed
-layer's scoring, the batch training set and the evaluation all call `knn_evidence`.
+Only listed neighbours count (sim is 0 outside an item's list). The feed's `recent_neighbours`
+source calls `knn_evidence` (and so the evaluation, which runs the feed); it ranks by `score`, and
+the other three are computed only when read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -62,26 +64,34 @@ class NeighbourIndex:
             sims[indptr[r] : indptr[r + 1]] = s
         return NeighbourIndex(index, indptr, cols, sims)
 
-    def row(self, r: int) -> tuple[np.ndarray, np.ndarray]:
-        """Row r's neighbour rows and similarities (empty for a row out of range)."""
-        if not 0 <= r < self.n_rows:
-            return self.cols[:0], self.scores[:0]
-        lo, hi = self.indptr[r], self.indptr[r + 1]
-        return self.cols[lo:hi], self.scores[lo:hi]
-
 
 @dataclass(frozen=True)
 class KnnEvidence:
-    """Every item (row) some recent interaction lists, rows ascending; arrays aligned."""
+    """Every item (row) some recent interaction lists, rows ascending, with its `score`; `best`,
+    `votes` and `last` are worked out when first read (the feed's source needs only the score)."""
 
     rows: np.ndarray
     score: np.ndarray
-    best: np.ndarray
-    votes: np.ndarray
-    last: np.ndarray
+    # the gathered neighbour entries sorted by row: similarity, which recent interaction listed
+    # it, and where each row's entries start
+    sims: np.ndarray = field(repr=False)
+    which: np.ndarray = field(repr=False)
+    heads: np.ndarray = field(repr=False)
 
-    def __len__(self) -> int:
-        return len(self.rows)
+    @cached_property
+    def best(self) -> np.ndarray:
+        return np.maximum.reduceat(self.sims, self.heads) if len(self.heads) else np.zeros(0)
+
+    @cached_property
+    def votes(self) -> np.ndarray:
+        return np.diff(np.append(self.heads, len(self.sims))).astype(np.float64)
+
+    @cached_property
+    def last(self) -> np.ndarray:
+        # an item is listed at most once per recent interaction: the sum is the one value, if any
+        if not len(self.heads):
+            return np.zeros(0)
+        return np.add.reduceat(np.where(self.which == 0, self.sims, 0.0), self.heads)
 
     def best_first(self, n: int, exclude: np.ndarray | None = None) -> np.ndarray:
         """The n rows with the highest score (ties: the lower row first), none of `exclude`."""
@@ -97,22 +107,8 @@ class KnnEvidence:
         order = cand[np.lexsort((self.rows[cand], -self.score[cand]))]
         return self.rows[order[:n]]
 
-    def lookup(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(score, best, votes, last) of arbitrary item rows (zeros where no evidence)."""
-        rows = np.asarray(rows, dtype=np.int64)
-        if not len(self.rows):
-            z = np.zeros(len(rows))
-            return z, z.copy(), z.copy(), z.copy()
-        pos = np.minimum(np.searchsorted(self.rows, rows), len(self.rows) - 1)
-        found = self.rows[pos] == rows
 
-        def take(a: np.ndarray) -> np.ndarray:
-            return np.where(found, a[pos], 0.0)
-
-        return take(self.score), take(self.best), take(self.votes), take(self.last)
-
-
-EMPTY = KnnEvidence(*(np.zeros(0, dtype=t) for t in (np.int64, float, float, float, float)))
+EMPTY = KnnEvidence(*(np.zeros(0, dtype=t) for t in (np.int64, float, float, np.int64, np.int64)))
 
 
 def decay_weights(n: int, decay: float) -> np.ndarray:
@@ -141,11 +137,4 @@ def knn_evidence(index: NeighbourIndex, recent: np.ndarray, weights: np.ndarray)
     cols, sims, which = index.cols[flat][order], index.scores[flat][order], which[order]
     heads = np.concatenate([[0], np.flatnonzero(np.diff(cols)) + 1])
     weighted = sims * np.asarray(weights, dtype=np.float64)[which]
-    return KnnEvidence(
-        rows=cols[heads],
-        score=np.add.reduceat(weighted, heads),
-        best=np.maximum.reduceat(sims, heads),
-        votes=np.diff(np.append(heads, total)).astype(np.float64),
-        # an item is listed at most once per recent interaction: the sum is the one value, if any
-        last=np.add.reduceat(np.where(which == 0, sims, 0.0), heads),
-    )
+    return KnnEvidence(cols[heads], np.add.reduceat(weighted, heads), sims, which, heads)

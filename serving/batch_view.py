@@ -35,7 +35,6 @@ class BatchView:
     profiles: Mapping[str, dict[str, Any]] = field(default_factory=dict, repr=False)  # columnar.Rows
     candidates: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)  # columnar
     popular_lists: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
-    neighbours: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
     centroids: Mapping[int, np.ndarray] = field(default_factory=dict, repr=False)  # unit interest
     matrix: ItemMatrix = field(default_factory=lambda: ItemMatrix.build(ItemSide({}, {}), {}), repr=False)
     # per user: the items of the newest events before the as-of, newest first (columnar)
@@ -138,7 +137,6 @@ def load(published: PublishedVersion) -> BatchView:
     lists = _per_user_lists(per_user, _vocabulary(*per_user.values()))
     side = published.item_side()
     profile_table = published.profile_table(PROFILE_EXTRA)
-    neighbours = published.neighbours()
     matrix = ItemMatrix.build(side, {str(i): int(n) for i, n in zip(ids, events, strict=True)})
     return BatchView(
         version=published.version,
@@ -152,10 +150,9 @@ def load(published: PublishedVersion) -> BatchView:
         profiles=_profiles(profile_table),
         candidates=lists["candidates"],
         popular_lists=_popular(published, ids),
-        neighbours=neighbours,
         centroids=_centroids(profile_table),
         matrix=matrix,
         manifest=manifest,
         recent=lists["recent"],
-        knn=NeighbourIndex.build(matrix.index, neighbours, published.neighbour_scores()),
+        knn=NeighbourIndex.build(matrix.index, published.neighbours(), published.neighbour_scores()),
     )

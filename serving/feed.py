@@ -178,7 +178,7 @@ def _batch_side(snapshot: ServedVersion, user_id: str, k: int, cfg: FeedConfig) 
     n = 2 * k if cold else k
     side = BatchSide(
         history,
-        view.matrix.rows(sorted(history)),
+        view.matrix.rows(list(history)),
         tuple(view.recent.get(user_id, ()))[: cfg.knn_recent_n],
         state,
         cold,

@@ -70,10 +70,12 @@ def served_version() -> ServedVersion:
         side=s,
         profiles={"old": profile},
         popular_lists={"global": tuple(ITEMS)},
-        neighbours={i: (ITEMS[(n + 1) % 20], ITEMS[(n + 2) % 20]) for n, i in enumerate(ITEMS)},
         matrix=ItemMatrix.build(s, counts),
     )
     return ServedVersion(view, None)
+
+
+NEIGHBOURS = {i: (ITEMS[(n + 1) % 20], ITEMS[(n + 2) % 20]) for n, i in enumerate(ITEMS)}
 
 
 def scorer(view: BatchView) -> ScoringView:
@@ -82,7 +84,7 @@ def scorer(view: BatchView) -> ScoringView:
         as_of_ms=AS_OF,
         side=view.side,
         counts={i: view.count(i) for i in ITEMS},
-        neighbours=view.neighbours,
+        neighbours=NEIGHBOURS,
         profiles={},
         history=dict(view.history),
         ranker=lambda x: 1 / (1 + np.exp(-x[:, 0])),  # P(positive) grows with popularity
@@ -183,7 +185,7 @@ def test_catalogue_only_keeps_items_embeddings_and_neighbours():
     full = served_version().view
     empty = catalogue_only(full)
     assert empty.count("i0") == 0 and empty.popular() == () and empty.seen("old") == frozenset()
-    assert empty.neighbours == full.neighbours and empty.side is full.side
+    assert empty.knn is full.knn and empty.side is full.side
     assert dataclasses.replace(empty).matrix.counts.sum() == 0
 
 

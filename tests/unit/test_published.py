@@ -112,11 +112,11 @@ def test_absent_views_read_empty_and_the_feature_baseline_prefers_the_manifest(t
     assert p.table("no_such_view", ["item_id"]) is None and p.rows("no_such_view", ["item_id"]) == []
 
 
-def test_neighbour_scores_and_kinds_are_aligned_with_the_neighbours_and_absent_in_older_versions(tmp_path):
+def test_neighbour_scores_are_aligned_with_the_neighbours_and_absent_in_older_versions(tmp_path):
     layout = VersionLayout(tmp_path)
     _publish(layout, "v000001", None)  # item_neighbours without scores or kind (an older version)
     old = PublishedVersion(layout, "v000001")
-    assert old.neighbour_scores() == {"a": (), "b": ()} and old.neighbour_kinds() == {}
+    assert old.neighbour_scores() == {"a": (), "b": ()}
     _publish(layout, "v000002", None)
     vdir = layout.version_dir("v000002")
     for f in (vdir / "item_neighbours").iterdir():
@@ -131,18 +131,23 @@ def test_neighbour_scores_and_kinds_are_aligned_with_the_neighbours_and_absent_i
     p = PublishedVersion(layout, "v000002")
     assert p.neighbours() == {"a": ("b", "c"), "b": ("a",), "d": ("a", "b")}
     assert p.neighbour_scores() == {"a": (0.5, 0.25), "b": (0.5,), "d": (0.9, 0.1)}
-    assert p.neighbour_kinds() == {"a": "covisit", "b": "covisit", "d": "content"}
 
 
 def test_speed_and_serving_read_the_same_version_the_same_way(tmp_path):
     layout = VersionLayout(tmp_path)
     _publish(layout, "v000001", _model())
+    neighbours = {"item_id": ["a", "b"], "neighbours": [["b", "c"], None], "scores": [[0.5, 0.25], None]}
+    pq.write_table(pa.table(neighbours), layout.view_dir("v000001", "item_neighbours") / "part-0.parquet")
     p = PublishedVersion(layout, "v000001")
     speed, served = scoring_view.load(p), batch_view.load(p)
     assert speed.version == served.version == "v000001" and speed.as_of_ms == served.as_of_ms == AS_OF
     assert dict(speed.counts) == {str(i): served.count(str(i)) for i in served.item_ids}
     assert list(served.item_ids) == ["b", "d", "a", "c"]  # most engaged first
-    assert dict(speed.neighbours) == dict(served.neighbours)
+    knn, ids = served.knn, served.matrix.ids
+    lists = {
+        i: tuple(ids[c] for c in knn.cols[knn.indptr[r] : knn.indptr[r + 1]]) for i, r in knn.index.items()
+    }
+    assert {i: v for i, v in speed.neighbours.items() if v} == {i: v for i, v in lists.items() if v}
     assert speed.side.genres == served.side.genres
     assert {i: v.tolist() for i, v in speed.side.vectors.items()} == {
         i: v.tolist() for i, v in served.side.vectors.items()

@@ -25,9 +25,6 @@ def test_build_keeps_rows_of_the_index_and_drops_unknown_ids() -> None:
     assert idx.indptr.tolist() == [0, 2, 4, 4, 5]
     assert idx.cols.tolist() == [1, 2, 0, 2, 2]
     assert idx.scores.tolist() == [0.9, 0.5, 0.9, 0.2, 0.7]
-    cols, sims = idx.row(2)
-    assert len(cols) == len(sims) == 0
-    assert len(idx.row(-1)[0]) == len(idx.row(99)[0]) == 0
 
 
 def test_evidence_of_a_hand_checked_case() -> None:
@@ -52,15 +49,6 @@ def test_newest_unknown_item_gives_no_last_similarity() -> None:
     assert ev.last.tolist() == [0.0, 0.0]
     assert knn_evidence(tiny(), np.array([], dtype=np.int64), np.array([])).rows.size == 0
     assert knn_evidence(tiny(), np.array([2]), np.array([1.0])).rows.size == 0  # c lists nothing
-
-
-def test_lookup_gives_the_evidence_of_any_rows_and_zero_elsewhere() -> None:
-    ev = knn_evidence(tiny(), np.array([1, 0]), np.array([1.0, 0.5]))
-    score, best, votes, last = ev.lookup(np.array([3, 2, 0, 2]))
-    assert score.tolist() == pytest.approx([0.0, 0.2 + 0.25, 0.9, 0.2 + 0.25])
-    assert votes.tolist() == [0.0, 2.0, 1.0, 2.0]
-    assert best.tolist() == pytest.approx([0.0, 0.5, 0.9, 0.5])
-    assert last.tolist() == pytest.approx([0.0, 0.2, 0.9, 0.2])
 
 
 def test_random_indexes_match_a_plain_loop() -> None:

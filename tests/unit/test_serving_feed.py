@@ -55,6 +55,11 @@ def tiny_model() -> bytes:
     return onnx.SerializeToString()
 
 
+def _neighbours(ids: list[str]) -> dict[str, tuple[str, str]]:
+    """Each item's two neighbours in the test world: the next two items, in a ring."""
+    return {i: (ids[(n + 1) % len(ids)], ids[(n + 2) % len(ids)]) for n, i in enumerate(ids)}
+
+
 def world(n_items: int = 40, model: bytes | None = None, version: str = "v000001") -> ServedVersion:
     """A served version of 40 items in 4 genres, users u1 (warm, cluster 0) and u2 (one event), no u3."""
     rng = np.random.default_rng(1)
@@ -82,7 +87,7 @@ def world(n_items: int = 40, model: bytes | None = None, version: str = "v000001
             "cluster": cluster,
         }
 
-    neighbours = {i: (ids[(n + 1) % n_items], ids[(n + 2) % n_items]) for n, i in enumerate(ids)}
+    neighbours = _neighbours(ids)
     matrix = ItemMatrix.build(side, events)
     view = BatchView(
         version=version,
@@ -96,7 +101,6 @@ def world(n_items: int = 40, model: bytes | None = None, version: str = "v000001
         profiles={"u1": row(u1, 0), "u2": row(u2, 1)},
         candidates={"u1": tuple(f"i{n}" for n in range(1, 30, 2)) + ("i0",)},
         popular_lists={"global": tuple(ids), "cluster:0": ("i39", "i38", "i37"), "cluster:1": ("i20", "i21")},
-        neighbours=neighbours,
         centroids={
             0: vectors["i0"] / np.linalg.norm(vectors["i0"]),
             1: vectors["i1"] / np.linalg.norm(vectors["i1"]),
@@ -178,7 +182,7 @@ def _reference_knn(view: BatchView, sp: SpeedRead, user: str, cfg: FeedConfig) -
     seq = ([i.item_id for i in newer] + list(view.recent.get(user, ())))[: cfg.knn_recent_n]
     scores: dict[str, float] = {}
     for k, item in enumerate(seq):
-        for near, sim in zip(view.neighbours.get(item, ()), (0.9, 0.5), strict=False):
+        for near, sim in zip(_neighbours(list(view.item_ids)).get(item, ()), (0.9, 0.5), strict=False):
             scores[near] = scores.get(near, 0.0) + cfg.knn_decay**k * sim
     return sorted(scores, key=lambda i: (-scores[i], view.matrix.index[i]))
 
