@@ -310,7 +310,7 @@ def _candidates(
 def _model(
     st: _Staging, events: DataFrame, vectors: ItemVectors, side: ItemSide, settings: Settings
 ) -> tuple[TrainedRanker, pd.DataFrame]:
-    """View model: the ranker trained on a point-in-time training set; returns it and the set."""
+    """View model: the ranker trained on the feed's pools, point in time; returns it and the set."""
     from pyspark.sql import functions as F
 
     from batch import ranker, training
@@ -320,21 +320,37 @@ def _model(
     train_from, validate_from = (
         int(x) for x in times.approxQuantile("t", [1 - b.train_fraction, 1 - b.train_fraction / 2], 0.0)
     )
+    pool = training.PoolConfig.from_settings(settings)
     data = training.training_set(
-        st.spark, events, vectors.item_ids, side, train_from, b.train_max_queries, b.train_negatives
+        st.spark,
+        events,
+        vectors,
+        side,
+        train_from,
+        b.train_max_queries,
+        pool,
+        b.covisit_window,
+        b.neighbours_n,
     )
-    st.progress("training_set", f"training set: {len(data)} rows from {train_from} (point-in-time)")
-    trained = ranker.train(data, validate_from)
+    st.progress(
+        "training_set",
+        f"training set: {len(data.rows)} rows, {data.answered} of {data.sampled} sampled queries "
+        f"had their item in the pool (from {train_from}, neighbours fitted before it)",
+    )
+    trained = ranker.train(data.rows, validate_from)
+    trained.metrics["retrieval"] = {"recent_n": pool.recent_n, "decay": pool.decay}
+    trained.metrics["queries"] = {"sampled": data.sampled, "in_pool": data.answered}
     (st.dir / MODEL_FILE).parent.mkdir(parents=True)
     (st.dir / MODEL_FILE).write_bytes(trained.onnx)
     (st.dir / "model" / "metrics.json").write_text(json.dumps(trained.metrics, indent=2, sort_keys=True))
-    m = trained.metrics
+    m, k = trained.metrics, ranker.NDCG_K
     st.progress(
         "model",
-        f"ranker AUC {m['auc']:.4f} (item_pop {m['baseline']['auc_item_pop']:.4f}), "
-        f"log loss {m['log_loss']:.4f} (base rate {m['baseline']['log_loss_base_rate']:.4f})",
+        f"ranker pool NDCG@{k} {m[f'pool_ndcg@{k}']:.4f} "
+        f"(by knn_score {m['baseline'][f'pool_ndcg@{k}_knn_score']:.4f}, "
+        f"by item_pop {m['baseline'][f'pool_ndcg@{k}_item_pop']:.4f})",
     )
-    return trained, data
+    return trained, data.rows
 
 
 def _manifest(
@@ -362,7 +378,8 @@ def _manifest(
             "max_event_ms": span["hi"],
         },
         "rows": st.rows,
-        "model": {"file": MODEL_FILE, "metrics": trained.metrics},
+        # `retrieval`: the kNN evidence the model's features were computed with (speed.scoring_view)
+        "model": {"file": MODEL_FILE, "metrics": trained.metrics, "retrieval": trained.metrics["retrieval"]},
         # the positives' feature distribution: live engagement events are compared with it (drift)
         "feature_baseline": feature_baseline.build(positives[list(FEATURE_NAMES)].to_numpy(), FEATURE_NAMES),
         "schema_version": VIEW_SCHEMA_VERSION,

@@ -1,12 +1,10 @@
-"""Vectorised folds of user timelines: the same state and features as folding events one by one
+"""Vectorised folds of user timelines: the same profile state as folding events one by one
 through lambdastack.features.UserState, computed with numpy over many users at once.
 
-The batch layer calls these on groups of users (Spark applyInPandas on a hash of the user id).
-A unit test keeps them equal to the sequential definitions in lambdastack.features, which stay
-the reference: the closed forms here are their algebraic rewrites.
-- interest at t_ref = sum_j w_j v_j exp(-decay (t_ref - t_j)) over the events with a vector;
-- prefix states (the training set) are exclusive cumulative sums within a user's timeline;
-  the interest direction of a prefix is scale-free, so one per-user scale serves every prefix.
+The batch layer calls `profiles` on groups of users (Spark applyInPandas on a hash of the user
+id). A unit test keeps it equal to the sequential definition in lambdastack.features, which stays
+the reference: interest at t_ref = sum_j w_j v_j exp(-decay (t_ref - t_j)) over the events with
+a vector is its algebraic rewrite.
 """
 
 from __future__ import annotations
@@ -17,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from lambdastack.features import DECAY_PER_MS, FEATURE_NAMES, ItemSide, event_weights
+from lambdastack.features import DECAY_PER_MS, ItemSide, event_weights
 
 
 @dataclass(frozen=True)
@@ -160,116 +158,3 @@ def profiles(events: pd.DataFrame, side: SideArrays) -> pd.DataFrame:
             ]
         )
     return pd.DataFrame(out, columns=PROFILE_COLUMNS)
-
-
-def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
-    ok = (na > 0) & (nb > 0)
-    return np.where(ok, np.einsum("ij,ij->i", a, b) / np.where(ok, na * nb, 1.0), 0.0)
-
-
-def answer_queries(timeline: pd.DataFrame, side: SideArrays) -> pd.DataFrame:
-    """Feature rows of the queries (kind 0) of user timelines that also hold their events (kind 1).
-
-    Columns in: user_id, item_id, t, kind, type, value, label, cnt, event_id. A query sees the
-    events strictly before it: at one instant, queries come before events (order t, kind, event_id).
-    """
-    tl = timeline.sort_values(["user_id", "t", "kind", "event_id"], kind="stable")
-    if not len(tl):
-        return pd.DataFrame(columns=["user_id", "item_id", "t", "label", *FEATURE_NAMES])
-    line = _Timeline.of(tl, side)
-    q = np.flatnonzero(~line.is_event)
-    nq = _events_before(line)[q]
-    item_vec = side.vectors[line.rows[q]]
-    last_vec, hours = _last_event(line, side, q)
-    feats = {
-        "item_pop": np.log1p(np.maximum(tl["cnt"].to_numpy(dtype=np.float64)[q], 0.0)),
-        "user_activity": np.log1p(nq.astype(np.float64)),
-        "affinity": _cos(_interest_prefix(line, side)[q], item_vec),
-        "genre_affinity": _genre_affinity(line, side, q, nq),
-        "last_sim": _cos(last_vec, item_vec),
-        "recency": np.log1p(hours),
-    }
-    out = pd.DataFrame(
-        {
-            "user_id": line.users[q].astype(str),
-            "item_id": tl["item_id"].to_numpy(dtype=object)[q].astype(str),
-            "t": line.t[q],
-            "label": tl["label"].to_numpy(dtype=np.int64)[q],
-        }
-    )
-    for name in FEATURE_NAMES:
-        out[name] = feats[name].astype(np.float64)
-    return out
-
-
-@dataclass(frozen=True)
-class _Timeline:
-    """Non-empty user timelines sorted by (user, t, kind, event_id), as the arrays every fold reads."""
-
-    frame: pd.DataFrame
-    users: np.ndarray
-    t: np.ndarray
-    rows: np.ndarray  # each row's item in SideArrays
-    is_event: np.ndarray
-    starts: np.ndarray  # each user's first row
-    seg: np.ndarray  # each row's user number
-    first: np.ndarray  # each row's user's first row
-
-    @classmethod
-    def of(cls, tl: pd.DataFrame, side: SideArrays) -> _Timeline:
-        users = tl["user_id"].to_numpy(dtype=object)
-        starts, seg = _segments(users)
-        t = tl["t"].to_numpy(dtype=np.int64)
-        is_event = tl["kind"].to_numpy() == 1
-        return cls(tl, users, t, side.rows(tl["item_id"]), is_event, starts, seg, starts[seg])
-
-
-def _events_before(line: _Timeline) -> np.ndarray:
-    """Per row, how many events of its user come before it."""
-    counted = np.cumsum(line.is_event)
-    before_start = np.where(line.first > 0, counted[line.first - 1], 0)
-    return counted - line.is_event - before_start
-
-
-def _interest_prefix(line: _Timeline, side: SideArrays) -> np.ndarray:
-    """Per row, the interest of its user's events up to it, decayed to the user's last instant
-    (a scale per user, not per prefix: only the direction is used)."""
-    contributes = line.is_event & side.has_vector[line.rows]
-    t_top = np.maximum.reduceat(line.t, line.starts)[line.seg]
-    tl = line.frame
-    w = event_weights(tl["type"].to_numpy(dtype=object), tl["value"].to_numpy(dtype=np.float64))
-    decayed = np.where(contributes, w * np.exp(-DECAY_PER_MS * (t_top - line.t)), 0.0)
-    terms = side.vectors[line.rows] * decayed[:, None]
-    prefix = np.empty_like(terms)
-    for s, e in zip(line.starts, np.r_[line.starts[1:], len(line.users)], strict=True):
-        np.cumsum(terms[s:e], axis=0, out=prefix[s:e])
-    return prefix
-
-
-def _genre_affinity(line: _Timeline, side: SideArrays, q: np.ndarray, nq: np.ndarray) -> np.ndarray:
-    """Per query row `q`: the user's earlier events' counts of the item's genres, over
-    (item genres x events before)."""
-    n, n_genres = len(line.users), max(len(side.genre_names), 1)
-    owner, genre = _gather(side.genre_ptr, side.genre_ids, line.rows)
-    of_event = line.is_event[owner]
-    flat = owner[of_event] * n_genres + genre[of_event]
-    per_genre = np.bincount(flat, minlength=n * n_genres).reshape(n, n_genres)
-    per_genre = np.cumsum(per_genre, axis=0)
-    per_genre -= np.where((line.first > 0)[:, None], per_genre[np.maximum(line.first - 1, 0)], 0)
-
-    q_owner, q_genre = owner[~of_event], genre[~of_event]
-    genre_hits = np.bincount(q_owner, weights=per_genre[q_owner, q_genre], minlength=n)[q]
-    n_item_genres = (side.genre_ptr[line.rows + 1] - side.genre_ptr[line.rows])[q]
-    return np.where((n_item_genres > 0) & (nq > 0), genre_hits / np.maximum(n_item_genres * nq, 1), 0.0)
-
-
-def _last_event(line: _Timeline, side: SideArrays, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per query row `q`: the vector of the user's last earlier event (0 if none), and the hours since."""
-    last = np.maximum.accumulate(np.where(line.is_event, np.arange(len(line.users)), -1))
-    has_last = last >= line.first
-    last_safe = np.maximum(last, 0)
-    last_vec = np.where(has_last[q, None], side.vectors[line.rows[last_safe[q]]], 0.0)
-    gap = line.t[q] - line.t[last_safe[q]]
-    hours = np.where(has_last[q] & (gap > 0), gap / 3_600_000, 0.0)
-    return last_vec, hours

@@ -1,8 +1,11 @@
-"""Ranking features: one definition, used unchanged offline (Spark training set), online (API),
-in the speed layer and by the evaluation harness.
+"""Ranking features of the user state: the sequential reference of STATE_FEATURES, which
+lambdastack.item_matrix computes vectorised (tested equal) inside the one feature matrix that
+the batch training set, the speed layer, the API and the evaluation call
+(lambdastack.candidate_features, which also defines EVIDENCE_FEATURES).
 
 Every feature of (user u, item i, instant t) depends only on events strictly before t:
-- `item_pop`      log1p(events of i before t)
+- `item_pop`      log1p(events of i before t that the serving views hold: the batch count plus
+                  the live count, lambdastack.candidate_features)
 - `user_activity` log1p(events of u before t)
 - `affinity`      cosine(u's interest vector, i's content vector); the interest vector is the
                   time-decayed (half-life HALF_LIFE_MS), engagement-weighted sum of the content
@@ -26,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-FEATURE_NAMES: tuple[str, ...] = (
+# What `features` computes from the user state and the item side (this module is their reference).
+STATE_FEATURES: tuple[str, ...] = (
     "item_pop",
     "user_activity",
     "affinity",
@@ -34,6 +38,18 @@ FEATURE_NAMES: tuple[str, ...] = (
     "last_sim",
     "recency",
 )
+# What the live counts and the retrieval evidence add (lambdastack.candidate_features defines them).
+EVIDENCE_FEATURES: tuple[str, ...] = (
+    "live_pop",
+    "knn_score",
+    "knn_share",
+    "knn_best",
+    "knn_votes",
+    "knn_last",
+    "knn_rank",
+)
+# The ranking model's input, in this order (lambdastack.candidate_features.feature_matrix).
+FEATURE_NAMES: tuple[str, ...] = STATE_FEATURES + EVIDENCE_FEATURES
 HALF_LIFE_MS = 14 * 86_400_000
 DECAY_PER_MS = math.log(2) / HALF_LIFE_MS
 # How much an event says the user wants the item (negative: does not); the one definition, which
@@ -145,7 +161,7 @@ def features(
     t: int,
     last_vector: np.ndarray | None,
 ) -> list[float]:
-    """The feature row of (user with `state`, item, t), in FEATURE_NAMES order."""
+    """The STATE_FEATURES row of (user with `state`, item, t)."""
     genre_aff = (
         sum(state.genres.get(g, 0) for g in item_genres) / (len(item_genres) * state.n)
         if item_genres and state.n

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lambdastack.features import FEATURE_NAMES, ItemSide, UserState
+from lambdastack.features import STATE_FEATURES, ItemSide, UserState
 
 
 def _unit(v: np.ndarray | None) -> np.ndarray | None:
@@ -58,9 +58,9 @@ class ItemMatrix:
         return np.array([get(i, unknown) for i in item_ids], dtype=np.int64)
 
     def features(self, state: UserState, rows: np.ndarray, counts: np.ndarray, t: int) -> np.ndarray:
-        """The FEATURE_NAMES matrix of (user with `state`, each item row, t), equal to
+        """The STATE_FEATURES matrix of (user with `state`, each item row, t), equal to
         lambdastack.features.features row by row up to float rounding."""
-        x = np.zeros((len(rows), len(FEATURE_NAMES)))
+        x = np.zeros((len(rows), len(STATE_FEATURES)))
         x[:, 0] = np.log1p(np.maximum(counts, 0))
         x[:, 1] = math.log1p(state.n)
         unit = self.unit[rows]

@@ -13,17 +13,20 @@ from lambdastack.features import FEATURE_NAMES
 
 @dataclass(frozen=True)
 class Ranker:
-    """An ONNX ranker of one published version (P(positive) for rows of FEATURE_NAMES)."""
+    """An ONNX ranker of one published version: a score per row of FEATURE_NAMES, higher first (a
+    LambdaRank model's raw score; a classifier's P(positive))."""
 
     version: str
     session: Any
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """One onnxruntime run over all rows; float64 probabilities."""
+        """One onnxruntime run over all rows; float64 scores."""
         if len(x) == 0:
             return np.zeros(0)
         out = self.session.run(None, {"features": np.ascontiguousarray(x, dtype=np.float32)})
-        return np.asarray(out[1], dtype=np.float64)[:, 1]
+        # a ranker's one output is (n, 1) scores; a classifier's last is (n, 2) probabilities
+        scores = np.asarray(out[-1], dtype=np.float64)
+        return scores[:, -1] if scores.ndim == 2 else scores
 
 
 def load_ranker(model: bytes, version: str) -> Ranker:

@@ -18,8 +18,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Protocol
 
 import numpy as np
+
+
+class Timed(Protocol):
+    """An interaction as the recent sequence reads it (lambdastack.speedview.Interaction, Event)."""
+
+    @property
+    def item_id(self) -> str: ...
+    @property
+    def event_time_ms(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -138,3 +148,15 @@ def knn_evidence(index: NeighbourIndex, recent: np.ndarray, weights: np.ndarray)
     heads = np.concatenate([[0], np.flatnonzero(np.diff(cols)) + 1])
     weighted = sims * np.asarray(weights, dtype=np.float64)[which]
     return KnnEvidence(cols[heads], np.add.reduceat(weighted, heads), sims, which, heads)
+
+
+def recent_sequence(
+    batch_recent: Sequence[str], interactions: Sequence[Timed], as_of_ms: int, n: int
+) -> list[str]:
+    """A user's newest n interactions, newest first: the speed view's at or after the as-of
+    (`interactions` oldest first as received; equal times: the later received first), then the
+    batch version's (`batch_recent`, newest first, which holds every event before the as-of)."""
+    newer = sorted(
+        (i for i in reversed(interactions) if i.event_time_ms >= as_of_ms), key=lambda i: -i.event_time_ms
+    )
+    return ([i.item_id for i in newer] + list(batch_recent))[:n]

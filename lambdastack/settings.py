@@ -84,7 +84,7 @@ class BatchSettings(_Section):
     candidates_n: int = Field(100, gt=0)
     clusters: int = Field(8, gt=0)
     train_fraction: float = Field(0.2, gt=0, lt=1)
-    train_max_queries: int = Field(40_000, gt=0)
+    train_max_queries: int = Field(10_000, gt=0)
     train_negatives: int = Field(4, ge=1)
 
 

@@ -16,8 +16,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from lambdastack.candidate_features import feature_matrix
 from lambdastack.features import UserState
-from lambdastack.retrieval import KnnEvidence, decay_weights, knn_evidence
+from lambdastack.retrieval import EMPTY, KnnEvidence, decay_weights, knn_evidence, recent_sequence
 from lambdastack.settings import ServingSettings
 from lambdastack.speedview import SpeedRead
 from serving.online_features import apply_since
@@ -215,15 +216,6 @@ def _batch_sources(
     pool.add(side.popular, BATCH_POPULAR, side.n_popular)
 
 
-def knn_sequence(speed: SpeedRead, side: BatchSide, as_of_ms: int, n: int) -> list[str]:
-    """The user's newest n interactions, newest first: the speed layer's since the as-of (ties: the
-    later received first), then the batch's (which hold every event before the as-of)."""
-    newer = sorted(
-        (i for i in reversed(speed.recent) if i.event_time_ms >= as_of_ms), key=lambda i: -i.event_time_ms
-    )
-    return ([i.item_id for i in newer] + list(side.recent))[:n]
-
-
 def recent_neighbours(snapshot: ServedVersion, items: Sequence[str], cfg: FeedConfig) -> KnnEvidence:
     """The kNN evidence of the user's recent interactions (`items`, newest first)."""
     view = snapshot.view
@@ -231,19 +223,33 @@ def recent_neighbours(snapshot: ServedVersion, items: Sequence[str], cfg: FeedCo
     return knn_evidence(view.knn, rows, decay_weights(len(rows), cfg.knn_decay))
 
 
+@dataclass(frozen=True, slots=True)
+class Retrieval:
+    """What the user's recent sequence says, worked out once per request: the kNN evidence (a
+    source and the model's features) and the item rows the user has seen (batch and speed)."""
+
+    evidence: KnnEvidence
+    seen: np.ndarray
+
+    @staticmethod
+    def of(snapshot: ServedVersion, speed: SpeedRead, side: BatchSide, cfg: FeedConfig) -> Retrieval:
+        view = snapshot.view
+        seq = recent_sequence(side.recent, speed.recent, view.as_of_ms, cfg.knn_recent_n)
+        evidence = recent_neighbours(snapshot, seq, cfg) if seq else EMPTY
+        seen = np.concatenate([side.history_rows, view.matrix.rows([i.item_id for i in speed.recent])])
+        return Retrieval(evidence, seen)
+
+
 def _speed_sources(
-    pool: _Pool, snapshot: ServedVersion, speed: SpeedRead, side: BatchSide, cfg: FeedConfig
+    pool: _Pool, snapshot: ServedVersion, speed: SpeedRead, found: Retrieval, cfg: FeedConfig
 ) -> None:
     if speed.fresh is not None:
         pool.add((i for i, _ in speed.fresh.items), SPEED_FRESH, cfg.candidates_max)
-    seq = knn_sequence(speed, side, snapshot.view.as_of_ms, cfg.knn_recent_n)
-    if seq and cfg.knn_candidates_n:
-        matrix = snapshot.view.matrix
-        evidence = recent_neighbours(snapshot, seq, cfg)
+    if cfg.knn_candidates_n and len(found.evidence.rows):
         # seen items never take a place: the best n of the rest (the pool skips seen ones anyway)
-        seen = np.concatenate([side.history_rows, matrix.rows([i.item_id for i in speed.recent])])
-        best = evidence.best_first(cfg.knn_candidates_n, seen).tolist()
-        pool.add((matrix.ids[r] for r in best), RECENT_NEIGHBOURS, cfg.knn_candidates_n)
+        best = found.evidence.best_first(cfg.knn_candidates_n, found.seen).tolist()
+        ids = snapshot.view.matrix.ids
+        pool.add((ids[r] for r in best), RECENT_NEIGHBOURS, cfg.knn_candidates_n)
     pool.add([i for i, _ in speed.trending], TRENDING, cfg.trending_n)
     pool.add([i for i, _ in speed.movers], SPEED_POPULAR, cfg.trending_n)
 
@@ -293,12 +299,13 @@ def candidate_pool(
     side: BatchSide,
     state: UserState,
     cfg: FeedConfig,
+    found: Retrieval | None = None,
 ) -> dict[str, list[str]]:
     """The candidates (in the order found) and the sources that proposed each: the speed sources,
     then the batch ones; nothing the user has seen; at most cfg.candidates_max."""
     recent = frozenset(i.item_id for i in speed.recent)
     pool = _Pool(side.history, recent, cfg.candidates_max)
-    _speed_sources(pool, snapshot, speed, side, cfg)
+    _speed_sources(pool, snapshot, speed, found or Retrieval.of(snapshot, speed, side, cfg), cfg)
     cluster = side.cluster if side.cluster is not None else snapshot.view.cluster_of(user_id, state)
     if cluster == side.cluster and recent.isdisjoint(side.proposed):
         pool.merge(side.proposed)
@@ -323,14 +330,17 @@ def rank_feed(
     view = snapshot.view
     side = batch_side(snapshot, user_id, k, cfg)
     state: UserState = apply_since(view.side, side.state.copy(), view.as_of_ms, speed.recent)
-    sources = candidate_pool(snapshot, speed, user_id, side, state, cfg)
+    found = Retrieval.of(snapshot, speed, side, cfg)
+    sources = candidate_pool(snapshot, speed, user_id, side, state, cfg, found)
     items = list(sources)
     matrix = view.matrix
     rows = matrix.rows(items)
     batch_counts = matrix.counts[rows]
     get = speed.counts.get
     speed_counts = np.array([get(i, 0) for i in items], dtype=np.int64)
-    x = matrix.features(state, rows, batch_counts + speed_counts, now_ms)
+    x = feature_matrix(
+        matrix, state, rows, batch_counts + speed_counts, speed_counts, found.evidence, found.seen, now_ms
+    )
     variant, model_version, scores = _scores(snapshot, user_id, x)
     order = np.argsort(-scores, kind="stable").tolist()  # ties: the order the sources found them
     genre = matrix.genre

@@ -1,8 +1,9 @@
 """Online features: the batch state as of the as-of plus the speed layer's events since, through
 the same lambdastack.features definitions the training set was built with.
 
-The vectorised features of many candidates are lambdastack.item_matrix.ItemMatrix (built once per
-version); `feature_matrix` is the per-row reference (lambdastack.features) it is tested against.
+The vectorised state features of many candidates are lambdastack.item_matrix.ItemMatrix (built once
+per version, inside lambdastack.candidate_features); `feature_matrix` is the per-row reference
+(lambdastack.features) it is tested against.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from lambdastack.features import FEATURE_NAMES, ItemSide, UserState
+from lambdastack.features import STATE_FEATURES, ItemSide, UserState
 
 if TYPE_CHECKING:
     from serving.batch_view import BatchView
@@ -54,6 +55,6 @@ def feature_matrix(
     speed_counts: Mapping[str, int],
     t: int,
 ) -> np.ndarray:
-    """Rows of FEATURE_NAMES for each item at instant t, one lambdastack.features call per row."""
+    """Rows of STATE_FEATURES for each item at instant t, one lambdastack.features call per row."""
     rows = [view.side.row(state, i, view.count(i) + int(speed_counts.get(i, 0)), t) for i in item_ids]
-    return np.asarray(rows, dtype=np.float64).reshape(len(item_ids), len(FEATURE_NAMES))
+    return np.asarray(rows, dtype=np.float64).reshape(len(item_ids), len(STATE_FEATURES))

@@ -14,8 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from lambdastack.candidate_features import feature_matrix
 from lambdastack.events import MAX_ID_LEN
 from lambdastack.features import FEATURE_NAMES, feature_row
+from lambdastack.retrieval import recent_sequence
+from serving.feed import FeedConfig, recent_neighbours
 from serving.online_features import Interaction, apply_since
 from serving.schemas import ID_RE
 from serving.served_version import ServedVersion
@@ -70,9 +73,10 @@ def parse_instances(raw: Sequence[Any]) -> list[Parsed]:
 
 
 def feature_rows(
-    snap: ServedVersion, parsed: Sequence[Parsed], signals: Signals | None, t: int
+    snap: ServedVersion, parsed: Sequence[Parsed], signals: Signals | None, t: int, cfg: FeedConfig
 ) -> np.ndarray:
-    """Feature rows of the valid instances, in order (pairs from both views)."""
+    """Feature rows of the valid instances, in order (pairs from both views, as the feed computes
+    them: its user state, live counts and kNN evidence)."""
     view = snap.view
     recent, counts = signals if signals is not None else ({}, {})
     by_user: dict[str, list[int]] = defaultdict(list)
@@ -83,10 +87,15 @@ def feature_rows(
         elif p.pair is not None:
             by_user[p.pair[0]].append(n)
     for user, idx in by_user.items():
-        state = apply_since(view.side, view.user_state(user), view.as_of_ms, recent.get(user, ()))
+        interactions = recent.get(user, ())
+        state = apply_since(view.side, view.user_state(user), view.as_of_ms, interactions)
         items = [pair[1] for n in idx if (pair := parsed[n].pair) is not None]
-        c = view.counts(items) + np.asarray([counts.get(i, 0) for i in items], dtype=np.int64)
-        x = view.matrix.features(state, view.matrix.rows(items), c, t)
+        live = np.asarray([counts.get(i, 0) for i in items], dtype=np.int64)
+        seq = recent_sequence(view.recent.get(user, ()), interactions, view.as_of_ms, cfg.knn_recent_n)
+        evidence = recent_neighbours(snap, seq, cfg)
+        seen = view.matrix.rows([*view.seen(user), *(i.item_id for i in interactions)])
+        rows_of = view.matrix.rows(items)
+        x = feature_matrix(view.matrix, state, rows_of, view.counts(items) + live, live, evidence, seen, t)
         for n, row in zip(idx, x, strict=True):
             rows[n] = row
     return np.asarray([r for r in rows if r is not None]).reshape(-1, len(FEATURE_NAMES))

@@ -2,9 +2,10 @@
 UDF against the baseline of the current batch version, counted per tumbling event-time window,
 feature and bin in Java state, one record per closed window on the signals topic.
 
-Online features use the user's batch profile as of the version's as-of and the version's item
-counts (lambdastack.features), not the events since the as-of: a cheap, honest approximation of
-the features the model sees, good for spotting a shift in their distribution.
+Online features use the user's batch profile, newest batch interactions and the version's item
+counts (speed.scoring.feature_matrix, which calls lambdastack.candidate_features), not the events
+since the as-of (live counts 0): a cheap, honest approximation of the features the model sees,
+good for spotting a shift in their distribution.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def bins_udf(settings: Settings) -> Any:
 
         def eval(self, users: pd.Series, items: pd.Series, times: pd.Series) -> pd.Series:
             from speed.drift import bin_row
+            from speed.scoring import feature_matrix
 
             loaded = self.follower.current()
             if loaded is None or not loaded[1]:
@@ -52,7 +54,7 @@ def bins_udf(settings: Settings) -> Any:
             view, baseline = loaded
             out = []
             for u, i, t in zip(users, items, times, strict=True):
-                row = view.side.row(view.user_state(u), i, view.counts.get(i, 0), int(t))
+                row = feature_matrix(view, u, view.user_state(u), (), [i], int(t))[0].tolist()
                 out.append(bin_row(row, FEATURE_NAMES, baseline))
             return pd.Series(out, dtype=object)
 

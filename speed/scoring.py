@@ -16,7 +16,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from lambdastack import candidate_features
 from lambdastack.features import DECAY_PER_MS, UserState, event_weights, is_positive
+from lambdastack.retrieval import KnnEvidence, decay_weights, knn_evidence, recent_sequence
 from lambdastack.speedview import FreshCandidates, Interaction, encode_fresh
 from speed.scoring_view import ScoringView
 from speed.user_window import ENTRY_SEP, parse_window
@@ -86,13 +88,34 @@ def candidates(
     return list(out)
 
 
-def feature_matrix(view: ScoringView, state: UserState, items: Sequence[str], t: int) -> np.ndarray:
-    """lambdastack.features.features of (state, item, t) for many items at once, in
-    FEATURE_NAMES order (lambdastack.item_matrix, as the serving layer ranks). The item count is
-    the batch count: the speed counts live in Redis."""
+def window_evidence(
+    view: ScoringView, user_id: str, window: Sequence[Interaction]
+) -> tuple[KnnEvidence, np.ndarray]:
+    """The kNN evidence of the user's newest interactions (the window's at or after the as-of, then
+    the batch's), as the API computes it, and the rows of every item the user has seen."""
+    m = view.matrix
+    seq = m.rows(recent_sequence(view.recent.get(user_id, ()), window, view.as_of_ms, view.knn_recent_n))
+    evidence = knn_evidence(view.knn, seq, decay_weights(len(seq), view.knn_decay))
+    seen = m.rows([*view.history.get(user_id, ()), *(e.item_id for e in window)])
+    return evidence, seen
+
+
+def feature_matrix(
+    view: ScoringView,
+    user_id: str,
+    state: UserState,
+    window: Sequence[Interaction],
+    items: Sequence[str],
+    t: int,
+) -> np.ndarray:
+    """The model's features of many candidates at once (lambdastack.candidate_features, as the API
+    ranks). The counts are the batch counts and the live counts 0: the speed counts live in Redis,
+    which the scoring function does not read (the API ranks the fresh candidates again with them)."""
     m = view.matrix
     rows = m.rows(items)
-    return m.features(state, rows, m.counts[rows], t)
+    evidence, seen = window_evidence(view, user_id, window)
+    counts = m.counts[rows]
+    return candidate_features.feature_matrix(m, state, rows, counts, np.zeros_like(counts), evidence, seen, t)
 
 
 def score(
@@ -109,7 +132,7 @@ def score(
     ranked: list[tuple[str, float]] = []
     if items:
         state = merged_state(view, user_id, window)
-        p = view.ranker(feature_matrix(view, state, items, trigger.event_time_ms))
+        p = view.ranker(feature_matrix(view, user_id, state, window, items, trigger.event_time_ms))
         ranked = sorted(
             ((i, round(float(s), SCORE_DECIMALS)) for i, s in zip(items, p, strict=True)),
             key=lambda r: (-r[1], r[0]),

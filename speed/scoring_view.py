@@ -19,13 +19,15 @@ import numpy as np
 from lambdastack.features import ItemSide, UserState, state_from_row
 from lambdastack.item_matrix import ItemMatrix
 from lambdastack.published import PROFILE_COLUMNS, PublishedVersion
+from lambdastack.retrieval import NeighbourIndex
 
 Score = Callable[[np.ndarray], np.ndarray]  # feature rows (FEATURE_NAMES order) -> P(positive)
 
 
 @dataclass(frozen=True)
 class ScoringView:
-    """One version's item side, counts, neighbours, profiles, histories and model."""
+    """One version's item side, counts, neighbours, profiles, histories and model, and the kNN
+    evidence parameters its model was trained with."""
 
     version: str
     as_of_ms: int
@@ -35,6 +37,10 @@ class ScoringView:
     profiles: Mapping[str, Mapping[str, Any]] = field(repr=False)
     history: Mapping[str, frozenset[str]] = field(repr=False)
     ranker: Score | None = field(default=None, repr=False)
+    neighbour_scores: Mapping[str, tuple[float, ...]] = field(default_factory=dict, repr=False)
+    recent: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)  # newest first
+    knn_recent_n: int = 20
+    knn_decay: float = 0.9
 
     @cached_property
     def _vectors(self) -> tuple[dict[str, int], np.ndarray, np.ndarray]:
@@ -48,6 +54,11 @@ class ScoringView:
     def matrix(self) -> ItemMatrix:
         """The item-side arrays of the vectorised features (built on first use)."""
         return ItemMatrix.build(self.side, self.counts)
+
+    @cached_property
+    def knn(self) -> NeighbourIndex:
+        """The neighbour lists over the matrix's rows (built on first use)."""
+        return NeighbourIndex.build(self.matrix.index, self.neighbours, self.neighbour_scores)
 
     def vector_rows(self, items: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Content vectors of the items (zeros without one), their norms, and which have one."""
@@ -70,6 +81,12 @@ def load(published: PublishedVersion) -> ScoringView:
     users, items = (
         ([], []) if history is None else (history["user_id"].to_pylist(), history["items"].to_pylist())
     )
+    recent = published.recent_lists()
+    users_r, items_r = (
+        ([], []) if recent is None else (recent["user_id"].to_pylist(), recent["items"].to_pylist())
+    )
+    # the model's kNN features are defined by what it was trained with (batch.job writes it)
+    retrieval = published.manifest.get("model", {}).get("retrieval", {})
     return ScoringView(
         version=published.version,
         as_of_ms=as_of_ms,
@@ -79,4 +96,8 @@ def load(published: PublishedVersion) -> ScoringView:
         profiles={r["user_id"]: r for r in published.rows("user_profiles", PROFILE_COLUMNS)},
         history={u: frozenset(v or ()) for u, v in zip(users, items, strict=True)},
         ranker=None if ranker is None else ranker.predict,
+        neighbour_scores=published.neighbour_scores(),
+        recent={u: tuple(v or ()) for u, v in zip(users_r, items_r, strict=True)},
+        knn_recent_n=int(retrieval.get("recent_n", ScoringView.knn_recent_n)),
+        knn_decay=float(retrieval.get("decay", ScoringView.knn_decay)),
     )

@@ -33,7 +33,7 @@ async def predict(request: Request, body: PredictIn) -> Response:
     if pairs:
         users, items = sorted({u for u, _ in pairs}), sorted({i for _, i in pairs})
         signals = await ctx.state.speed.signals_for(users, items, snap.view.as_of_ms, t)
-    scores = iter(snap.ranker.predict(feature_rows(snap, parsed, signals, t)).tolist())
+    scores = iter(snap.ranker.predict(feature_rows(snap, parsed, signals, t, ctx.feed)).tolist())
     out: list[ScoreOut | InstanceErrorOut] = [
         InstanceErrorOut(p.error) if p.error is not None else ScoreOut(next(scores)) for p in parsed
     ]

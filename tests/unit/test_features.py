@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from lambdastack.features import FEATURE_NAMES, ItemSide, UserState, event_weight, features, is_positive
+from lambdastack.features import STATE_FEATURES, ItemSide, UserState, event_weight, features, is_positive
 
 pytestmark = pytest.mark.unit
 RNG = np.random.default_rng(3)
@@ -58,7 +58,7 @@ def test_feature_values_by_hand():
     row = features(s, np.array([0.0, 1.0]), ["b", "c"], 9, 3 * 3_600_000, np.array([0.0, 1.0]))
     decay = math.exp(-math.log(2) / (14 * 86_400_000) * 3_600_000)
     interest = np.array([2.0 * decay, 1.0])
-    assert dict(zip(FEATURE_NAMES, row, strict=True)) == pytest.approx(
+    assert dict(zip(STATE_FEATURES, row, strict=True)) == pytest.approx(
         {
             "item_pop": math.log1p(9),
             "user_activity": math.log1p(2),

@@ -3,10 +3,20 @@
 import numpy as np
 import pytest
 
-from lambdastack.features import ItemSide, UserState
+from lambdastack.candidate_features import evidence_columns
+from lambdastack.features import FEATURE_NAMES, STATE_FEATURES, ItemSide, UserState
 from lambdastack.model import load_ranker
+from lambdastack.retrieval import decay_weights, knn_evidence
 from lambdastack.speedview import Interaction, decode_fresh
-from speed.scoring import candidates, feature_matrix, fresh_value, merged_state, score, seed_items
+from speed.scoring import (
+    candidates,
+    feature_matrix,
+    fresh_value,
+    merged_state,
+    score,
+    seed_items,
+    window_evidence,
+)
 from speed.scoring_view import ScoringView
 from speed.user_window import ENTRY_SEP, FIELD_SEP
 
@@ -19,20 +29,22 @@ SIDE = ItemSide(
 )
 AS_OF = 1_000_000
 NEIGHBOURS = {i: tuple(ITEMS[(n + k) % 12] for k in (1, 2, 3, 4)) for n, i in enumerate(ITEMS)}
+SCORES = {i: (0.9, 0.6, 0.4, 0.2) for i in ITEMS}
+WIDTH = len(FEATURE_NAMES)
 
 
 @pytest.fixture(scope="module")
 def ranker():
-    """A real ONNX model (logistic regression over the 6 features) run by onnxruntime."""
+    """A real ONNX model (logistic regression over the model's features) run by onnxruntime."""
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
     from sklearn.linear_model import LogisticRegression
 
-    x = RNG.normal(size=(200, 6))
-    y = (x[:, 2] + 0.5 * x[:, 0] > 0).astype(int)
+    x = RNG.normal(size=(200, WIDTH))
+    y = (x[:, 2] + 0.5 * x[:, 0] + x[:, 7] > 0).astype(int)
     model = convert_sklearn(
         LogisticRegression().fit(x, y),
-        initial_types=[("features", FloatTensorType([None, 6]))],
+        initial_types=[("features", FloatTensorType([None, WIDTH]))],
         options={"zipmap": False},
         target_opset=17,
     )
@@ -70,6 +82,8 @@ def _view(ranker=None, version="v000001"):
         profiles={"u1": _profile(BEFORE)},
         history={"u1": frozenset({"i0", "i1"})},
         ranker=ranker,
+        neighbour_scores=SCORES,
+        recent={"u1": ("i1", "i0")},
     )
 
 
@@ -121,7 +135,7 @@ def test_score_ranks_candidates_by_the_model_on_the_shared_features(ranker):
     items = candidates(snap, "u1", window, ["i8"], 20)
     assert items == ["i9", "i10", "i11"] and len(fresh.items) == 3
     state = merged_state(snap, "u1", window)
-    x = np.array([SIDE.row(state, i, snap.counts[i], AS_OF + 20) for i in items])
+    x = feature_matrix(snap, "u1", state, window, items, AS_OF + 20)
     expected = sorted(zip(items, np.round(ranker(x), 6), strict=True), key=lambda r: (-r[1], r[0]))
     assert [(i, pytest.approx(s, abs=1.1e-6)) for i, s in expected] == list(fresh.items)
     assert len(score(snap, "u1", window, fresh_n=2, seeds_n=2, per_seed=20).items) == 2
@@ -152,7 +166,7 @@ def test_fresh_value_is_the_encoded_score_and_byte_stable(ranker):
 
 
 @pytest.mark.parametrize("events", [[], BEFORE, BEFORE + [Interaction("i3", "skip", 1.0, AS_OF + 5, "x")]])
-def test_feature_matrix_equals_the_shared_feature_rows(events):
+def test_feature_matrix_is_the_shared_state_features_without_live_counts(events):
     side = ItemSide({**SIDE.vectors, "zero": np.zeros(6)}, {**SIDE.genres, "nogenre": []})
     snap = ScoringView("v1", AS_OF, side, {"i1": 4, "i2": -1}, {}, {}, {})
     state = UserState()
@@ -161,9 +175,33 @@ def test_feature_matrix_equals_the_shared_feature_rows(events):
     items = [*ITEMS, "zero", "nogenre", "unknown"]
     t = AS_OF + 3_600_000
     expected = np.array([side.row(state, i, snap.counts.get(i, 0), t) for i in items])
-    got = feature_matrix(snap, state, items, t)
-    assert got.shape == (len(items), 6)
-    assert np.allclose(got, expected, rtol=1e-12, atol=1e-12)
+    got = feature_matrix(snap, "u9", state, (), items, t)
+    assert got.shape == (len(items), WIDTH)
+    assert np.allclose(got[:, : len(STATE_FEATURES)], expected, rtol=1e-12, atol=1e-12)
+    assert not got[:, len(STATE_FEATURES) :].any()  # no live counts, no neighbours
+
+
+def test_the_kNN_evidence_is_the_windows_newest_then_the_batchs_and_seen_items_rank_out():
+    snap = _view()
+    window = [
+        Interaction("i1", "view", 1.0, AS_OF - 10, "e2"),  # before the as-of: the batch holds it
+        Interaction("i4", "skip", 1.0, AS_OF + 10, "a"),
+        Interaction("i8", "share", 1.0, AS_OF + 20, "b"),
+    ]
+    evidence, seen = window_evidence(snap, "u1", window)
+    m = snap.matrix
+    sequence = m.rows(["i8", "i4", "i1", "i0"])
+    expected = knn_evidence(snap.knn, sequence, decay_weights(4, snap.knn_decay))
+    np.testing.assert_array_equal(evidence.rows, expected.rows)
+    np.testing.assert_allclose(evidence.score, expected.score)
+    assert sorted(m.ids[r] for r in set(seen.tolist())) == ["i0", "i1", "i4", "i8"]
+    items = ["i9", "i5", "i3"]
+    x = feature_matrix(snap, "u1", merged_state(snap, "u1", window), window, items, AS_OF + 20)
+    np.testing.assert_allclose(
+        x[:, len(STATE_FEATURES) + 1 :], evidence_columns(evidence, m.rows(items), seen)
+    )
+    # i9: neighbour 1 of i8 (0.9); i5: of i4 (0.9 x 0.9), of i1 (0.2 x 0.81); i3: of i1 and i0
+    assert x[0, len(STATE_FEATURES) + 1] == pytest.approx(0.9)
 
 
 @pytest.mark.parametrize("profile", [[], BEFORE])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lambdastack.candidate_features import evidence_columns
 from lambdastack.features import FEATURE_NAMES, ItemSide, UserState
 from lambdastack.item_matrix import ItemMatrix
 from lambdastack.model import Ranker, load_ranker
@@ -21,6 +22,7 @@ from serving.feed import (
     SPEED_POPULAR,
     TRENDING,
     FeedConfig,
+    Retrieval,
     batch_side,
     candidate_pool,
     diversify,
@@ -144,7 +146,18 @@ def test_feed_is_ranked_by_the_model_on_online_features_and_skips_seen(model):
     assert len(ids) == 10 and not {"i0", "i4", "i8", "i3"} & set(ids)
     assert feed.view_version == feed.model_version == "v000001" and not feed.degraded
     state = online_state(snap.view, "u1", recent)
-    x = feature_matrix(snap.view, state, ids, {"i5": 4}, NOW)
+    sp = speed(recent=recent, counts={"i5": 4})
+    found = Retrieval.of(snap, sp, batch_side(snap, "u1", 10, FeedConfig()), FeedConfig())
+    rows = snap.view.matrix.rows(ids)
+    live = np.array([4 if i == "i5" else 0 for i in ids])
+    x = np.hstack(
+        [
+            feature_matrix(snap.view, state, ids, {"i5": 4}, NOW),  # the per-row reference
+            np.log1p(live)[:, None],
+            evidence_columns(found.evidence, rows, found.seen),
+        ]
+    )
+    assert found.evidence.score.any() and {"i0", "i3"} <= {snap.view.matrix.ids[r] for r in found.seen}
     expected = snap.ranker.predict(x)
     np.testing.assert_allclose([i.score for i in feed.items], expected, rtol=1e-6)
     assert feed.signal_age_ms == NOW - (AS_OF + 100)

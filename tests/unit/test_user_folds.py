@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from batch import user_folds
-from lambdastack.features import FEATURE_NAMES, ItemSide, UserState, event_weight, event_weights
+from lambdastack.features import ItemSide, UserState, event_weight, event_weights
 
 pytestmark = pytest.mark.unit
 TYPES = ["view", "click", "like", "share", "skip", "watch", "rating"]
@@ -68,40 +68,7 @@ def test_profiles_equal_the_sequential_fold():
         assert row["first_t"] == evs["event_time_ms"].min()
 
 
-def test_answers_equal_the_sequential_fold_and_see_only_the_past():
-    side, _, events = _world(seed=5)
-    rng = np.random.default_rng(9)
-    queries = events.sample(n=120, random_state=2).assign(
-        item_id=lambda q: rng.choice([*sorted(side.vectors), "i13", "unknown"], size=len(q)),
-        cnt=lambda q: rng.integers(0, 50, size=len(q)),
-        label=lambda q: rng.integers(0, 2, size=len(q)),
-        event_id=lambda q: "q" + q["event_id"],
-    )
-    timeline = pd.concat(
-        [
-            events.assign(kind=1, cnt=0, label=0),
-            queries.assign(kind=0, type="", value=0.0),
-        ]
-    ).rename(columns={"event_time_ms": "t"})
-    got = user_folds.answer_queries(timeline, user_folds.SideArrays.build(side))
-    assert len(got) == len(queries)
-    for q in got.itertuples():
-        past = events[(events["user_id"] == q.user_id) & (events["event_time_ms"] < q.t)]
-        state = _sequential_state(side, past)
-        cnt = int(
-            queries[
-                (queries["user_id"] == q.user_id)
-                & (queries["event_time_ms"] == q.t)
-                & (queries["item_id"] == q.item_id)
-            ]["cnt"].iloc[0]
-        )
-        expected = side.row(state, q.item_id, cnt, q.t)
-        np.testing.assert_allclose([getattr(q, f) for f in FEATURE_NAMES], expected, rtol=0, atol=1e-9)
-
-
-def test_empty_inputs_give_empty_frames():
+def test_no_events_give_an_empty_frame():
     side, tags, events = _world()
     arrays = user_folds.SideArrays.build(side, tags)
     assert user_folds.profiles(events.iloc[:0], arrays).empty
-    cols = ["user_id", "item_id", "t", "kind", "type", "value", "label", "cnt", "event_id"]
-    assert user_folds.answer_queries(pd.DataFrame(columns=cols), arrays).empty

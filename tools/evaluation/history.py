@@ -28,9 +28,13 @@ def work_settings(settings: Settings, work_dir: Path) -> Settings:
 
 def batch_fingerprint(settings: Settings) -> str:
     """A digest of what a batch version is built by: the batch layer's and the core's source
-    files and the batch settings. A version built by other code or settings is not reused."""
+    files, the batch settings and the serving settings its training pools follow. A version built
+    by other code or settings is not reused."""
+    from batch.training import PoolConfig
+
     root = Path(__file__).resolve().parents[2]
     digest = hashlib.sha256(settings.batch.model_dump_json().encode())
+    digest.update(repr(PoolConfig.from_settings(settings)).encode())
     for path in sorted([*root.glob("batch/*.py"), *root.glob("lambdastack/**/*.py")]):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()

@@ -1,0 +1,68 @@
+"""The ranking model's input for one user's candidates at one instant: the one vectorised
+implementation of FEATURE_NAMES, called unchanged by the batch training set (batch.training), the
+speed layer's per-event scoring (speed.scoring), the API's feed and predict (serving.feed,
+serving.predict) and so the evaluation, which runs the feed.
+
+STATE_FEATURES come from the user state and the item side (lambdastack.item_matrix; their
+sequential reference is lambdastack.features). EVIDENCE_FEATURES, for candidate i:
+- `live_pop`  log1p(live events of i): those the speed view counted since the batch as-of (the
+              training set: since the start of its window, over the same bounded span of buckets);
+- `knn_score` the decayed sum of similarities of i to the user's recent interactions
+              (lambdastack.retrieval), 0 when none lists i;
+- `knn_share` knn_score over the largest knn_score among the candidates (0 when that is 0);
+- `knn_best`  the strongest single similarity; `knn_votes`: how many recent interactions list i;
+- `knn_last`  the similarity to the newest interaction;
+- `knn_rank`  log1p(how many unseen items have a higher knn_score): 0 for the best; an item no
+              recent interaction lists ranks after every listed one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lambdastack.features import FEATURE_NAMES, STATE_FEATURES, UserState
+from lambdastack.item_matrix import ItemMatrix
+from lambdastack.retrieval import KnnEvidence
+
+
+def evidence_columns(evidence: KnnEvidence, rows: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """(len(rows), 6): knn_score, knn_share, knn_best, knn_votes, knn_last, knn_rank of each
+    candidate row; `seen`: the rows the user interacted with (left out of the rank)."""
+    out = np.zeros((len(rows), 6))
+    if not len(evidence.rows) or not len(rows):
+        return out
+    pos = np.minimum(np.searchsorted(evidence.rows, rows), len(evidence.rows) - 1)
+    hit = evidence.rows[pos] == rows
+    at = pos[hit]
+    score = np.where(hit, evidence.score[pos], 0.0)
+    out[:, 0] = score
+    top = float(score.max())
+    if top > 0.0:
+        out[:, 1] = score / top
+    out[hit, 2] = evidence.best[at]
+    out[hit, 3] = evidence.votes[at]
+    out[hit, 4] = evidence.last[at]
+    unseen = np.sort(evidence.score[~np.isin(evidence.rows, seen)])
+    higher = len(unseen) - np.searchsorted(unseen, score, side="right")
+    out[:, 5] = np.log1p(np.where(hit, higher, len(unseen)))
+    return out
+
+
+def feature_matrix(
+    matrix: ItemMatrix,
+    state: UserState,
+    rows: np.ndarray,
+    counts: np.ndarray,
+    live: np.ndarray,
+    evidence: KnnEvidence,
+    seen: np.ndarray,
+    t: int,
+) -> np.ndarray:
+    """(len(rows), len(FEATURE_NAMES)) at instant t: `counts` every event of each candidate the
+    views hold (batch + live), `live` the live ones; see the module docstring."""
+    x = np.empty((len(rows), len(FEATURE_NAMES)))
+    n_state = len(STATE_FEATURES)
+    x[:, :n_state] = matrix.features(state, rows, counts, t)
+    x[:, n_state] = np.log1p(np.maximum(live, 0))
+    x[:, n_state + 1 :] = evidence_columns(evidence, rows, seen)
+    return x

@@ -1,0 +1,92 @@
+"""batch.training: each query's pool is drawn from the user's past only, holds its engaged item,
+nothing the user had seen, and rows equal to the API's own feature function."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from batch.training import COLUMNS, PoolConfig, TrainingContext, answer_user_queries
+from lambdastack.candidate_features import feature_matrix
+from lambdastack.features import FEATURE_NAMES, ItemSide, UserState
+from lambdastack.retrieval import decay_weights, knn_evidence
+
+pytestmark = pytest.mark.unit
+HOUR = 3_600_000
+TRAIN_FROM = 1_000 * HOUR
+
+
+def _world(seed=4, users=6, items=30, n=500):
+    rng = np.random.default_rng(seed)
+    ids = [f"i{k:02d}" for k in range(items)]
+    side = ItemSide({i: rng.normal(size=6) for i in ids}, {i: [rng.choice(["a", "b", "c"])] for i in ids})
+    events = pd.DataFrame(
+        {
+            "event_id": [f"e{k:04d}" for k in range(n)],
+            "user_id": rng.choice([f"u{k}" for k in range(users)], size=n),
+            "item_id": rng.choice(ids, size=n),
+            "type": rng.choice(["view", "like", "skip"], size=n),
+            "value": 1.0,
+            "t": np.sort(rng.integers(900, 1_100, size=n)) * HOUR,
+        }
+    )
+    before = events[events["t"] < TRAIN_FROM]
+    counts = before["item_id"].value_counts().to_dict()
+    neighbours = {i: tuple(rng.choice(ids, size=8, replace=False)) for i in ids}
+    scores = {i: tuple(np.sort(rng.uniform(0.1, 1.0, size=8))[::-1]) for i in ids}
+    live = events[events["t"] >= TRAIN_FROM]
+    cfg = PoolConfig(
+        knn_n=6, recent_n=5, decay=0.9, movers_n=3, popular_n=3, negatives=2, live_span_ms=48 * HOUR
+    )
+    ctx = TrainingContext.build(
+        side, counts, neighbours, scores, live["item_id"].tolist(), live["t"].to_numpy(), TRAIN_FROM, cfg
+    )
+    query = ((events["t"] >= TRAIN_FROM) & (events["type"] != "skip")).astype(int)
+    return side, ctx, events.assign(query=query)
+
+
+def test_pools_see_only_the_past_and_rows_are_the_apis_features():
+    side, ctx, events = _world()
+    got = answer_user_queries(events, ctx, side)
+    assert list(got.columns) == COLUMNS and got["qid"].nunique() > 20
+    m = ctx.matrix
+    for qid, pool in got.groupby("qid"):
+        q = events[events["event_id"] == qid].iloc[0]
+        past = events[
+            (events["user_id"] == q.user_id)
+            & ((events["t"] < q.t) | ((events["t"] == q.t) & (events["event_id"] < qid)))
+        ]
+        seen = set(past["item_id"])
+        assert q.item_id not in seen
+        assert pool["label"].sum() == 1 and pool.loc[pool["label"] == 1, "item_id"].item() == q.item_id
+        assert not seen & set(pool["item_id"]), "a pool item the user had seen"
+        state = UserState()
+        for e in past.itertuples():
+            side.apply(state, e.item_id, int(e.t), e.type, float(e.value))
+        recent = m.rows(past["item_id"].tolist()[::-1][: ctx.cfg.recent_n])
+        evidence = knn_evidence(ctx.knn, recent, decay_weights(len(recent), ctx.cfg.decay))
+        rows = m.rows(pool["item_id"].tolist())
+        lo = max(TRAIN_FROM, int(q.t) - ctx.cfg.live_span_ms)
+        window = events[(events["t"] >= lo) & (events["t"] < q.t)]
+        live = np.array([(window["item_id"] == i).sum() for i in pool["item_id"]])
+        seen_rows = m.rows(sorted(seen))
+        expected = feature_matrix(m, state, rows, m.counts[rows] + live, live, evidence, seen_rows, int(q.t))
+        np.testing.assert_allclose(pool[list(FEATURE_NAMES)].to_numpy(), expected, rtol=1e-9, atol=1e-9)
+        best = evidence.best_first(ctx.cfg.knn_n, seen_rows)
+        assert set(m.ids[r] for r in best) <= set(pool["item_id"])
+
+
+def test_a_query_whose_item_retrieval_misses_is_left_out_and_answers_are_deterministic():
+    side, ctx, events = _world(seed=8)
+    got = answer_user_queries(events, ctx, side)
+    asked = events[(events["query"] == 1)]
+    assert 0 < got["qid"].nunique() < len(asked)
+    again = answer_user_queries(events.sample(frac=1.0, random_state=1), ctx, side)
+    pd.testing.assert_frame_equal(
+        got.sort_values(["qid", "item_id"]).reset_index(drop=True),
+        again.sort_values(["qid", "item_id"]).reset_index(drop=True),
+    )
+
+
+def test_no_query_gives_an_empty_frame():
+    side, ctx, events = _world()
+    assert answer_user_queries(events.assign(query=0), ctx, side).empty
