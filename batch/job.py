@@ -338,7 +338,11 @@ def _model(
         f"had their item in the pool (from {train_from}, neighbours fitted before it)",
     )
     trained = ranker.train(data.rows, validate_from)
-    trained.metrics["retrieval"] = {"recent_n": pool.recent_n, "decay": pool.decay}
+    trained.metrics["retrieval"] = {
+        "recent_n": pool.recent_n,
+        "decay": pool.decay,
+        "session_s": pool.session_ms // 1000,
+    }
     trained.metrics["queries"] = {"sampled": data.sampled, "in_pool": data.answered}
     (st.dir / MODEL_FILE).parent.mkdir(parents=True)
     (st.dir / MODEL_FILE).write_bytes(trained.onnx)

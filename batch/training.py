@@ -56,6 +56,7 @@ class PoolConfig:
     popular_n: int
     negatives: int
     live_span_ms: int
+    session_ms: int = 1_800_000
     seed: int = 7
 
     @staticmethod
@@ -71,6 +72,7 @@ class PoolConfig:
             popular_n=s.feed_k_default,
             negatives=b.train_negatives,
             live_span_ms=s.speed_buckets_max * b.bucket_s * 1000,
+            session_ms=s.knn_session_s * 1000,
         )
 
 
@@ -156,7 +158,7 @@ def answer_user_queries(frame: pd.DataFrame, ctx: TrainingContext, side: ItemSid
     matrix = ctx.matrix
     for user, ev in frame.groupby("user_id", sort=False):
         state = UserState()
-        recent: deque[int] = deque(maxlen=cfg.recent_n)  # newest first
+        recent: deque[tuple[int, int]] = deque(maxlen=cfg.recent_n)  # (row, t), newest first
         seen: dict[int, None] = {}
         rows = matrix.rows(ev["item_id"].tolist())
         items, types = ev["item_id"].to_numpy(dtype=object), ev["type"].to_numpy(dtype=object)
@@ -170,7 +172,7 @@ def answer_user_queries(frame: pd.DataFrame, ctx: TrainingContext, side: ItemSid
                     answered.insert(1, "user_id", str(user))
                     out.append(answered)
             side.apply(state, str(items[n]), t, str(types[n]), float(values[n]))
-            recent.appendleft(row)
+            recent.appendleft((row, t))
             seen[row] = None
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=COLUMNS)
 
@@ -178,7 +180,7 @@ def answer_user_queries(frame: pd.DataFrame, ctx: TrainingContext, side: ItemSid
 def _answer(
     ctx: TrainingContext,
     state: UserState,
-    recent: deque[int],
+    recent: deque[tuple[int, int]],
     seen_rows: Mapping[int, None],
     t: int,
     target: int,
@@ -187,8 +189,12 @@ def _answer(
 ) -> pd.DataFrame | None:
     cfg, matrix = ctx.cfg, ctx.matrix
     seen = np.fromiter(seen_rows, dtype=np.int64, count=len(seen_rows))
-    seq = np.fromiter(recent, dtype=np.int64, count=len(recent))
+    seq = np.fromiter((r for r, _ in recent), dtype=np.int64, count=len(recent))
     evidence = knn_evidence(ctx.knn, seq, weights[: len(seq)]) if len(seq) else EMPTY
+    # the session: the interactions since train_from (the "as-of") within the session span
+    start = max(ctx.train_from, t - cfg.session_ms)
+    now = np.fromiter((r for r, at in recent if at >= start), dtype=np.int64)
+    session = knn_evidence(ctx.knn, now, weights[: len(now)]) if len(now) else EMPTY
     lo = max(ctx.train_from, t - cfg.live_span_ms)
     rng = np.random.default_rng([cfg.seed, zlib.crc32(qid.encode())])
     pool = _pool(ctx, evidence.best_first(cfg.knn_n, seen), seen, lo, t, rng)
@@ -197,7 +203,7 @@ def _answer(
     # what the serving views would hold: the version's counts plus the bounded live ones
     live = ctx.live_counts(pool, lo, t)
     total = matrix.counts[pool] + live
-    x = feature_matrix(matrix, state, pool, total, live, evidence, seen, t)
+    x = feature_matrix(matrix, state, pool, total, live, evidence, seen, t, session)
     answered = pd.DataFrame(x, columns=list(FEATURE_NAMES))
     answered.insert(0, "qid", qid)
     answered.insert(1, "item_id", [matrix.ids[r] for r in pool.tolist()])

@@ -13,7 +13,10 @@ sequential reference is lambdastack.features). EVIDENCE_FEATURES, for candidate 
 - `knn_best`  the strongest single similarity; `knn_votes`: how many recent interactions list i;
 - `knn_last`  the similarity to the newest interaction;
 - `knn_rank`  log1p(how many unseen items have a higher knn_score): 0 for the best; an item no
-              recent interaction lists ranks after every listed one.
+              recent interaction lists ranks after every listed one;
+- `session_score`, `session_share`: knn_score and knn_share over the session only: the user's
+              interactions the speed view holds (at or after the as-of) within the session span
+              before t (lambdastack.retrieval.session_sequence), what the user is doing right now.
 """
 
 from __future__ import annotations
@@ -22,13 +25,14 @@ import numpy as np
 
 from lambdastack.features import FEATURE_NAMES, STATE_FEATURES, UserState
 from lambdastack.item_matrix import ItemMatrix
-from lambdastack.retrieval import KnnEvidence
+from lambdastack.retrieval import EMPTY, KnnEvidence
 
 
-def evidence_columns(evidence: KnnEvidence, rows: np.ndarray, seen: np.ndarray) -> np.ndarray:
-    """(len(rows), 6): knn_score, knn_share, knn_best, knn_votes, knn_last, knn_rank of each
-    candidate row; `seen`: the rows the user interacted with (left out of the rank)."""
-    out = np.zeros((len(rows), 6))
+def evidence_columns(evidence: KnnEvidence, rows: np.ndarray, seen: np.ndarray, width: int = 6) -> np.ndarray:
+    """(len(rows), width): the first `width` of knn_score, knn_share, knn_best, knn_votes,
+    knn_last, knn_rank of each candidate row; `seen`: the rows the user interacted with (left out
+    of the rank). Only the columns asked for are computed."""
+    out = np.zeros((len(rows), width))
     if not len(evidence.rows) or not len(rows):
         return out
     pos = np.minimum(np.searchsorted(evidence.rows, rows), len(evidence.rows) - 1)
@@ -39,6 +43,8 @@ def evidence_columns(evidence: KnnEvidence, rows: np.ndarray, seen: np.ndarray) 
     top = float(score.max())
     if top > 0.0:
         out[:, 1] = score / top
+    if width <= 2:
+        return out
     out[hit, 2] = evidence.best[at]
     out[hit, 3] = evidence.votes[at]
     out[hit, 4] = evidence.last[at]
@@ -57,12 +63,15 @@ def feature_matrix(
     evidence: KnnEvidence,
     seen: np.ndarray,
     t: int,
+    session: KnnEvidence = EMPTY,
 ) -> np.ndarray:
     """(len(rows), len(FEATURE_NAMES)) at instant t: `counts` every event of each candidate the
-    views hold (batch + live), `live` the live ones; see the module docstring."""
+    views hold (batch + live), `live` the live ones, `evidence` of the recent sequence and
+    `session` of the session's; see the module docstring."""
     x = np.empty((len(rows), len(FEATURE_NAMES)))
     n_state = len(STATE_FEATURES)
     x[:, :n_state] = matrix.features(state, rows, counts, t)
     x[:, n_state] = np.log1p(np.maximum(live, 0))
-    x[:, n_state + 1 :] = evidence_columns(evidence, rows, seen)
+    x[:, n_state + 1 : n_state + 7] = evidence_columns(evidence, rows, seen)
+    x[:, n_state + 7 :] = evidence_columns(session, rows, seen, width=2)
     return x

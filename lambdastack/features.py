@@ -47,6 +47,8 @@ EVIDENCE_FEATURES: tuple[str, ...] = (
     "knn_votes",
     "knn_last",
     "knn_rank",
+    "session_score",
+    "session_share",
 )
 # The ranking model's input, in this order (lambdastack.candidate_features.feature_matrix).
 FEATURE_NAMES: tuple[str, ...] = STATE_FEATURES + EVIDENCE_FEATURES

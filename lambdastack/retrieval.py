@@ -160,3 +160,10 @@ def recent_sequence(
         (i for i in reversed(interactions) if i.event_time_ms >= as_of_ms), key=lambda i: -i.event_time_ms
     )
     return ([i.item_id for i in newer] + list(batch_recent))[:n]
+
+
+def session_sequence(interactions: Sequence[Timed], as_of_ms: int, t: int, span_ms: int, n: int) -> list[str]:
+    """The session's newest n interactions, newest first: those at or after both the as-of and
+    t - span_ms (`interactions` oldest first as received; equal times: the later first)."""
+    start = max(as_of_ms, t - span_ms)
+    return recent_sequence((), [i for i in interactions if i.event_time_ms >= start], as_of_ms, n)

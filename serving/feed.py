@@ -18,10 +18,11 @@ import numpy as np
 
 from lambdastack.candidate_features import feature_matrix
 from lambdastack.features import UserState
-from lambdastack.retrieval import EMPTY, KnnEvidence, decay_weights, knn_evidence, recent_sequence
 from lambdastack.settings import ServingSettings
 from lambdastack.speedview import SpeedRead
+from serving.batch_view import BatchView
 from serving.online_features import apply_since
+from serving.recent import KnnConfig, Retrieval
 from serving.schemas import FeedItemOut, FeedOut
 from serving.served_version import ServedVersion
 
@@ -52,9 +53,14 @@ class FeedConfig:
     knn_recent_n: int = 20  # newest interactions whose neighbours' similarities are summed
     knn_decay: float = 0.9
     knn_candidates_n: int = 100
+    knn_session_s: int = 1800
     cold_start_events: int = 3
     genre_cap: float = 0.4
     user_cache_max: int = 50_000  # users x k whose BatchSide a snapshot keeps
+
+    @property
+    def knn(self) -> KnnConfig:
+        return KnnConfig(self.knn_recent_n, self.knn_decay, self.knn_session_s)
 
     @staticmethod
     def from_settings(s: ServingSettings) -> FeedConfig:
@@ -64,6 +70,7 @@ class FeedConfig:
             s.knn_recent_n,
             s.knn_decay,
             s.knn_candidates_n,
+            s.knn_session_s,
             s.cold_start_events,
             s.genre_cap,
             s.user_cache_max,
@@ -216,30 +223,6 @@ def _batch_sources(
     pool.add(side.popular, BATCH_POPULAR, side.n_popular)
 
 
-def recent_neighbours(snapshot: ServedVersion, items: Sequence[str], cfg: FeedConfig) -> KnnEvidence:
-    """The kNN evidence of the user's recent interactions (`items`, newest first)."""
-    view = snapshot.view
-    rows = view.matrix.rows(items)
-    return knn_evidence(view.knn, rows, decay_weights(len(rows), cfg.knn_decay))
-
-
-@dataclass(frozen=True, slots=True)
-class Retrieval:
-    """What the user's recent sequence says, worked out once per request: the kNN evidence (a
-    source and the model's features) and the item rows the user has seen (batch and speed)."""
-
-    evidence: KnnEvidence
-    seen: np.ndarray
-
-    @staticmethod
-    def of(snapshot: ServedVersion, speed: SpeedRead, side: BatchSide, cfg: FeedConfig) -> Retrieval:
-        view = snapshot.view
-        seq = recent_sequence(side.recent, speed.recent, view.as_of_ms, cfg.knn_recent_n)
-        evidence = recent_neighbours(snapshot, seq, cfg) if seq else EMPTY
-        seen = np.concatenate([side.history_rows, view.matrix.rows([i.item_id for i in speed.recent])])
-        return Retrieval(evidence, seen)
-
-
 def _speed_sources(
     pool: _Pool, snapshot: ServedVersion, speed: SpeedRead, found: Retrieval, cfg: FeedConfig
 ) -> None:
@@ -299,13 +282,13 @@ def candidate_pool(
     side: BatchSide,
     state: UserState,
     cfg: FeedConfig,
-    found: Retrieval | None = None,
+    found: Retrieval,
 ) -> dict[str, list[str]]:
     """The candidates (in the order found) and the sources that proposed each: the speed sources,
     then the batch ones; nothing the user has seen; at most cfg.candidates_max."""
     recent = frozenset(i.item_id for i in speed.recent)
     pool = _Pool(side.history, recent, cfg.candidates_max)
-    _speed_sources(pool, snapshot, speed, found or Retrieval.of(snapshot, speed, side, cfg), cfg)
+    _speed_sources(pool, snapshot, speed, found, cfg)
     cluster = side.cluster if side.cluster is not None else snapshot.view.cluster_of(user_id, state)
     if cluster == side.cluster and recent.isdisjoint(side.proposed):
         pool.merge(side.proposed)
@@ -330,7 +313,7 @@ def rank_feed(
     view = snapshot.view
     side = batch_side(snapshot, user_id, k, cfg)
     state: UserState = apply_since(view.side, side.state.copy(), view.as_of_ms, speed.recent)
-    found = Retrieval.of(snapshot, speed, side, cfg)
+    found = Retrieval.of(view, speed.recent, side.recent, side.history_rows, cfg.knn, now_ms)
     sources = candidate_pool(snapshot, speed, user_id, side, state, cfg, found)
     items = list(sources)
     matrix = view.matrix
@@ -339,29 +322,18 @@ def rank_feed(
     get = speed.counts.get
     speed_counts = np.array([get(i, 0) for i in items], dtype=np.int64)
     x = feature_matrix(
-        matrix, state, rows, batch_counts + speed_counts, speed_counts, found.evidence, found.seen, now_ms
+        matrix,
+        state,
+        rows,
+        batch_counts + speed_counts,
+        speed_counts,
+        found.evidence,
+        found.seen,
+        now_ms,
+        found.session,
     )
     variant, model_version, scores = _scores(snapshot, user_id, x)
-    order = np.argsort(-scores, kind="stable").tolist()  # ties: the order the sources found them
-    genre = matrix.genre
-    genres = [genre[r] for r in rows.tolist()]
-    chosen = diversify(order, [genres[n] for n in order], k, cfg.genre_cap)
-    # numpy scalars are slow one by one: plain lists for the few chosen
-    score_l, batch_l, speed_l = scores.tolist(), batch_counts.tolist(), speed_counts.tolist()
-    title = view.titles.get
-    ranked = tuple(
-        FeedItemOut(
-            items[n],
-            title(items[n]),
-            genres[n],
-            score_l[n],
-            batch_l[n] + speed_l[n],
-            batch_l[n],
-            speed_l[n],
-            tuple(sources[items[n]]),
-        )
-        for n in chosen
-    )
+    ranked = _ranked(view, items, rows, sources, scores, batch_counts, speed_counts, k, cfg)
     newest = speed.newest_signal_ms()
     return FeedOut(
         user_id=user_id,
@@ -374,4 +346,38 @@ def rank_feed(
         cold_start=side.cold,
         signal_age_ms=None if newest is None else max(0, now_ms - newest),
         candidates=len(items),
+    )
+
+
+def _ranked(
+    view: BatchView,
+    items: list[str],
+    rows: np.ndarray,
+    sources: Mapping[str, list[str]],
+    scores: np.ndarray,
+    batch_counts: np.ndarray,
+    speed_counts: np.ndarray,
+    k: int,
+    cfg: FeedConfig,
+) -> tuple[FeedItemOut, ...]:
+    """The feed's k items: best score first (ties: the order the sources found them), diversified."""
+    order = np.argsort(-scores, kind="stable").tolist()
+    genre = view.matrix.genre
+    genres = [genre[r] for r in rows.tolist()]
+    chosen = diversify(order, [genres[n] for n in order], k, cfg.genre_cap)
+    # numpy scalars are slow one by one: plain lists for the few chosen
+    score_l, batch_l, speed_l = scores.tolist(), batch_counts.tolist(), speed_counts.tolist()
+    title = view.titles.get
+    return tuple(
+        FeedItemOut(
+            items[n],
+            title(items[n]),
+            genres[n],
+            score_l[n],
+            batch_l[n] + speed_l[n],
+            batch_l[n],
+            speed_l[n],
+            tuple(sources[items[n]]),
+        )
+        for n in chosen
     )

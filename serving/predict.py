@@ -17,9 +17,9 @@ import numpy as np
 from lambdastack.candidate_features import feature_matrix
 from lambdastack.events import MAX_ID_LEN
 from lambdastack.features import FEATURE_NAMES, feature_row
-from lambdastack.retrieval import recent_sequence
-from serving.feed import FeedConfig, recent_neighbours
+from serving.feed import FeedConfig
 from serving.online_features import Interaction, apply_since
+from serving.recent import Retrieval
 from serving.schemas import ID_RE
 from serving.served_version import ServedVersion
 
@@ -91,11 +91,12 @@ def feature_rows(
         state = apply_since(view.side, view.user_state(user), view.as_of_ms, interactions)
         items = [pair[1] for n in idx if (pair := parsed[n].pair) is not None]
         live = np.asarray([counts.get(i, 0) for i in items], dtype=np.int64)
-        seq = recent_sequence(view.recent.get(user, ()), interactions, view.as_of_ms, cfg.knn_recent_n)
-        evidence = recent_neighbours(snap, seq, cfg)
-        seen = view.matrix.rows([*view.seen(user), *(i.item_id for i in interactions)])
-        rows_of = view.matrix.rows(items)
-        x = feature_matrix(view.matrix, state, rows_of, view.counts(items) + live, live, evidence, seen, t)
+        history = view.matrix.rows(list(view.seen(user)))
+        found = Retrieval.of(view, interactions, view.recent.get(user, ()), history, cfg.knn, t)
+        rows_of, total = view.matrix.rows(items), view.counts(items) + live
+        x = feature_matrix(
+            view.matrix, state, rows_of, total, live, found.evidence, found.seen, t, found.session
+        )
         for n, row in zip(idx, x, strict=True):
             rows[n] = row
     return np.asarray([r for r in rows if r is not None]).reshape(-1, len(FEATURE_NAMES))

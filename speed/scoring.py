@@ -18,7 +18,7 @@ import numpy as np
 
 from lambdastack import candidate_features
 from lambdastack.features import DECAY_PER_MS, UserState, event_weights, is_positive
-from lambdastack.retrieval import KnnEvidence, decay_weights, knn_evidence, recent_sequence
+from lambdastack.retrieval import KnnEvidence, decay_weights, knn_evidence, recent_sequence, session_sequence
 from lambdastack.speedview import FreshCandidates, Interaction, encode_fresh
 from speed.scoring_view import ScoringView
 from speed.user_window import ENTRY_SEP, parse_window
@@ -89,15 +89,18 @@ def candidates(
 
 
 def window_evidence(
-    view: ScoringView, user_id: str, window: Sequence[Interaction]
-) -> tuple[KnnEvidence, np.ndarray]:
+    view: ScoringView, user_id: str, window: Sequence[Interaction], t: int
+) -> tuple[KnnEvidence, np.ndarray, KnnEvidence]:
     """The kNN evidence of the user's newest interactions (the window's at or after the as-of, then
-    the batch's), as the API computes it, and the rows of every item the user has seen."""
+    the batch's) and of the session's at t, as the API computes them, and the rows of every item
+    the user has seen."""
     m = view.matrix
     seq = m.rows(recent_sequence(view.recent.get(user_id, ()), window, view.as_of_ms, view.knn_recent_n))
     evidence = knn_evidence(view.knn, seq, decay_weights(len(seq), view.knn_decay))
+    now = m.rows(session_sequence(window, view.as_of_ms, t, view.knn_session_s * 1000, view.knn_recent_n))
+    session = knn_evidence(view.knn, now, decay_weights(len(now), view.knn_decay))
     seen = m.rows([*view.history.get(user_id, ()), *(e.item_id for e in window)])
-    return evidence, seen
+    return evidence, seen, session
 
 
 def feature_matrix(
@@ -113,9 +116,10 @@ def feature_matrix(
     which the scoring function does not read (the API ranks the fresh candidates again with them)."""
     m = view.matrix
     rows = m.rows(items)
-    evidence, seen = window_evidence(view, user_id, window)
+    evidence, seen, session = window_evidence(view, user_id, window, t)
     counts = m.counts[rows]
-    return candidate_features.feature_matrix(m, state, rows, counts, np.zeros_like(counts), evidence, seen, t)
+    live = np.zeros_like(counts)
+    return candidate_features.feature_matrix(m, state, rows, counts, live, evidence, seen, t, session)
 
 
 def score(

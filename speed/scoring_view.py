@@ -41,6 +41,7 @@ class ScoringView:
     recent: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)  # newest first
     knn_recent_n: int = 20
     knn_decay: float = 0.9
+    knn_session_s: int = 1800
 
     @cached_property
     def _vectors(self) -> tuple[dict[str, int], np.ndarray, np.ndarray]:
@@ -100,4 +101,5 @@ def load(published: PublishedVersion) -> ScoringView:
         recent={u: tuple(v or ()) for u, v in zip(users_r, items_r, strict=True)},
         knn_recent_n=int(retrieval.get("recent_n", ScoringView.knn_recent_n)),
         knn_decay=float(retrieval.get("decay", ScoringView.knn_decay)),
+        knn_session_s=int(retrieval.get("session_s", ScoringView.knn_session_s)),
     )

@@ -126,7 +126,7 @@ def test_model_metrics_and_onnx_file(published: Published):
     assert metrics["rows"]["train"] > 0 and metrics["rows"]["validation"] > 0
     assert 0.0 < metrics["pool_ndcg@10"] <= 1.0
     assert 0 < metrics["queries"]["in_pool"] <= metrics["queries"]["sampled"]
-    assert layout.manifest(vid)["model"]["retrieval"] == {"recent_n": 20, "decay": 0.9}
+    assert layout.manifest(vid)["model"]["retrieval"] == {"recent_n": 20, "decay": 0.9, "session_s": 1800}
     sess = onnxruntime.InferenceSession(str(layout.version_dir(vid) / "model" / "ranker.onnx"))
     assert sess.get_inputs()[0].name == "features"
 

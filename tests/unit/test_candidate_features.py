@@ -77,12 +77,16 @@ def test_feature_matrix_puts_state_live_and_evidence_in_feature_order():
     live = np.arange(10)
     counts = matrix.counts[rows] + live
     evidence = knn_evidence(index, matrix.rows(ids[:6][::-1]), decay_weights(6, 0.9))
-    x = feature_matrix(matrix, state, rows, counts, live, evidence, matrix.rows(ids[:6]), 5_000)
+    session = knn_evidence(index, matrix.rows(ids[:2][::-1]), decay_weights(2, 0.9))
+    seen = matrix.rows(ids[:6])
+    x = feature_matrix(matrix, state, rows, counts, live, evidence, seen, 5_000, session)
     assert x.shape == (10, len(FEATURE_NAMES))
     n = len(STATE_FEATURES)
     np.testing.assert_array_equal(x[:, :n], matrix.features(state, rows, counts, 5_000))
     np.testing.assert_array_equal(x[:, n], np.log1p(live))
-    np.testing.assert_array_equal(x[:, n + 1 :], evidence_columns(evidence, rows, matrix.rows(ids[:6])))
+    np.testing.assert_array_equal(x[:, n + 1 : n + 7], evidence_columns(evidence, rows, seen))
+    assert FEATURE_NAMES[n + 7 :] == ("session_score", "session_share")
+    np.testing.assert_array_equal(x[:, n + 7 :], evidence_columns(session, rows, seen)[:, :2])
 
 
 def test_no_evidence_gives_zero_columns():

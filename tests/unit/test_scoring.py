@@ -188,18 +188,21 @@ def test_the_kNN_evidence_is_the_windows_newest_then_the_batchs_and_seen_items_r
         Interaction("i4", "skip", 1.0, AS_OF + 10, "a"),
         Interaction("i8", "share", 1.0, AS_OF + 20, "b"),
     ]
-    evidence, seen = window_evidence(snap, "u1", window)
+    evidence, seen, session = window_evidence(snap, "u1", window, AS_OF + 20)
     m = snap.matrix
     sequence = m.rows(["i8", "i4", "i1", "i0"])
     expected = knn_evidence(snap.knn, sequence, decay_weights(4, snap.knn_decay))
     np.testing.assert_array_equal(evidence.rows, expected.rows)
     np.testing.assert_allclose(evidence.score, expected.score)
     assert sorted(m.ids[r] for r in set(seen.tolist())) == ["i0", "i1", "i4", "i8"]
+    # the session: the window's interactions at or after the as-of (both within 30 minutes)
+    in_session = knn_evidence(snap.knn, m.rows(["i8", "i4"]), decay_weights(2, snap.knn_decay))
+    np.testing.assert_allclose(session.score, in_session.score)
     items = ["i9", "i5", "i3"]
     x = feature_matrix(snap, "u1", merged_state(snap, "u1", window), window, items, AS_OF + 20)
-    np.testing.assert_allclose(
-        x[:, len(STATE_FEATURES) + 1 :], evidence_columns(evidence, m.rows(items), seen)
-    )
+    n = len(STATE_FEATURES)
+    np.testing.assert_allclose(x[:, n + 1 : n + 7], evidence_columns(evidence, m.rows(items), seen))
+    np.testing.assert_allclose(x[:, n + 7 :], evidence_columns(session, m.rows(items), seen)[:, :2])
     # i9: neighbour 1 of i8 (0.9); i5: of i4 (0.9 x 0.9), of i1 (0.2 x 0.81); i3: of i1 and i0
     assert x[0, len(STATE_FEATURES) + 1] == pytest.approx(0.9)
 

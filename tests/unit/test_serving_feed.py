@@ -22,7 +22,6 @@ from serving.feed import (
     SPEED_POPULAR,
     TRENDING,
     FeedConfig,
-    Retrieval,
     batch_side,
     candidate_pool,
     diversify,
@@ -30,6 +29,7 @@ from serving.feed import (
     rank_feed,
 )
 from serving.online_features import feature_matrix, online_state
+from serving.recent import Retrieval
 from serving.served_version import ServedVersion
 
 pytestmark = pytest.mark.unit
@@ -147,7 +147,8 @@ def test_feed_is_ranked_by_the_model_on_online_features_and_skips_seen(model):
     assert feed.view_version == feed.model_version == "v000001" and not feed.degraded
     state = online_state(snap.view, "u1", recent)
     sp = speed(recent=recent, counts={"i5": 4})
-    found = Retrieval.of(snap, sp, batch_side(snap, "u1", 10, FeedConfig()), FeedConfig())
+    side = batch_side(snap, "u1", 10, FeedConfig())
+    found = Retrieval.of(snap.view, sp.recent, side.recent, side.history_rows, FeedConfig().knn, NOW)
     rows = snap.view.matrix.rows(ids)
     live = np.array([4 if i == "i5" else 0 for i in ids])
     x = np.hstack(
@@ -155,6 +156,7 @@ def test_feed_is_ranked_by_the_model_on_online_features_and_skips_seen(model):
             feature_matrix(snap.view, state, ids, {"i5": 4}, NOW),  # the per-row reference
             np.log1p(live)[:, None],
             evidence_columns(found.evidence, rows, found.seen),
+            evidence_columns(found.session, rows, found.seen)[:, :2],
         ]
     )
     assert found.evidence.score.any() and {"i0", "i3"} <= {snap.view.matrix.ids[r] for r in found.seen}
@@ -264,7 +266,15 @@ def test_the_cached_batch_side_gives_the_pool_the_whole_lists_give():
         )
         side = batch_side(snap, user, k, cfg)
         state = online_state(snap.view, user, recent)
-        got = candidate_pool(snap, sp, user, side, state, cfg)
+        got = candidate_pool(
+            snap,
+            sp,
+            user,
+            side,
+            state,
+            cfg,
+            Retrieval.of(snap.view, sp.recent, side.recent, side.history_rows, cfg.knn, NOW),
+        )
         assert got == _reference_pool(snap, sp, user, k, cfg), (trial, user, k, cfg)
 
 

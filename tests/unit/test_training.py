@@ -35,7 +35,14 @@ def _world(seed=4, users=6, items=30, n=500):
     scores = {i: tuple(np.sort(rng.uniform(0.1, 1.0, size=8))[::-1]) for i in ids}
     live = events[events["t"] >= TRAIN_FROM]
     cfg = PoolConfig(
-        knn_n=6, recent_n=5, decay=0.9, movers_n=3, popular_n=3, negatives=2, live_span_ms=48 * HOUR
+        knn_n=6,
+        recent_n=5,
+        decay=0.9,
+        movers_n=3,
+        popular_n=3,
+        negatives=2,
+        live_span_ms=48 * HOUR,
+        session_ms=3 * HOUR,
     )
     ctx = TrainingContext.build(
         side, counts, neighbours, scores, live["item_id"].tolist(), live["t"].to_numpy(), TRAIN_FROM, cfg
@@ -49,6 +56,7 @@ def test_pools_see_only_the_past_and_rows_are_the_apis_features():
     got = answer_user_queries(events, ctx, side)
     assert list(got.columns) == COLUMNS and got["qid"].nunique() > 20
     m = ctx.matrix
+    sessions = 0
     for qid, pool in got.groupby("qid"):
         q = events[events["event_id"] == qid].iloc[0]
         past = events[
@@ -62,17 +70,26 @@ def test_pools_see_only_the_past_and_rows_are_the_apis_features():
         state = UserState()
         for e in past.itertuples():
             side.apply(state, e.item_id, int(e.t), e.type, float(e.value))
-        recent = m.rows(past["item_id"].tolist()[::-1][: ctx.cfg.recent_n])
+        newest = past.iloc[::-1].head(ctx.cfg.recent_n)
+        recent = m.rows(newest["item_id"].tolist())
         evidence = knn_evidence(ctx.knn, recent, decay_weights(len(recent), ctx.cfg.decay))
+        now = newest[newest["t"] >= max(TRAIN_FROM, q.t - ctx.cfg.session_ms)]
+        session = knn_evidence(
+            ctx.knn, m.rows(now["item_id"].tolist()), decay_weights(len(now), ctx.cfg.decay)
+        )
+        sessions += len(now) > 0
         rows = m.rows(pool["item_id"].tolist())
         lo = max(TRAIN_FROM, int(q.t) - ctx.cfg.live_span_ms)
         window = events[(events["t"] >= lo) & (events["t"] < q.t)]
         live = np.array([(window["item_id"] == i).sum() for i in pool["item_id"]])
         seen_rows = m.rows(sorted(seen))
-        expected = feature_matrix(m, state, rows, m.counts[rows] + live, live, evidence, seen_rows, int(q.t))
+        expected = feature_matrix(
+            m, state, rows, m.counts[rows] + live, live, evidence, seen_rows, int(q.t), session
+        )
         np.testing.assert_allclose(pool[list(FEATURE_NAMES)].to_numpy(), expected, rtol=1e-9, atol=1e-9)
         best = evidence.best_first(ctx.cfg.knn_n, seen_rows)
         assert set(m.ids[r] for r in best) <= set(pool["item_id"])
+    assert sessions > 5  # the session features were exercised
 
 
 def test_a_query_whose_item_retrieval_misses_is_left_out_and_answers_are_deterministic():

@@ -25,6 +25,7 @@ TOPICS = {
 TYPES = np.array(["view", "click", "like", "share", "skip", "watch", "rating"])
 TYPE_P = np.array([0.55, 0.15, 0.10, 0.03, 0.10, 0.05, 0.02])
 SESSION_MEAN = 8
+SESSION_FOCUS = 0.8  # share of a session's events on its one topic (drawn by taste); the rest by taste
 DAY_MS = 86_400_000
 
 
@@ -89,10 +90,19 @@ def items_table(world: World, seed: int) -> pa.Table:
     )
 
 
-def sample_items(world: World, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One item per user, drawn by the user's topic taste and item popularity within the topic."""
+def _taste_topics(world: World, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One topic per user, drawn by the user's taste."""
     u = rng.random(len(users))
-    topics = (world.taste_cum[users] < u[:, None]).sum(axis=1).clip(0, len(world.topic_items) - 1)
+    return np.asarray((world.taste_cum[users] < u[:, None]).sum(axis=1).clip(0, len(world.topic_items) - 1))
+
+
+def sample_items(
+    world: World, users: np.ndarray, rng: np.random.Generator, topics: np.ndarray | None = None
+) -> np.ndarray:
+    """One item per user, drawn by item popularity within a topic: `topics` where given (>= 0),
+    else one drawn by the user's taste. Sessions are mostly about one topic, as people watch."""
+    drawn = _taste_topics(world, users, rng)
+    topics = drawn if topics is None else np.where(topics >= 0, topics, drawn)
     out = np.empty(len(users), dtype=np.int64)
     for t in np.unique(topics):
         sel = np.flatnonzero(topics == t)
@@ -142,7 +152,9 @@ def generate(
     session_base = np.maximum.accumulate(np.where(first, offsets, 0.0))
     times = s_start[s_of] + (offsets - session_base).astype(np.int64)
     users = s_users[s_of]
-    items = sample_items(world, users, rng)
+    session_topic = _taste_topics(world, s_users, rng)[s_of]
+    focused = rng.random(n_organic) < SESSION_FOCUS
+    items = sample_items(world, users, rng, np.where(focused, session_topic, -1))
     # the viral item: many users within two hours, late in the timeline
     v_start = int(span * 0.9)
     times = np.r_[times, v_start + rng.integers(0, 2 * 3_600_000, size=n_viral)]

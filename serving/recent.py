@@ -1,0 +1,60 @@
+"""What a user's recent interactions say, worked out once per feed or predict request: the kNN
+evidence of their newest interactions (batch and speed, lambdastack.retrieval), that of the
+session alone, and the item rows they have seen. The feed's `recent_neighbours` source and the
+model's features (lambdastack.candidate_features) read it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from lambdastack.retrieval import (
+    EMPTY,
+    KnnEvidence,
+    Timed,
+    decay_weights,
+    knn_evidence,
+    recent_sequence,
+    session_sequence,
+)
+from serving.batch_view import BatchView
+
+
+@dataclass(frozen=True, slots=True)
+class KnnConfig:
+    recent_n: int = 20  # newest interactions whose neighbours' similarities are summed
+    decay: float = 0.9  # each older interaction's weight: x this
+    session_s: int = 1800  # the session: interactions at or after the as-of this recent
+
+
+def neighbours_of(view: BatchView, items: Sequence[str], decay: float) -> KnnEvidence:
+    """The kNN evidence of interactions with `items`, newest first."""
+    if not items:
+        return EMPTY
+    rows = view.matrix.rows(items)
+    return knn_evidence(view.knn, rows, decay_weights(len(rows), decay))
+
+
+@dataclass(frozen=True, slots=True)
+class Retrieval:
+    evidence: KnnEvidence
+    seen: np.ndarray
+    session: KnnEvidence = EMPTY
+
+    @staticmethod
+    def of(
+        view: BatchView,
+        interactions: Sequence[Timed],
+        batch_recent: Sequence[str],
+        history_rows: np.ndarray,
+        cfg: KnnConfig,
+        now_ms: int,
+    ) -> Retrieval:
+        """`interactions`: the speed view's (oldest first); `batch_recent`: the version's newest
+        items of the user (newest first); `history_rows`: the rows of the user's batch history."""
+        seq = recent_sequence(batch_recent, interactions, view.as_of_ms, cfg.recent_n)
+        now = session_sequence(interactions, view.as_of_ms, now_ms, cfg.session_s * 1000, cfg.recent_n)
+        seen = np.concatenate([history_rows, view.matrix.rows([i.item_id for i in interactions])])
+        return Retrieval(neighbours_of(view, seq, cfg.decay), seen, neighbours_of(view, now, cfg.decay))
