@@ -8,6 +8,8 @@
 - `{p}:user:{user_id}` HASH of the user's real-time state (JSON values, see
   `lambdastack.speedview`): `recent` (last N interactions, each with its event time),
   `fresh` (fresh candidates scored by the model, with the view and model versions used).
+- `{p}:user:{user_id}:seen` ZSET item_id -> event time (epoch ms) of the user's last interaction
+  with it: everything the user interacted with, the newest `speed.seen_max` items kept.
 - `{p}:trending:{window_end_ms}` ZSET item_id -> trending score of the window ending there;
   `{p}:trending:latest` STRING -> window_end_ms of the newest complete window.
 - `{p}:drift` HASH feature -> PSI against the batch baseline, plus `alert` (0/1),
@@ -40,6 +42,9 @@ class KeyLayout:
 
     def user(self, user_id: str) -> str:
         return f"{self.prefix}:user:{user_id}"
+
+    def seen(self, user_id: str) -> str:
+        return f"{self.prefix}:user:{user_id}:seen"
 
     def trending(self, window_end_ms: int) -> str:
         return f"{self.prefix}:trending:{window_end_ms}"

@@ -148,13 +148,14 @@ class SpeedSettings(_Section):
     users_group: str = "lambdastack-speed-users"
     user_recent_n: int = Field(20, ge=1)  # interactions in {p}:user:{id} `recent`
     user_window_n: int = Field(100, ge=1)  # interactions merged with the batch profile to score
+    seen_max: int = Field(1000, ge=1)  # newest items a user interacted with in {p}:user:{id}:seen
     fresh_n: int = Field(20, ge=1)  # candidates in `fresh`
     fresh_seeds: int = Field(3, ge=1)  # newest engaged items whose neighbours are candidates
     fresh_neighbours_n: int = Field(20, ge=1)  # neighbours of each seed scored (one ONNX run per event)
     version_check_s: float = Field(1.0, gt=0)  # how often the scoring UDF looks at CURRENT
     users_flush_ms: int = Field(100, ge=1)  # the users sink keeps the newest record per key this long
     users_flush_rows: int = Field(2000, ge=1)  # ... or until it holds this many keys
-    score_events: bool = True  # per-event ONNX scoring (fresh candidates); off: `recent` only
+    score_events: bool = True  # per-event ONNX scoring (fresh candidates); off: `recent` and seen only
     jvm_opts: str = "-XX:TieredStopAtLevel=1"  # JVM options of the job's JVM (local) / the cluster's
     signals_flush_ms: int = Field(50, ge=1)  # the signals sink keeps the newest record per key this long
     signals_flush_rows: int = Field(5000, ge=1)  # ... or until it holds this many keys

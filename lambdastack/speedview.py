@@ -4,7 +4,9 @@ Per user (fields of the `{p}:user:{user_id}` hash, as JSON): `recent` (the last 
 and `fresh` (candidates scored right after an event). Written by the speed layer as absolute
 values (a replay writes the same bytes), read by the serving layer and the evaluation. Every
 interaction carries its event time, so a reader merging with a batch version as-of T uses only
-interactions at or after T (the batch profile already holds the rest).
+interactions at or after T (the batch profile already holds the rest). Beside the hash, the
+user's seen set (`{p}:user:{user_id}:seen`, lambdastack.keys): every item interacted with, of
+which a feed reads those since T (`SpeedRead.seen`; the batch history holds the older ones).
 
 Per item: counts per event-time bucket (summed since a version's as-of) and per minute (the
 sliding windows, one rule: `minute_windows`). Per feed: `SpeedRead`, what one read returned.
@@ -68,6 +70,7 @@ class SpeedRead:
     fresh: FreshCandidates | None = None
     trending: tuple[tuple[str, float], ...] = ()
     trending_end_ms: int | None = None
+    seen: frozenset[str] = frozenset()  # every item the user interacted with since the as-of
 
     @staticmethod
     def unavailable() -> SpeedRead:
@@ -220,4 +223,7 @@ def decode_feed_reply(reply: Mapping[str, Any], candidates: Sequence[str], mover
     totals = {str(m): int(t) for m, t in _list(reply.get("movers"))}
     counts, movers = with_movers(counts, totals, movers_n)
     end = reply.get("trending_end")
-    return SpeedRead(True, counts, movers, recent, fresh, trending, int(end) if trending and end else None)
+    seen = frozenset(str(m) for m in _list(reply.get("seen")))
+    return SpeedRead(
+        True, counts, movers, recent, fresh, trending, int(end) if trending and end else None, seen
+    )

@@ -10,8 +10,10 @@
   ranked items of one closed trending window), "drift" (feature-bin counts of one window);
   speed/loader.py turns each into absolute Redis writes.
 - users (`topics.users`): user state upserts of speed/users.py, key = {"user_id", "field"} as JSON
-  (field `recent` or `fresh`, the fields of `{p}:user:{user_id}`), value = {..., "payload": str}
-  (absolute: the user's last interactions, or the encoded FreshCandidates) or a tombstone.
+  (field `recent` or `fresh`, the fields of `{p}:user:{user_id}`, or `seen:{item_id}`, a member
+  of `{p}:user:{user_id}:seen`), value = {..., "payload": str} (absolute: the user's last
+  interactions, the encoded FreshCandidates, or the event time in epoch ms of the user's
+  interaction with the item) or a tombstone.
 """
 
 from __future__ import annotations

@@ -79,9 +79,9 @@ class FeedConfig:
 
 class _Pool:
     """Candidates in the order they were found, each with the sources that proposed it. A source
-    proposes the first `n` items of its list the user has not seen (`history` or `recent`); once
-    the pool holds `limit` items, a proposed item not in it yet is dropped (an item already in it
-    still gets the source)."""
+    proposes the first `n` items of its list the user has not seen (`history`, or `recent`: the
+    speed layer's recent and seen items); once the pool holds `limit` items, a proposed item not
+    in it yet is dropped (an item already in it still gets the source)."""
 
     def __init__(self, history: frozenset[str], recent: frozenset[str], limit: int):
         self.history, self.recent, self.limit = history, recent, limit
@@ -121,8 +121,7 @@ class _Pool:
 
 # A batch list is kept to its first n + RECENT_MARGIN items the batch history has not seen: taking
 # the first n the user has not seen from it is exact as long as at most RECENT_MARGIN of them are
-# among the recent interactions (the speed layer keeps speed.user_recent_n, 20 by default; a
-# longer `recent` takes the uncached path).
+# among the speed layer's recent and seen items (more of them take the uncached path).
 RECENT_MARGIN = 64
 
 
@@ -286,7 +285,7 @@ def candidate_pool(
 ) -> dict[str, list[str]]:
     """The candidates (in the order found) and the sources that proposed each: the speed sources,
     then the batch ones; nothing the user has seen; at most cfg.candidates_max."""
-    recent = frozenset(i.item_id for i in speed.recent)
+    recent = speed.seen.union(i.item_id for i in speed.recent)
     pool = _Pool(side.history, recent, cfg.candidates_max)
     _speed_sources(pool, snapshot, speed, found, cfg)
     cluster = side.cluster if side.cluster is not None else snapshot.view.cluster_of(user_id, state)
@@ -313,7 +312,7 @@ def rank_feed(
     view = snapshot.view
     side = batch_side(snapshot, user_id, k, cfg)
     state: UserState = apply_since(view.side, side.state.copy(), view.as_of_ms, speed.recent)
-    found = Retrieval.of(view, speed.recent, side.recent, side.history_rows, cfg.knn, now_ms)
+    found = Retrieval.of(view, speed.recent, speed.seen, side.recent, side.history_rows, cfg.knn, now_ms)
     sources = candidate_pool(snapshot, speed, user_id, side, state, cfg, found)
     items = list(sources)
     matrix = view.matrix

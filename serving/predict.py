@@ -92,7 +92,7 @@ def feature_rows(
         items = [pair[1] for n in idx if (pair := parsed[n].pair) is not None]
         live = np.asarray([counts.get(i, 0) for i in items], dtype=np.int64)
         history = view.matrix.rows(list(view.seen(user)))
-        found = Retrieval.of(view, interactions, view.recent.get(user, ()), history, cfg.knn, t)
+        found = Retrieval.of(view, interactions, (), view.recent.get(user, ()), history, cfg.knn, t)
         rows_of, total = view.matrix.rows(items), view.counts(items) + live
         x = feature_matrix(
             view.matrix, state, rows_of, total, live, found.evidence, found.seen, t, found.session

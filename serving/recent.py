@@ -5,7 +5,7 @@ model's features (lambdastack.candidate_features) read it."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,14 +47,17 @@ class Retrieval:
     def of(
         view: BatchView,
         interactions: Sequence[Timed],
+        seen_since: Iterable[str],
         batch_recent: Sequence[str],
         history_rows: np.ndarray,
         cfg: KnnConfig,
         now_ms: int,
     ) -> Retrieval:
-        """`interactions`: the speed view's (oldest first); `batch_recent`: the version's newest
-        items of the user (newest first); `history_rows`: the rows of the user's batch history."""
+        """`interactions`: the speed view's (oldest first); `seen_since`: the items of the speed
+        view's seen set since the as-of; `batch_recent`: the version's newest items of the user
+        (newest first); `history_rows`: the rows of the user's batch history."""
         seq = recent_sequence(batch_recent, interactions, view.as_of_ms, cfg.recent_n)
         now = session_sequence(interactions, view.as_of_ms, now_ms, cfg.session_s * 1000, cfg.recent_n)
-        seen = np.concatenate([history_rows, view.matrix.rows([i.item_id for i in interactions])])
+        since = [*seen_since, *(i.item_id for i in interactions)]
+        seen = np.concatenate([history_rows, view.matrix.rows(since)])
         return Retrieval(neighbours_of(view, seq, cfg.decay), seen, neighbours_of(view, now, cfg.decay))

@@ -210,8 +210,9 @@ class SignalLoader:
         return consumer
 
     def run(self) -> None:
-        users_topic = self._settings.topics.users  # user state of speed/users.py
-        user_layout, recent_n = KeyLayout(self._settings.redis.key_prefix), self._settings.speed.user_recent_n
+        s = self._settings
+        users_topic = s.topics.users  # user state of speed/users.py
+        user_layout = KeyLayout(s.redis.key_prefix)
         consumer = self._consumer()
         self._writer.open()
         router = SignalRouter(self._settings, self._writer, on_drift=self._on_drift)
@@ -233,7 +234,10 @@ class SignalLoader:
                 # (newest_per_key keeps keyed records only; the filter tells the type checker)
                 writes = router.writes((r.key, r.value) for r in signals if r.key is not None)
                 writes += user_writes(
-                    ((r.key, r.value) for r in users if r.key is not None), user_layout, recent_n
+                    ((r.key, r.value) for r in users if r.key is not None),
+                    user_layout,
+                    s.speed.user_recent_n,
+                    s.speed.seen_max,
                 )
                 self.records += len(signals) + len(users)
                 if writes:

@@ -1,9 +1,11 @@
-"""The user pipeline of the speed job: each user's last interactions and per-event scoring.
+"""The user pipeline of the speed job: each user's last interactions, everything they interacted
+with, and per-event scoring.
 
     events topic (own consumer group) -> parse_event -> per user, ordered by arrival:
-      OVER ROWS (user_recent_n) LISTAGG -> ('recent', window)            \
-      OVER ROWS (user_window_n) LISTAGG -> score_fresh (pandas UDF) -> ('fresh', FreshCandidates)
-                                                                          -> upsert-kafka users topic
+      OVER ROWS (user_recent_n) LISTAGG -> ('recent', window)                         \
+      every event (no state)            -> ('seen:' + item_id, event time)             > users topic
+      OVER ROWS (user_window_n) LISTAGG -> score_fresh (pandas UDF) -> ('fresh', FreshCandidates) /
+                                                                              (upsert-kafka)
 
 Keyed state (the windows) lives in Flink's Java OVER operators; Python only scores, statelessly.
 A user's events share one partition (the producer keys by user), so arrival order is offset order
@@ -20,6 +22,7 @@ from lambdastack.events import EVENT_TYPES
 from lambdastack.features import event_weight
 from lambdastack.settings import Settings
 from speed.user_window import ENTRY_SEP, entry_sql
+from speed.user_writes import SEEN_PREFIX
 
 RAW_TABLE, EVENTS_VIEW, SINK_TABLE = "user_raw_events", "user_events", "user_state"
 
@@ -81,10 +84,14 @@ def never_positive_types() -> list[str]:
 
 
 def insert_users(score_events: bool = True) -> str:
-    """Each event's `recent` window, and (unless per-event scoring is off) its `fresh` list."""
+    """Each event's `recent` window and seen record, and (unless per-event scoring is off) its
+    `fresh` list. The seen branch reads the parsed events the windows read: the planner reuses
+    the one parse (one Python call per event)."""
     recent = f"""
 INSERT INTO {SINK_TABLE}
-SELECT user_id, 'recent', win FROM user_recent"""
+SELECT user_id, 'recent', win FROM user_recent
+UNION ALL
+SELECT user_id, CONCAT('{SEEN_PREFIX}', item_id), CAST(event_time_ms AS STRING) FROM {EVENTS_VIEW}"""
     if not score_events:
         return recent
     barred = ", ".join(f"'{t}'" for t in never_positive_types()) or "''"

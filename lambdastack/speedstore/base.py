@@ -21,13 +21,15 @@ from typing import Self
 
 from lambdastack.speedview import ItemView, SpeedRead, TrendingView, UserView
 
-OPS = ("hset", "hdel", "zadd", "zrem", "set", "del")
+OPS = ("hset", "hdel", "zadd", "zrem", "ztrim", "set", "del")
 
 
 @dataclass(frozen=True, slots=True)
 class Write:
     """One store operation: op in OPS; `value` for sets (an int, float or str); `ttl_s`
-    overrides the default TTL of the key."""
+    overrides the default TTL of the key. `ztrim` keeps the `value` members of a sorted set with
+    the highest scores (ties: the greater members, as Redis ranks them) and removes the rest
+    (ZREMRANGEBYRANK 0 -value-1)."""
 
     op: str
     key: str
@@ -45,6 +47,13 @@ def stored_value(w: Write) -> int | float | str:
     if v is None:
         return 0 if w.op == "hset" else ""
     return v
+
+
+def trim_kept(w: Write) -> int:
+    """How many members a `ztrim` keeps: at least 1 (a trim never deletes its key)."""
+    if not isinstance(w.value, int | float) or w.value < 1:
+        raise ValueError(f"ztrim of {w.key!r} must keep at least 1 member, not {w.value!r}")
+    return int(w.value)
 
 
 class SpeedStore(ABC):

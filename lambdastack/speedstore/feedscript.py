@@ -1,5 +1,5 @@
-"""The feed's one round trip: a script over the user's hash, the newest trending window and the
-buckets since the as-of, and the plan of which keys and arguments one read sends it.
+"""The feed's one round trip: a script over the user's hash and seen set, the newest trending
+window and the buckets since the as-of, and the plan of which keys and arguments one read sends it.
 
 `redis.RedisSpeedStore` and the API's async reader (`serving.speed_view.SpeedView`) send FEED_LUA
 to Redis; `memory.MemorySpeedStore` runs its Python twin over the same keys and arguments. All
@@ -17,18 +17,20 @@ from lambdastack.keys import KeyLayout
 from lambdastack.settings import Settings
 from lambdastack.speedview import buckets_since
 
-# One round trip for a feed: the user's hash, the newest trending window and the speed counts
-# summed over the buckets since the as-of, inside Redis: per candidate (ARGV[4], newline-separated,
-# aligned; false where no bucket holds it) and per mover (each bucket's ARGV[3] most engaged,
-# totals in first-seen order; Python picks the top, as `speedview.merge_bucket_replies` does).
-# Buckets that do not exist are skipped. One JSON string comes back (cheap to parse, unlike hundreds of RESP
-# lines). The trending key is found inside the script from `trending:latest`, which a single
-# (non-cluster) Redis allows.
+# One round trip for a feed: the user's hash, the items of the user's seen set (KEYS[3]) with an
+# event time at or after the as-of (ARGV[5]; the batch history holds the older ones), the newest
+# trending window and the speed counts summed over the buckets since the as-of, inside Redis: per
+# candidate (ARGV[4], newline-separated, aligned; false where no bucket holds it) and per mover
+# (each bucket's ARGV[3] most engaged, totals in first-seen order; Python picks the top, as
+# `speedview.merge_bucket_replies` does). Buckets that do not exist are skipped. One JSON string
+# comes back (cheap to parse, unlike hundreds of RESP lines). The trending key is found inside the
+# script from `trending:latest`, which a single (non-cluster) Redis allows.
 FEED_LUA = """
 local out = {}
 local u = redis.call('HMGET', KEYS[1], 'recent', 'fresh')
 out.recent = u[1] or cjson.null
 out.fresh = u[2] or cjson.null
+out.seen = redis.call('ZRANGE', KEYS[3], ARGV[5], '+inf', 'BYSCORE')
 local latest = redis.call('GET', KEYS[2])
 out.trending_end = latest and tonumber(latest) or cjson.null
 local trending = {}
@@ -43,7 +45,7 @@ local n = #cands
 local counts = {}
 for i = 1, n do counts[i] = false end
 local totals, order = {}, {}
-for b = 3, #KEYS do
+for b = 4, #KEYS do
   if redis.call('EXISTS', KEYS[b]) == 1 then
     local top = redis.call('ZREVRANGE', KEYS[b], 0, tonumber(ARGV[3]) - 1, 'WITHSCORES')
     for j = 1, #top, 2 do
@@ -95,10 +97,12 @@ class FeedPlan:
     def request(
         self, user_id: str, as_of_ms: int, now_ms: int, candidates: Sequence[str]
     ) -> tuple[list[str], tuple[Any, ...]]:
-        """(KEYS, ARGV) of FEED_LUA: the user, `trending:latest`, then the buckets since the as-of."""
+        """(KEYS, ARGV) of FEED_LUA: the user, `trending:latest`, the user's seen set, then the
+        buckets since the as-of."""
         lay = self.layout
         buckets = buckets_since(as_of_ms, now_ms, self.bucket_s, self.buckets_max)
         # the candidates travel as one newline-joined argument (ids never hold one: ID_PATTERN):
         # packing 150 arguments cost more than the script itself
-        args = (self.trending_prefix, self.trending_n, self.movers_n, "\n".join(candidates))
-        return [lay.user(user_id), lay.trending_latest(), *(lay.bucket(b) for b in buckets)], args
+        args = (self.trending_prefix, self.trending_n, self.movers_n, "\n".join(candidates), as_of_ms)
+        keys = [lay.user(user_id), lay.trending_latest(), lay.seen(user_id)]
+        return [*keys, *(lay.bucket(b) for b in buckets)], args

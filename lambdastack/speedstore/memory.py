@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lambdastack.settings import Settings
-from lambdastack.speedstore.base import SpeedStore, Write, stored_value
+from lambdastack.speedstore.base import SpeedStore, Write, stored_value, trim_kept
 from lambdastack.speedstore.feedscript import FeedPlan
 from lambdastack.speedview import (
     FRESH_FIELD,
@@ -40,6 +40,12 @@ def zrevrange(members: Mapping[str, float], n: int) -> list[tuple[str, float]]:
     return sorted(members.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)[:n]
 
 
+def zrangebyscore(members: Mapping[str, float], low: float) -> list[str]:
+    """What ZRANGE low +inf BYSCORE returns: the members scoring at least `low`, score ascending,
+    then member ascending."""
+    return [m for m, s in sorted(members.items(), key=lambda kv: (kv[1], kv[0])) if s >= low]
+
+
 class MemorySpeedStore(SpeedStore):
     def __init__(self, plan: FeedPlan):
         self._plan = plan
@@ -57,6 +63,8 @@ class MemorySpeedStore(SpeedStore):
                 self._hashes.setdefault(w.key, {})[w.member] = encode(stored_value(w))
             elif w.op == "zadd":
                 self._zsets.setdefault(w.key, {})[w.member] = float(w.value or 0)
+            elif w.op == "ztrim":
+                self._trim(w.key, trim_kept(w))
             elif w.op == "hdel":
                 self._remove(self._hashes, w.key, w.member)
             elif w.op == "zrem":
@@ -76,6 +84,11 @@ class MemorySpeedStore(SpeedStore):
             got.pop(member, None)
             if not got:  # Redis deletes an emptied hash or sorted set
                 del kind[key]
+
+    def _trim(self, key: str, kept: int) -> None:
+        members = self._zsets.get(key)
+        if members is not None and len(members) > kept:
+            self._zsets[key] = dict(zrevrange(members, kept))
 
     def _delete(self, key: str) -> None:
         self._hashes.pop(key, None)
@@ -124,9 +137,10 @@ class MemorySpeedStore(SpeedStore):
 
     def feed_script(self, keys: Sequence[str], args: Sequence[Any]) -> dict[str, Any]:
         """What FEED_LUA returns for KEYS and ARGV, as the JSON reply decodes (read it side by side)."""
-        trending_prefix, trending_n, movers_n, joined = args
+        trending_prefix, trending_n, movers_n, joined, seen_since = args
         user = self._hashes.get(keys[0], {})
         out: dict[str, Any] = {"recent": user.get(RECENT_FIELD), "fresh": user.get(FRESH_FIELD)}
+        out["seen"] = zrangebyscore(self._zsets.get(keys[2], {}), float(seen_since))
         latest = self._strings.get(keys[1])
         out["trending_end"] = int(latest) if latest else None
         top = (
@@ -138,7 +152,7 @@ class MemorySpeedStore(SpeedStore):
         cands = [c for c in joined.split("\n") if c]
         counts: list[float | bool] = [False] * len(cands)
         totals: dict[str, float] = {}  # first-seen order, as the script's `order`
-        for key in keys[2:]:
+        for key in keys[3:]:
             members = self._zsets.get(key)
             if members is None:
                 continue

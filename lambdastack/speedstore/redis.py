@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from lambdastack.settings import Settings
-from lambdastack.speedstore.base import SpeedStore, Write, stored_value
+from lambdastack.speedstore.base import SpeedStore, Write, stored_value, trim_kept
 from lambdastack.speedstore.feedscript import FEED_LUA, FeedPlan
 from lambdastack.speedview import (
     FRESH_FIELD,
@@ -60,8 +60,8 @@ class RedisSpeedStore(SpeedStore):
         return self
 
     def apply(self, writes: Sequence[Write]) -> None:
-        """One MULTI/EXEC: the HSETs and ZADDs of a key are sent as one command (a removal of the
-        same key first sends what came before it, so the order of writes per key is kept)."""
+        """One MULTI/EXEC: the HSETs and ZADDs of a key are sent as one command (a removal or trim
+        of the same key first sends what came before it, so the order of writes per key is kept)."""
         pipe = self._client.pipeline(transaction=True)
         ttls: dict[str, int] = {}
         hashes: dict[str, dict[str, Any]] = {}
@@ -79,6 +79,10 @@ class RedisSpeedStore(SpeedStore):
                 hashes.setdefault(w.key, {})[w.member] = stored_value(w)
             elif w.op == "zadd":
                 zsets.setdefault(w.key, {})[w.member] = float(w.value or 0)
+            elif w.op == "ztrim":  # keeps at least one member: the key and its TTL stay
+                flush(w.key)
+                pipe.zremrangebyrank(w.key, 0, -trim_kept(w) - 1)
+                continue
             else:
                 flush(w.key)
                 removed.add(w.key)

@@ -1,12 +1,18 @@
 """The thin slice through every real joint: master dataset -> Spark -> published version;
-events -> Kafka -> Flink -> Redis; and the API merging both without double counting."""
+events -> Kafka -> Flink -> Redis; and the API merging both without double counting and never
+showing a user what they interacted with since the as-of."""
 
 from __future__ import annotations
 
+import time
+import uuid
+
 import httpx
 import pytest
+import redis as redis_client
 
 from lambdastack.events import Event
+from lambdastack.keys import KeyLayout
 from lambdastack.producer import EventProducer
 from tests.conftest import make_isolated
 from tests.integration.conftest import SharedVersion, start_api, start_speed_job
@@ -57,6 +63,29 @@ def test_feed_merges_batch_and_speed_and_reacts_to_a_burst(
     assert "speed_popular" in item["sources"]
     detail = httpx.get(f"{base}/v1/items/{target['item_id']}").json()
     assert detail["count"] == target["batch_count"] + 150 and detail["speed_by_type"] == {"view": 150}
+
+    # a new user interacts with more items than `recent` keeps, in one burst (one flush of the
+    # users sink): the seen set holds every one, and the feed shows none of them
+    n = s.speed.user_recent_n + 5
+    cold = httpx.get(f"{base}/v1/users/seen-user/feed", params={"k": n}).json()
+    shown = [i["item_id"] for i in cold["items"]]
+    assert len(shown) == n
+    start = int(time.time() * 1000)
+    run = uuid.uuid4().hex[:8]
+    with EventProducer(s) as producer:
+        for k, item in enumerate(shown):
+            producer.send(Event(f"seen-{run}-{k}", "seen-user", item, "view", 1.0, start + k))
+    r = redis_client.Redis(host=s.redis.host, port=s.redis.port)
+    seen_key = KeyLayout(s.redis.key_prefix).seen("seen-user")
+
+    def seen_set() -> dict[str, int]:
+        return {m.decode(): int(ms) for m, ms in r.zrange(seen_key, 0, -1, withscores=True)}
+
+    want = {item: start + k for k, item in enumerate(shown)}
+    eventually(lambda: seen_set() == want, 60, f"the {n} items in the seen set")
+    again = httpx.get(f"{base}/v1/users/seen-user/feed", params={"k": 200}).json()
+    assert again["degraded"] is False and again["items"]
+    assert not {i["item_id"] for i in again["items"]} & set(shown)
 
     ready = httpx.get(f"{base}/ready").json()
     assert ready == {"ready": True, "checks": {"batch_version": True, "model": True, "redis": True}}

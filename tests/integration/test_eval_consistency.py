@@ -1,6 +1,7 @@
 """The replay harness against the real stack: the same stream goes through the producer, Kafka,
 the Flink job, the loaders and Redis, and for every sampled query the API's feed equals the
-harness's `merged` feed (and Redis holds the harness's in-memory speed store byte for byte)."""
+harness's `merged` feed (and Redis holds the harness's in-memory speed store byte for byte: the
+users' hashes and seen sets, the buckets)."""
 
 from __future__ import annotations
 
@@ -52,20 +53,25 @@ def _stream(users: list[str], items: list[str], start_ms: int, n: int) -> list[E
 
 
 def _redis_state(r: redis_client.Redis, keys: KeyLayout, users: set[str], buckets: list[int]) -> tuple:
+    def zset(key: str) -> dict[str, int]:
+        return {m.decode(): int(c) for m, c in r.zrange(key, 0, -1, withscores=True)}
+
     fields = {u: tuple(r.hmget(keys.user(u), [RECENT_FIELD, FRESH_FIELD])) for u in sorted(users)}
-    counts = {
-        b: {m.decode(): int(c) for m, c in r.zrange(keys.bucket(b), 0, -1, withscores=True)} for b in buckets
-    }
-    return fields, counts
+    seen = {u: zset(keys.seen(u)) for u in sorted(users)}
+    return fields, seen, {b: zset(keys.bucket(b)) for b in buckets}
 
 
 def _harness_state(variants: Variants, keys: KeyLayout, users: set[str], buckets: list[int]) -> tuple:
     store = variants.state.store(MERGED)  # the in-memory speed store the harness writes through
+
+    def zset(key: str) -> dict[str, int]:
+        return {m: int(c) for m, c in store.zset(key).items()}
+
     fields = {
         u: tuple(store.hash(keys.user(u)).get(f) for f in (RECENT_FIELD, FRESH_FIELD)) for u in sorted(users)
     }
-    counts = {b: {m: int(c) for m, c in store.zset(keys.bucket(b)).items()} for b in buckets}
-    return fields, counts
+    seen = {u: zset(keys.seen(u)) for u in sorted(users)}
+    return fields, seen, {b: zset(keys.bucket(b)) for b in buckets}
 
 
 def test_the_api_returns_the_harness_feed_for_every_sampled_query(

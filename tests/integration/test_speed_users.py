@@ -1,7 +1,8 @@
 """The user pipeline of the speed job on real Kafka, Flink and Redis, with a real batch version:
-`recent` is the user's last N interactions, `fresh` the unseen neighbours of what they just
-engaged with scored by the version's ONNX model (equal to the pure scoring function), a promoted
-version is followed without a restart, and a replay from the earliest offset writes the same bytes."""
+`recent` is the user's last N interactions, the seen set every item they interacted with, `fresh`
+the unseen neighbours of what they just engaged with scored by the version's ONNX model (equal to
+the pure scoring function), a promoted version is followed without a restart, and a replay from
+the earliest offset writes the same bytes."""
 
 from __future__ import annotations
 
@@ -48,6 +49,10 @@ def _copy_as_new_version(layout: VersionLayout, vid: str) -> str:
 
 def _user_hash(r: redis_client.Redis, layout: KeyLayout, user: str) -> dict[bytes, bytes]:
     return r.hgetall(layout.user(user))  # type: ignore[return-value]
+
+
+def _seen_set(r: redis_client.Redis, layout: KeyLayout, user: str) -> dict[str, int]:
+    return {m.decode(): int(t) for m, t in r.zrange(layout.seen(user), 0, -1, withscores=True)}
 
 
 def _entries(events: list[Event]) -> list[Interaction]:
@@ -107,6 +112,11 @@ def test_recent_and_fresh_follow_the_user_and_the_published_version(
     assert all(i in neighbours and i not in seen for i, _ in fresh.items)
     assert events[-1].item_id in snap1.neighbours and fresh.items[0][0] in neighbours
     assert 0 < r.ttl(keys.user(user)) <= s.redis.signal_ttl_s
+    # more interactions than `recent` holds: the seen set has every one, at its event time
+    assert len(events) > RECENT_N
+    everything = {e.item_id: e.event_time_ms for e in events}  # (a repeated item: its newest time)
+    eventually(lambda: _seen_set(r, keys, user) == everything, 30, "every item in the seen set")
+    assert 0 < r.ttl(keys.seen(user)) <= s.redis.signal_ttl_s
 
     # a second version is promoted: the running job scores with it, no restart
     v2 = _copy_as_new_version(layout, v1)
@@ -142,6 +152,9 @@ def test_recent_and_fresh_follow_the_user_and_the_published_version(
         ).items
     )  # type: ignore[union-attr]
     eventually(lambda: fresh_after(later[-1]), 30, "fresh candidates after the last event")
+    for e in later:  # a repeated item keeps the time of its newest interaction
+        everything[e.item_id] = e.event_time_ms
+    eventually(lambda: _seen_set(r, keys, user) == everything, 30, "the later items in the seen set")
     before = _user_hash(r, keys, user)
     stopper.pop().stop(timeout_s=30)
 
@@ -163,3 +176,4 @@ def test_recent_and_fresh_follow_the_user_and_the_published_version(
     stopper.append(start_speed_job(replay, JOB_START_S))
     again = KeyLayout(f"r{tag}")
     eventually(lambda: _user_hash(r, again, user) == before, 90, "the replay writing the same bytes")
+    eventually(lambda: _seen_set(r, again, user) == everything, 30, "the replay's seen set")

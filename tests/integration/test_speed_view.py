@@ -1,8 +1,8 @@
 """The feed's one Redis round trip against a real Redis (this module's own, so that it can be made
 slow and stopped): the feed script's sums equal the per-bucket reference, the Redis and the
-in-memory speed stores (and the API's async reader) give the same views for the same writes, a
-Redis that lost its scripts is served, and a slow, stopped or absent Redis degrades the read
-instead of failing it, then the reads recover."""
+in-memory speed stores (and the API's async reader) give the same views for the same writes (seen
+sets trimmed alike, read from the as-of on), a Redis that lost its scripts is served, and a slow,
+stopped or absent Redis degrades the read instead of failing it, then the reads recover."""
 
 from __future__ import annotations
 
@@ -96,8 +96,13 @@ def test_the_redis_and_in_memory_stores_give_the_same_views_for_the_same_writes(
     redis_store = RedisSpeedStore(s).open()
     try:
         redis_store.apply(writes)
+        r = own.client()
         for user in ("u1", "u2", "nobody"):
             assert redis_store.user(user) == memory.user(user), user
+            seen = KeyLayout(s.redis.key_prefix).seen(user)  # the trim kept what the twin kept
+            assert dict(r.zrange(seen, 0, -1, withscores=True)) == {
+                m.encode(): sc for m, sc in memory.zset(seen).items()
+            }, user
         for item in [f"i{n}" for n in range(16)]:
             for as_of in (0, AS_OF, AS_OF + 2 * HOUR):
                 assert redis_store.item(item, as_of, NOW) == memory.item(item, as_of, NOW), (item, as_of)
@@ -105,7 +110,9 @@ def test_the_redis_and_in_memory_stores_give_the_same_views_for_the_same_writes(
             assert redis_store.trending(k) == memory.trending(k), k
         reads = [
             ("u1", AS_OF, [f"i{n}" for n in range(12)] + ["absent"]),
+            ("u1", AS_OF + HOUR + 7, ["i3"]),  # the seen set from a score on
             ("u2", AS_OF + HOUR, ["i1", "i6"]),
+            ("u2", 0, []),
             ("nobody", 0, []),
         ]
         for user, as_of, candidates in reads:

@@ -14,7 +14,7 @@ from lambdastack.item_matrix import ItemMatrix
 from lambdastack.settings import load_settings
 from lambdastack.speedstore.memory import zrevrange
 from serving.batch_view import BatchView
-from serving.feed import FeedConfig
+from serving.feed import FeedConfig, rank_feed
 from serving.served_version import ServedVersion
 from speed.scoring_view import ScoringView
 from speed.user_window import entry, parse_window
@@ -91,8 +91,8 @@ def scorer(view: BatchView) -> ScoringView:
     )
 
 
-def variants(k: int = 5) -> Variants:
-    settings = load_settings(environ={})
+def variants(k: int = 5, **env: str) -> Variants:
+    settings = load_settings(environ=env)
     full = served_version()
     scoring = scorer(full.view)
     state = SpeedState(settings, {MERGED: scoring, SPEED_ONLY: catalogue_scorer(scoring)}, {})
@@ -138,6 +138,30 @@ def test_recent_keeps_the_last_n_interactions_oldest_first():
         v.state.apply(ev(n, "u", ITEMS[n % 20], AS_OF + n))
     recent = v.state.read_feed("u", AS_OF, AS_OF + 100, [], MERGED).recent
     assert [r.event_time_ms for r in recent] == [AS_OF + n for n in range(3, n_recent + 3)]
+
+
+def test_the_feed_never_shows_what_the_user_interacted_with_since_the_as_of_beyond_recent():
+    """The harness's replay state (the loader's own writes) of a user with more interactions
+    since the as-of than `recent` holds: the read's seen set holds every one of them, and the
+    feed returns none of them (it would return the older ones without it)."""
+    n_recent = 5  # the world has 20 items
+    v = variants(k=20, LAMBDASTACK_SPEED__USER_RECENT_N=str(n_recent))
+    # the most popular items first, each once, three more than `recent` keeps, then one repeat
+    events = [ev(n, "u", ITEMS[n], AS_OF + 10 * n, "view", 1.0) for n in range(n_recent + 3)]
+    events.append(ev(99, "u", ITEMS[3], AS_OF + 10 * (n_recent + 3), "view", 1.0))
+    for e in events:
+        v.state.apply(e)
+    now = AS_OF + 10 * (n_recent + 4)
+    read = v.state.read_feed("u", AS_OF, now, [], MERGED)
+    interacted = {e.item_id for e in events}
+    assert read.seen == interacted and len(read.recent) == n_recent
+    assert ITEMS[0] not in {i.item_id for i in read.recent}  # only the seen set holds the oldest
+    for feed in (v.merged("u", now), v.speed_only("u", now)):
+        assert feed and not {item for item, _, _ in feed} & interacted, feed
+    without = rank_feed(v.full, dataclasses.replace(read, seen=frozenset()), "u", 20, now, v.cfg)
+    assert ITEMS[0] in {i.item_id for i in without.items}  # what the seen set keeps out
+    later = v.state.read_feed("u", AS_OF + 10, now, [], MERGED)  # a newer version's as-of
+    assert later.seen == interacted - {ITEMS[0]}
 
 
 def test_fresh_candidates_come_from_the_scoring_udf_on_positive_events_only():

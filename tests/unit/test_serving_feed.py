@@ -3,6 +3,8 @@ diversity, cold start, degraded and no-version modes."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -148,7 +150,7 @@ def test_feed_is_ranked_by_the_model_on_online_features_and_skips_seen(model):
     state = online_state(snap.view, "u1", recent)
     sp = speed(recent=recent, counts={"i5": 4})
     side = batch_side(snap, "u1", 10, FeedConfig())
-    found = Retrieval.of(snap.view, sp.recent, side.recent, side.history_rows, FeedConfig().knn, NOW)
+    found = Retrieval.of(snap.view, sp.recent, sp.seen, side.recent, side.history_rows, FeedConfig().knn, NOW)
     rows = snap.view.matrix.rows(ids)
     live = np.array([4 if i == "i5" else 0 for i in ids])
     x = np.hstack(
@@ -206,7 +208,7 @@ def _reference_pool(snap: ServedVersion, sp: SpeedRead, user: str, k: int, cfg: 
     """The pool as first specified: every source over its whole list, one after the other."""
     view = snap.view
     state = online_state(view, user, sp.recent)
-    seen = view.seen(user) | {i.item_id for i in sp.recent}
+    seen = view.seen(user) | {i.item_id for i in sp.recent} | sp.seen
     pool: dict[str, list[str]] = {}
 
     def add(items, source: str, n: int) -> None:
@@ -263,6 +265,7 @@ def test_the_cached_batch_side_gives_the_pool_the_whole_lists_give():
             fresh=FreshCandidates("v", "v", AS_OF, tuple((str(i), 0.5) for i in rng.choice(ids, 4))),
             trending=tuple((str(i), 1.0) for i in rng.choice(ids, 5, replace=False)),
             movers=tuple((str(i), 3) for i in rng.choice(ids, 5, replace=False)),
+            seen=frozenset(str(i) for i in rng.choice(ids, int(rng.integers(0, 12)) * (trial % 2))),
         )
         side = batch_side(snap, user, k, cfg)
         state = online_state(snap.view, user, recent)
@@ -273,9 +276,43 @@ def test_the_cached_batch_side_gives_the_pool_the_whole_lists_give():
             side,
             state,
             cfg,
-            Retrieval.of(snap.view, sp.recent, side.recent, side.history_rows, cfg.knn, NOW),
+            Retrieval.of(snap.view, sp.recent, sp.seen, side.recent, side.history_rows, cfg.knn, NOW),
         )
         assert got == _reference_pool(snap, sp, user, k, cfg), (trial, user, k, cfg)
+
+
+def test_items_seen_since_the_as_of_are_never_proposed_nor_counted_among_the_knn_rivals(model):
+    """The speed layer's seen set, beyond its last `recent` interactions: none of it is a
+    candidate, and the kNN source and the knn_rank feature leave it out as they do the history."""
+    snap = world(model=model)
+    fresh = FreshCandidates("v000001", "v000001", AS_OF + 50, (("i13", 0.9), ("i15", 0.8)))
+    sp = speed(
+        recent=(Interaction("i22", "view", 1.0, AS_OF + 10),),
+        fresh=fresh,
+        trending=(("i31", 5.0), ("i32", 4.0)),
+        movers=(("i33", 40), ("i34", 30)),
+        counts={"i33": 40, "i34": 30},
+    )
+    cfg = FeedConfig(genre_cap=1.0)
+    before = {i.item_id for i in rank_feed(snap, sp, "u1", 60, NOW, cfg).items}
+    seen = frozenset({"i13", "i23", "i31", "i33", "i1", "i39", "i2"})  # one of each source
+    assert seen <= before
+    after = rank_feed(snap, replace(sp, seen=seen), "u1", 60, NOW, cfg)
+    ids = {i.item_id for i in after.items}
+    assert ids and not ids & (seen | {"i0", "i4", "i8", "i22"})
+    assert {"i15", "i24", "i32", "i34"} <= ids  # the unseen items of the same sources stay
+    side = batch_side(snap, "u1", 60, cfg)
+    found = Retrieval.of(snap.view, sp.recent, seen, side.recent, side.history_rows, cfg.knn, NOW)
+    assert seen <= {snap.view.matrix.ids[r] for r in found.seen}
+    # more seen items than the cut batch lists allow for (the first 10 + RECENT_MARGIN the batch
+    # history has not seen): the pool comes from the whole lists
+    many = world(n_items=150)
+    lots = speed(seen=frozenset(f"i{n}" for n in range(1, 110)))
+    side = batch_side(many, "u1", 10, cfg)
+    found = Retrieval.of(many.view, lots.recent, lots.seen, side.recent, side.history_rows, cfg.knn, NOW)
+    pool = candidate_pool(many, lots, "u1", side, online_state(many.view, "u1", ()), cfg, found)
+    assert pool == _reference_pool(many, lots, "u1", 10, cfg) and not set(pool) & lots.seen
+    assert [i for i, by in pool.items() if BATCH_POPULAR in by] == [f"i{n}" for n in range(110, 120)]
 
 
 def test_a_cold_start_user_gets_cluster_trending_and_popular_items(model):

@@ -36,6 +36,18 @@ def record_batch(keys: KeyLayout = KEYS) -> list[Write]:
         Write("hset", keys.user("u1"), "fresh", encode_fresh(fresh)),
         Write("hset", keys.user("u2"), "recent", encode_recent(recent[:1])),
     ]
+    # u1's seen set: before, at and after the as-of, ties, one item seen twice; trimmed to 6
+    for item, t in (
+        ("i9", AS_OF - H),
+        ("i2", AS_OF - 1),
+        ("i3", AS_OF),
+        ("i5", AS_OF + 5),
+        ("i6", AS_OF + 5),
+    ):
+        out.append(Write("zadd", keys.seen("u1"), item, t))
+    out += [Write("zadd", keys.seen("u1"), i, AS_OF + H + 7) for i in ("i4", "i12", "i11", "i10")]
+    out += [Write("zadd", keys.seen("u1"), "i3", AS_OF + 2 * H), Write("ztrim", keys.seen("u1"), value=6)]
+    out.append(Write("zadd", keys.seen("u2"), "i3", AS_OF + 5))
     for n, bucket in enumerate((AS_OF - H, AS_OF, AS_OF + 2 * H, AS_OF + 3 * H)):
         for j in range(12):
             item, count = f"i{(j * 5 + n) % 15}", (j * 7 + n) % 4 + 1  # ties between items
@@ -78,6 +90,30 @@ def test_values_are_kept_as_redis_keeps_them_and_emptied_keys_vanish():
 
 def test_zrevrange_orders_by_score_then_member_descending():
     assert zrevrange({"a": 2.0, "b": 3.0, "c": 2.0, "d": 1.0}, 3) == [("b", 3.0), ("c", 2.0), ("a", 2.0)]
+
+
+def test_a_trim_keeps_the_highest_scores_as_redis_ranks_them_and_never_empties_a_set():
+    s = MemorySpeedStore.from_settings(SETTINGS)
+    s.apply([Write("zadd", "z", m, sc) for m, sc in (("a", 1), ("b", 2), ("c", 2), ("d", 3))])
+    s.apply([Write("ztrim", "z", value=3), Write("ztrim", "absent", value=3)])
+    assert s.zset("z") == {"b": 2.0, "c": 2.0, "d": 3.0} and s.zset("absent") == {}
+    s.apply([Write("ztrim", "z", value=2)])  # a tie: the greater member ranks higher
+    assert s.zset("z") == {"c": 2.0, "d": 3.0}
+    with pytest.raises(ValueError, match="at least 1 member"):
+        s.apply([Write("ztrim", "z", value=0)])
+
+
+def test_the_feed_read_returns_what_the_user_interacted_with_since_the_as_of():
+    s = store()
+    assert s.zset(KEYS.seen("u1")) == {
+        "i3": AS_OF + 2 * H,  # seen again later
+        **dict.fromkeys(("i4", "i10", "i11", "i12"), AS_OF + H + 7),
+        "i6": AS_OF + 5,  # the tie at AS_OF + 5 kept the greater member; i9 and i2 were the oldest
+    }
+    assert s.read_feed("u1", AS_OF, NOW, []).seen == {"i3", "i4", "i6", "i10", "i11", "i12"}
+    assert s.read_feed("u1", AS_OF + H + 7, NOW, []).seen == {"i3", "i4", "i10", "i11", "i12"}
+    assert s.read_feed("u1", AS_OF + 3 * H, NOW, []).seen == frozenset()
+    assert s.read_feed("u2", 0, NOW, []).seen == {"i3"} and s.read_feed("nobody", 0, NOW, []).seen == set()
 
 
 def test_the_feed_read_sums_buckets_as_the_per_bucket_reference_does():

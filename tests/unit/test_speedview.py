@@ -92,6 +92,7 @@ def test_the_feed_script_reply_decodes_with_empty_tables_as_lists():
         "trending": [["t1", 2.5]],
         "counts": [3, False, 4],
         "movers": [["m", 2], ["a", 3], ["z", 3]],
+        "seen": ["i1", "i7"],
     }
     read = decode_feed_reply(reply, ["a", "b", "c"], 2)
     # a candidate no bucket holds has no count; a mover's total counts for it too; ties by id
@@ -99,12 +100,21 @@ def test_the_feed_script_reply_decodes_with_empty_tables_as_lists():
     assert read.movers == (("a", 3), ("z", 3))
     assert read.trending == (("t1", 2.5),) and read.trending_end_ms == 600
     assert read.recent == (Interaction("i1", "view", 1.0, 5),) and read.fresh is None
+    assert read.seen == frozenset({"i1", "i7"})
     empty = decode_feed_reply(
-        {"recent": None, "fresh": None, "trending_end": None, "trending": {}, "counts": {}, "movers": {}},
+        {
+            "recent": None,
+            "fresh": None,
+            "trending_end": None,
+            "trending": {},
+            "counts": {},
+            "movers": {},
+            "seen": {},
+        },
         [],
         5,
     )
-    assert empty.ok and empty.counts == {} and empty.trending_end_ms is None
+    assert empty.ok and empty.counts == {} and empty.trending_end_ms is None and empty.seen == frozenset()
     with pytest.raises(ValueError, match="counted 1 of 2"):
         decode_feed_reply({**reply, "counts": [1]}, ["a", "b"], 2)
 

@@ -157,7 +157,8 @@ def ensure_version(settings: Settings, views: Path | None, work: Path, echo: Cal
 
 
 def seed_redis(port: int, prefix: str, views: Path, bucket_s: int) -> list[str]:
-    """Speed signals for every batch user (recent, fresh), trending and bucket counts; the users."""
+    """Speed signals for every batch user (recent, fresh, seen set), trending and bucket counts; the
+    users."""
     import pyarrow.parquet as pq
     import redis
 
@@ -187,6 +188,7 @@ def seed_redis(port: int, prefix: str, views: Path, bucket_s: int) -> list[str]:
             vid, vid, now - 30_000, tuple((items[(n * 7 + j) % len(items)], 0.5) for j in range(10))
         )
         pipe.hset(keys.user(u), mapping={"recent": encode_recent(recent[::-1]), "fresh": encode_fresh(fresh)})
+        pipe.zadd(keys.seen(u), {i.item_id: i.event_time_ms for i in recent})
     end = now - now % 60_000
     pipe.zadd(keys.trending(end), {i: float(50 - n) for n, i in enumerate(items[:50])})
     pipe.set(keys.trending_latest(), end)

@@ -6,9 +6,11 @@ Per event, as the speed job computes it, then as the loader writes it:
   defined here exactly as the speed tests check Flink against (tests/integration/speedcheck.py),
   written by the loader's `speed.signals.writes_for`;
 - the user's last interactions: Flink's OVER ROWS LISTAGG of `speed.user_window` entries (Java
-  SQL), turned into the `recent` field by the loader's `speed.user_writes.user_write`;
+  SQL), turned into the `recent` field by the loader's `speed.user_writes.user_writes`;
+- everything the user interacted with: one `seen:{item}` record per event (Java SQL), written
+  into the user's seen set (and the set trimmed) by `user_writes` too;
 - fresh candidates: `speed.scoring.fresh_value`, the function of the Flink Python UDF, with the
-  SQL pre-filter `speed.users.never_positive_types`, written by `user_write` too;
+  SQL pre-filter `speed.users.never_positive_types`, written by `user_writes` too;
 - trending: distinct users per item in the newest HOP window closed at the query's time (Java
   SQL), ranked by the loader's `speed.trending.rank` against the version's item rates
   (`speed.baseline`), written by `speed.trending.trending_writes`.
@@ -35,7 +37,7 @@ from speed.scoring import fresh_value
 from speed.scoring_view import ScoringView
 from speed.signals import writes_for
 from speed.user_window import ENTRY_SEP, entry
-from speed.user_writes import user_write
+from speed.user_writes import seen_field, user_writes
 from speed.users import never_positive_types
 
 
@@ -86,10 +88,17 @@ class SpeedState:
         for store in self._stores.values():
             store.apply(writes)
 
-    def _user_write(self, user_id: str, field: str, payload: str) -> Write:
-        key = json.dumps({"user_id": user_id, "field": field}).encode()
-        value = json.dumps({"user_id": user_id, "field": field, "payload": payload}).encode()
-        return user_write(key, value, self._layout, self._s.speed.user_recent_n)
+    def _user_writes(self, user_id: str, fields: dict[str, str]) -> list[Write]:
+        """The loader's writes of the users-topic records {field: payload} of one user."""
+        records = [
+            (
+                json.dumps({"user_id": user_id, "field": field}).encode(),
+                json.dumps({"user_id": user_id, "field": field, "payload": payload}).encode(),
+            )
+            for field, payload in fields.items()
+        ]
+        s = self._s.speed
+        return user_writes(records, self._layout, s.user_recent_n, s.seen_max)
 
     def apply(self, e: Event) -> None:
         """Fold one event into every part of the state, as the speed job does on its arrival."""
@@ -102,14 +111,18 @@ class SpeedState:
         win = self._windows.setdefault(e.user_id, deque(maxlen=max(s.user_window_n, s.user_recent_n)))
         win.append(entry(e))
         entries = list(win)
-        writes.append(self._user_write(e.user_id, RECENT_FIELD, ENTRY_SEP.join(entries[-s.user_recent_n :])))
+        user = {
+            RECENT_FIELD: ENTRY_SEP.join(entries[-s.user_recent_n :]),
+            seen_field(e.item_id): str(e.event_time_ms),
+        }
+        writes += self._user_writes(e.user_id, user)
         self._apply(writes)
         if e.type not in self._barred:
             window = ENTRY_SEP.join(entries[-s.user_window_n :])
             for name, snap in self._scorers.items():
                 value = fresh_value(snap, e.user_id, window, s.fresh_n, s.fresh_seeds, s.fresh_neighbours_n)
                 if value is not None:
-                    self._stores[name].apply([self._user_write(e.user_id, FRESH_FIELD, value)])
+                    self._stores[name].apply(self._user_writes(e.user_id, {FRESH_FIELD: value}))
         self._trend_events.append(e)
 
     def close_trending(self, now_ms: int) -> None:
