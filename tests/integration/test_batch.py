@@ -4,6 +4,7 @@ from the master dataset, published atomically; offline/online feature agreement;
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,7 +236,7 @@ def test_batch_predict_scores_every_line_or_reports_its_error(published: Publish
 
     preds, errors = read(tmp_path / "out" / "predictions"), read(tmp_path / "out" / "errors")
     assert [(p["line"], p["id"]) for p in preds] == [(1, "a"), (4, "d")]
-    assert all(0.0 <= p["score"] <= 1.0 for p in preds)
+    assert all(math.isfinite(p["score"]) for p in preds)  # LambdaRank scores: finite, unbounded
     assert [(e["line"], e["error"].split(":")[0]) for e in errors] == [(2, "<line>"), (3, "item_pop")]
 
 
