@@ -130,9 +130,24 @@ def train(data: pd.DataFrame, validate_from: int) -> TrainedRanker:
     parity = float(np.max(np.abs(s_lgb - s_onnx))) if len(x_val) else 0.0
     if parity > PARITY_TOLERANCE:
         raise RuntimeError(f"the ONNX export differs from the trained model by {parity:.2e}")
+    metrics = _metrics(data, fit_rows, val_rows, x_val, s_val, parity, model)
+    metrics["validate_from_ms"] = int(validate_from)
+    return TrainedRanker(onnx_bytes, metrics)
+
+
+def _metrics(
+    data: pd.DataFrame,
+    fit_rows: pd.DataFrame,
+    val_rows: pd.DataFrame,
+    x_val: np.ndarray,
+    s_val: np.ndarray,
+    parity: float,
+    model: Any,
+) -> dict[str, Any]:
+    """What is stored beside the model: rows, the validation pools' NDCG and its baselines."""
     groups, labels = val_rows["qid"].to_numpy(), val_rows["label"].to_numpy()
     column = {name: x_val[:, n] for n, name in enumerate(FEATURE_NAMES)}
-    metrics = {
+    return {
         "features": list(FEATURE_NAMES),
         "rows": {
             "train": int(len(fit_rows)),
@@ -141,7 +156,6 @@ def train(data: pd.DataFrame, validate_from: int) -> TrainedRanker:
             "pools": {"train": int(fit_rows["qid"].nunique()), "validation": int(val_rows["qid"].nunique())},
             "positive_rate": round(float(data["label"].mean()), 6),
         },
-        "validate_from_ms": int(validate_from),
         f"pool_ndcg@{NDCG_K}": pool_ndcg(groups, labels, s_val),
         "baseline": {
             f"pool_ndcg@{NDCG_K}_knn_score": pool_ndcg(groups, labels, column["knn_score"]),
@@ -157,4 +171,3 @@ def train(data: pd.DataFrame, validate_from: int) -> TrainedRanker:
             )
         ),
     }
-    return TrainedRanker(onnx_bytes, metrics)

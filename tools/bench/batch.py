@@ -96,7 +96,7 @@ def _measure(
             "stage_s": manifest["stage_seconds"],
             "peak_rss_mb": round(peak / 2**20, 1),
             "rows": manifest["rows"],
-            "model": {k: manifest["model"]["metrics"][k] for k in ("auc", "log_loss")},
+            "model": {k: manifest["model"]["metrics"][k] for k in ("pool_ndcg@10", "baseline")},
         }
 
 

@@ -133,10 +133,10 @@ def _eval_section(result: Mapping[str, Any], out_dir: Path) -> Iterator[str]:
 
 def _batch_section(result: Mapping[str, Any], out_dir: Path) -> Iterator[str]:
     yield "## Batch layer\n"
-    yield "| run | events | wall s | peak RSS MB | AUC |\n|---|---:|---:|---:|---:|"
+    yield "| run | events | wall s | peak RSS MB | ranker pool NDCG@10 |\n|---|---:|---:|---:|---:|"
     yield "\n".join(
         f"| {r['name']} | {r['events']} | {r['wall_s']} | {r['peak_rss_mb']} | "
-        f"{r.get('model', {}).get('auc', float('nan')):.3f} |"
+        f"{r.get('model', {}).get('pool_ndcg@10', float('nan')):.3f} |"
         for r in result.get("runs", [])
     )
     for g in result.get("growth", []):
