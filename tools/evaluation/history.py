@@ -102,6 +102,7 @@ def retrain_version(
     layout = VersionLayout(ws.path(ws.data.views_dir))
     if (vid := reusable_version(layout, as_of_ms, events, fingerprint)) is not None:
         return vid, True
+    echo(f"[eval] running the batch layer as of {as_of_ms} on {events} events")
     vid = job.run(ws, as_of_ms=as_of_ms, echo=echo)
     read = int(layout.manifest(vid)["input"]["events"])
     if read != events:

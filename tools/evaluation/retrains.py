@@ -108,7 +108,6 @@ def batch_retrainer(
     fingerprint = batch_fingerprint(ws)
 
     def build(as_of_ms: int) -> tuple[Loaded, bool]:
-        echo(f"[eval] running the batch layer as of {as_of_ms} on {events_before(split, as_of_ms)} events")
         vid, reused = retrain_version(ws, as_of_ms, events_before(split, as_of_ms), fingerprint, echo)
         return load_version(ws, vid), reused
 
