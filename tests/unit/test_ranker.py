@@ -58,3 +58,33 @@ def test_trained_ranker_beats_its_baselines_and_onnx_matches():
 def test_training_is_deterministic():
     a, b = train(_pools(), 320 * 1000), train(_pools(), 320 * 1000)
     assert a.onnx == b.onnx
+
+
+def test_thresholds_floored_to_float32_make_the_onnx_export_exact():
+    """Two adjacent float32 values: LightGBM splits at their double midpoint, which rounds up
+    onto the larger one in float32 (ties to even); the export would send it left."""
+    import lightgbm as lgb
+    import onnxmltools
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
+    from batch.ranker import float32_thresholds
+    from lambdastack.model import load_ranker
+
+    low = np.nextafter(np.float32(1.0), np.float32(2.0))  # an odd last mantissa bit
+    high = np.nextafter(low, np.float32(2.0))
+    x = np.zeros((120, len(FEATURE_NAMES)), dtype=np.float32)
+    x[:60, KNN], x[60:, KNN] = low, high
+    y = np.r_[np.zeros(60), np.ones(60)]
+    booster = lgb.LGBMRegressor(n_estimators=1, min_child_samples=5, verbose=-1).fit(x, y).booster_
+
+    def exported(b: lgb.Booster) -> np.ndarray:
+        types = [("features", FloatTensorType([None, len(FEATURE_NAMES)]))]
+        model = onnxmltools.convert_lightgbm(b, initial_types=types, target_opset=15)
+        return load_ranker(model.SerializeToString(), "check").predict(x[[0, -1]])
+
+    trained = booster.predict(x[[0, -1]].astype(np.float64))
+    assert trained[1] > trained[0]
+    assert exported(booster)[1] == pytest.approx(trained[0])  # rounded up: `high` goes left
+    floored = float32_thresholds(booster)
+    assert np.array_equal(floored.predict(x.astype(np.float64)), booster.predict(x.astype(np.float64)))
+    assert exported(floored) == pytest.approx(trained, abs=1e-7)
