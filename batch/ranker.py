@@ -6,7 +6,8 @@ Why learning to rank: a query is one pool, and only the order within it matters;
 optimises NDCG over each pool directly, where a classifier spends capacity on separating pools
 (some users' pools are easier than others'). Why LightGBM over Spark MLlib: the sample fits in
 memory by design (capped), the model runs in the API per request, and onnxmltools converts its
-trees exactly (to float32 rounding); MLlib's GBT has no ranking objective and no maintained ONNX
+trees, exactly once their split thresholds are floored to float32 (`float32_thresholds`; to the
+rounding of float32 sums otherwise); MLlib's GBT has no ranking objective and no maintained ONNX
 path. Spark builds the training set, which is the part that grows with history.
 """
 
