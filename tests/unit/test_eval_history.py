@@ -42,6 +42,7 @@ def test_a_retrain_reuses_any_version_of_the_work_dir_built_as_of_its_instant(tm
     from tools.evaluation.history import retrain_version, work_settings
 
     ws = work_settings(load_settings(environ={}), tmp_path)
+    assert ws.batch.keep_versions >= 1000  # nothing a rerun could reuse is garbage-collected
     layout = layout_with_version(ws.path(ws.data.views_dir))
     later = {"as_of_ms": 5000, "input": {"events": 80}}
     layout.version_dir("v000002").mkdir(parents=True)

@@ -13,10 +13,12 @@ from lambdastack.settings import Settings
 from lambdastack.versions import VersionLayout
 
 FINGERPRINT_FILE = "BUILT_BY"  # beside CURRENT: batch_fingerprint of the code that built the views
+KEEP_EVERY_VERSION = 1_000_000  # batch.keep_versions of a work dir: a rerun reuses any it built
 
 
 def work_settings(settings: Settings, work_dir: Path) -> Settings:
-    """The settings with the master dataset, catalogue and views moved under `work_dir`."""
+    """The settings with the master dataset, catalogue and views moved under `work_dir`, where no
+    version is garbage-collected (a replay with retrains stopped half-way resumes from its versions)."""
     data = settings.data.model_copy(
         update={
             "master_dir": work_dir / "master",
@@ -24,7 +26,8 @@ def work_settings(settings: Settings, work_dir: Path) -> Settings:
             "views_dir": work_dir / "views",
         }
     )
-    return settings.model_copy(update={"data": data})
+    batch = settings.batch.model_copy(update={"keep_versions": KEEP_EVERY_VERSION})
+    return settings.model_copy(update={"data": data, "batch": batch})
 
 
 def batch_fingerprint(settings: Settings) -> str:
