@@ -182,6 +182,13 @@ def _eval_commands(sub: Subcommands) -> None:
     rp.add_argument("--k", type=int, default=10, help="feed length asked for")
     rp.add_argument("--limit", type=int, help="replay only the first N events after the cut")
     rp.add_argument("--work-dir", help="master/views of the replay (default: {state_dir}/eval/NAME-SPLIT)")
+    rp.add_argument(
+        "--retrains",
+        type=int,
+        default=0,
+        metavar="K",
+        help="re-run the batch job K times, evenly spaced over the replay, switching versions (default 0)",
+    )
     rp.set_defaults(func=evaluation.eval_replay)
     rep = sub.add_parser("report", help="render the benchmark JSON files into REPORT.md with PNG plots")
     rep.add_argument(

@@ -191,7 +191,8 @@ def test_replay_asks_before_applying_and_skips_repeats():
         ev(32, "old", "i19", AS_OF + 41),
         ev(33, "old", "i19", AS_OF + 42),  # a repeat: applied, not asked
     )
-    board, asked = replay(v, Split(AS_OF, history, test), echo=lambda _: None, keep_queries=True)
+    out = replay(v, Split(AS_OF, history, test), echo=lambda _: None, keep_queries=True)
+    board, asked = out.board, out.asked
     assert len(asked) == 32
     first = asked[0]
     assert "i19" not in first.feeds[MERGED]  # nothing about i19 was known before the first event
@@ -218,7 +219,7 @@ def test_references_are_asked_the_same_questions_and_coverage_and_sources_are_re
     history = (ev(0, "old", "i0", AS_OF - 10), ev(1, "old", "i1", AS_OF - 9), ev(2, "x", "i1", AS_OF - 8))
     test = tuple(ev(n, f"b{n}", "i19", AS_OF + n) for n in range(3, 9)) + (ev(9, "old", "i2", AS_OF + 20),)
     split = Split(AS_OF, history, test)
-    board, _ = replay(v, split, echo=lambda _: None, refs=references(split))
+    board = replay(v, split, echo=lambda _: None, refs=references(split)).board
     s = board.summary(catalogue=20)
     for name in (RecentPopular.name, ItemKnn.name):
         assert s[name]["segments"]["all"]["count"] == len(test)

@@ -149,3 +149,24 @@ def test_a_sample_list_under_another_name_still_gives_a_histogram(tmp_path: Path
     (tmp_path / "speed.json").write_text(json.dumps({"freshness": [5, 7, 9, 30]}))
     out, _ = render(tmp_path)
     assert "![freshness histogram](speed_freshness.png)" in out.read_text()
+
+
+def test_replays_with_different_retrains_are_compared_in_a_table_and_a_plot(tmp_path: Path):
+    folder = tmp_path / "retrains"
+    folder.mkdir()
+    for n, (k, merged_rank) in enumerate(((0, 2), (4, 1), (16, 0))):
+        result = eval_result()
+        board = Scoreboard(3, ("known", "new"))
+        for variant, rank in (("batch_only", 2), ("merged", merged_rank)):
+            board.add(variant, "known", rank, 0.001, 1_700_000_000_000)
+        result["variants"] = board.summary(catalogue=8)
+        result["retrains"] = {"k": k, "every_days": 900 / (k + 1) if k else None, "build_s": 140.0 * k}
+        (folder / f"run{n}.json").write_text(json.dumps(result))
+    out, _ = render(tmp_path)
+    report = out.read_text()
+    section = report.split("batch cadence against the speed layer", 1)[1]
+    assert "| 0 |  | 0.5000 | 1.0000 | 0.5000 | 1.0000 | 1 | 0.0 | 1.0 |" in section
+    assert "| 16 | 52.9 | 0.5000 | 1.0000 | 1.0000 | 1.0000 | 1 | 2240.0 | 1.0 |" in section
+    assert "| merged NDCG@3 with 16 retrains >= with none | yes | 1.0000 vs 0.5000 |" in section
+    assert (tmp_path / "eval_retrains.png").stat().st_size > 1000
+    assert "retrains" not in " ".join(render(tmp_path / "empty")[1])  # optional: never missing

@@ -17,10 +17,19 @@ def eval_replay(args: argparse.Namespace) -> int:
         raise DataError(f"--k must be at least 1, not {args.k}")
     if args.limit is not None and args.limit < 1:
         raise DataError(f"--limit must be at least 1, not {args.limit}")
+    if args.retrains < 0:
+        raise DataError(f"--retrains must be 0 or more, not {args.retrains}")
     s = settings_of(args)
     work = Path(args.work_dir) if args.work_dir else None
     result = replay.run(
-        s, Path(args.dataset_dir), args.split, args.k, work, args.limit, lambda m: print(m, flush=True)
+        s,
+        Path(args.dataset_dir),
+        args.split,
+        args.k,
+        work,
+        args.limit,
+        lambda m: print(m, flush=True),
+        retrains=args.retrains,
     )
     write_json(result, Path(args.json))
     print(eval_table(result))

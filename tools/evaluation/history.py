@@ -8,14 +8,17 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from lambdastack.errors import DataError
 from lambdastack.settings import Settings
 from lambdastack.versions import VersionLayout
 
 FINGERPRINT_FILE = "BUILT_BY"  # beside CURRENT: batch_fingerprint of the code that built the views
+KEEP_EVERY_VERSION = 1_000_000  # batch.keep_versions of a work dir: a rerun reuses any it built
 
 
 def work_settings(settings: Settings, work_dir: Path) -> Settings:
-    """The settings with the master dataset, catalogue and views moved under `work_dir`."""
+    """The settings with the master dataset, catalogue and views moved under `work_dir`, where no
+    version is garbage-collected (a replay with retrains stopped half-way resumes from its versions)."""
     data = settings.data.model_copy(
         update={
             "master_dir": work_dir / "master",
@@ -23,7 +26,8 @@ def work_settings(settings: Settings, work_dir: Path) -> Settings:
             "views_dir": work_dir / "views",
         }
     )
-    return settings.model_copy(update={"data": data})
+    batch = settings.batch.model_copy(update={"keep_versions": KEEP_EVERY_VERSION})
+    return settings.model_copy(update={"data": data, "batch": batch})
 
 
 def batch_fingerprint(settings: Settings) -> str:
@@ -43,16 +47,18 @@ def batch_fingerprint(settings: Settings) -> str:
 def reusable_version(
     layout: VersionLayout, as_of_ms: int, history_events: int, fingerprint: str = ""
 ) -> str | None:
-    """The current version when it was built as of the same instant from the same number of events
-    by the same code and batch settings (`fingerprint`, kept beside the views)."""
-    vid = layout.current()
-    if vid is None:
-        return None
-    m = layout.manifest(vid)
-    same = int(m["as_of_ms"]) == as_of_ms and int(m["input"]["events"]) == history_events
+    """The newest complete version built as of the same instant from the same number of events by
+    the same code and batch settings (`fingerprint`, stamped beside the views; a work dir built by
+    other code is rebuilt whole, so every version in it was built by the stamped code)."""
     stamp = layout.views_dir / FINGERPRINT_FILE
     built_by = stamp.read_text().strip() if stamp.exists() else None
-    return vid if same and built_by == fingerprint else None
+    if built_by != fingerprint:
+        return None
+    for vid in reversed(layout.list_versions()):
+        m = layout.manifest(vid)
+        if int(m["as_of_ms"]) == as_of_ms and int(m["input"]["events"]) == history_events:
+            return vid
+    return None
 
 
 def build_version(
@@ -84,3 +90,27 @@ def build_version(
     vid = job.run(ws, as_of_ms=as_of_ms, echo=echo)
     (layout.views_dir / FINGERPRINT_FILE).write_text(fingerprint + "\n")
     return ws, vid
+
+
+def retrain_version(
+    ws: Settings, as_of_ms: int, events: int, fingerprint: str, echo: Callable[[str], None] = print
+) -> tuple[str, bool]:
+    """The batch job re-run as of `as_of_ms` on the work dir's master dataset, which holds the whole
+    dataset from `build_version` on (the job reads the events before its as-of), so the replayed
+    events before the instant are there already; (version id, reused) where a version built as of
+    the same instant from `events` events by the same code is reused. A version that did not read
+    `events` events is an error: the master dataset does not hold what the replay replayed."""
+    from batch import job
+
+    layout = VersionLayout(ws.path(ws.data.views_dir))
+    if (vid := reusable_version(layout, as_of_ms, events, fingerprint)) is not None:
+        return vid, True
+    echo(f"[eval] running the batch layer as of {as_of_ms} on {events} events")
+    vid = job.run(ws, as_of_ms=as_of_ms, echo=echo)
+    read = int(layout.manifest(vid)["input"]["events"])
+    if read != events:
+        raise DataError(
+            f"the batch job as of {as_of_ms} ms read {read} events from {ws.data.master_dir}, "
+            f"but {events} events of the dataset lie before that instant"
+        )
+    return vid, False

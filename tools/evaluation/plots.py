@@ -62,6 +62,23 @@ def ndcg_over_time(variants: Mapping[str, Any], k: int, path: Path) -> Path:
     return _save(fig, path)
 
 
+def by_retrains(rows: Sequence[Mapping[str, Any]], k: int, path: Path) -> Path:
+    """batch_only's and merged's NDCG@k and HR@k against the number of batch retrains."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    xs = [int(r["retrains"]) for r in rows]
+    for ax, metric, label in ((axes[0], "ndcg", f"NDCG@{k}"), (axes[1], "hr", f"HR@{k}")):
+        for name in ("batch_only", "merged"):
+            ax.plot(xs, [float(r[f"{name}_{metric}"]) for r in rows], marker="o", label=name)
+        ax.set_xlabel("batch retrains during the replay (K)")
+        ax.set_ylabel(label)
+        ax.set_xticks(xs)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("Batch cadence against the speed layer")
+    return _save(fig, path)
+
+
 def histogram(values: Sequence[float], path: Path, xlabel: str, title: str) -> Path:
     """A histogram of raw samples."""
     plt = _pyplot()

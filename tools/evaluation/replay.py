@@ -7,6 +7,8 @@ asked for u's top-k feed at t from the state built so far (the version plus all 
 events), then the event is applied to the speed state. Repeated interactions are applied but not
 asked about. The target's rank is taken among the feed's items minus everything u has seen
 (ties pessimistic, tools.evaluation.metrics); an item outside the feed is a miss.
+With `--retrains K` the batch job re-runs K times during the replay and every variant switches to
+each new version before the first event at or after its as-of (tools.evaluation.retrains).
 """
 
 from __future__ import annotations
@@ -19,14 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from lambdastack.events import Event
-from lambdastack.published import PublishedVersion
 from lambdastack.settings import Settings
-from lambdastack.versions import VersionLayout
 from tools.evaluation.metrics import Scoreboard, rank_in_feed
 from tools.evaluation.references import REFERENCES, ItemKnn, RecentPopular, Reference, answer
+from tools.evaluation.retrains import Retrainer, Segment
 from tools.evaluation.speedstate import SpeedState
 from tools.evaluation.split import KNOWN, NEW, Split, segment
-from tools.evaluation.variants import MERGED, SPEED_ONLY, VARIANTS, Query, Variants
+from tools.evaluation.variants import MERGED, VARIANTS, Query, Variants, load_version
 
 
 def references(split: Split) -> list[Reference]:
@@ -43,22 +44,23 @@ class Asked:
     item_id: str
     t_ms: int
     feeds: dict[str, list[str]]
+    version: str = ""  # the batch version that answered
+
+
+@dataclass(frozen=True)
+class Replayed:
+    board: Scoreboard
+    asked: list[Asked]  # with keep_queries only
+    segments: list[Segment]  # one per version answering, in replay order
 
 
 def open_variants(settings: Settings, version: str, k: int) -> Variants:
     """The four variants over a published version (in `settings`' views dir) and a new speed state."""
-    from serving import served_version
     from serving.feed import FeedConfig
-    from speed import baseline, scoring_view
-    from tools.evaluation.variants import catalogue_only, catalogue_scorer
 
-    published = PublishedVersion(VersionLayout(settings.path(settings.data.views_dir)), version)
-    full = served_version.load(published, settings.serving.ab)
-    empty = served_version.ServedVersion(catalogue_only(full.view), full.ranker)
-    scorer = scoring_view.load(published)
-    scorers = {MERGED: scorer, SPEED_ONLY: catalogue_scorer(scorer)}
-    state = SpeedState(settings, scorers, baseline.load(published).rates_per_hour)
-    return Variants(full, empty, state, FeedConfig.from_settings(settings.serving), k)
+    loaded = load_version(settings, version)
+    state = SpeedState(settings, loaded.scorers(), loaded.rates_per_hour)
+    return Variants.over(loaded, state, FeedConfig.from_settings(settings.serving), k)
 
 
 class Progress:
@@ -67,6 +69,10 @@ class Progress:
     def __init__(self, total: int, echo: Callable[[str], None], every_s: float = 5.0):
         self.total, self.echo, self.every_s = total, echo, every_s
         self.start = self.last = time.monotonic()
+
+    def pause(self, seconds: float) -> None:
+        """Leave `seconds` (a retrain) out of the rate and the time left."""
+        self.start += seconds
 
     def tick(self, done: int, board: Scoreboard, force: bool = False) -> None:
         now = time.monotonic()
@@ -84,6 +90,33 @@ class Progress:
         )
 
 
+def _ask(
+    queries: dict[str, Query],
+    refs: Sequence[Reference],
+    e: Event,
+    seen: set[str],
+    seg: str,
+    board: Scoreboard,
+) -> dict[str, list[str]]:
+    """Ask every variant and reference for e.user_id's feed at e's time; score them against e.item_id."""
+    feeds = {}
+    for name, query in queries.items():
+        t0 = time.perf_counter()
+        ranked = query(e.user_id, e.event_time_ms)
+        elapsed = time.perf_counter() - t0
+        scored = [(i, s) for i, s, _ in ranked]
+        board.add(name, seg, rank_in_feed(scored, e.item_id, seen), elapsed, e.event_time_ms)
+        shown = [r for r in ranked if r[0] not in seen][: board.k]
+        board.recommended(name, (i for i, _, _ in shown), (by for _, _, by in shown))
+        feeds[name] = [i for i, _ in scored]
+    for ref in refs:
+        t0 = time.perf_counter()
+        rank, top = answer(ref, e.user_id, e.item_id, seen, board.k)
+        board.add(ref.name, seg, rank, time.perf_counter() - t0, e.event_time_ms)
+        board.recommended(ref.name, top)
+    return feeds
+
+
 def replay(
     variants: Variants,
     split: Split,
@@ -91,9 +124,12 @@ def replay(
     limit: int | None = None,
     keep_queries: bool = False,
     refs: Sequence[Reference] = (),
-) -> tuple[Scoreboard, list[Asked]]:
+    retrain: Retrainer | None = None,
+) -> Replayed:
     """Ask, then apply, each test event in time order; `limit` stops after that many events;
-    `refs` are asked too (whole-catalogue ranks) and told every event after it was asked."""
+    `refs` are asked too (whole-catalogue ranks) and told every event after it was asked; at each
+    of `retrain`'s boundaries, before the first event at or after it, the variants switch to the
+    version it builds."""
     queries: dict[str, Query] = variants.queries()
     known = frozenset(e.user_id for e in split.history)
     seen: dict[str, set[str]] = defaultdict(set)
@@ -102,35 +138,30 @@ def replay(
     test: Sequence[Event] = split.test if limit is None else split.test[:limit]
     board = Scoreboard(variants.k, (KNOWN, NEW))
     asked: list[Asked] = []
+    segments = [Segment(variants.version, variants.full.view.as_of_ms, 0)]
+    pending = list(retrain.boundaries if retrain is not None else ())[::-1]  # the next one last
     progress = Progress(len(test), echo)
     for n, e in enumerate(test):
+        while retrain is not None and pending and e.event_time_ms >= pending[-1]:
+            started = time.monotonic()
+            variants = retrain(pending.pop(), variants)
+            queries = variants.queries()
+            progress.pause(time.monotonic() - started)
+            segments.append(Segment(variants.version, variants.full.view.as_of_ms, n))
         user_seen = seen[e.user_id]
         if e.item_id not in user_seen:
-            seg = segment(e.user_id, known)
-            feeds = {}
-            for name, query in queries.items():
-                t0 = time.perf_counter()
-                ranked = query(e.user_id, e.event_time_ms)
-                elapsed = time.perf_counter() - t0
-                scored = [(i, s) for i, s, _ in ranked]
-                board.add(name, seg, rank_in_feed(scored, e.item_id, user_seen), elapsed, e.event_time_ms)
-                shown = [r for r in ranked if r[0] not in user_seen][: variants.k]
-                board.recommended(name, (i for i, _, _ in shown), (by for _, _, by in shown))
-                feeds[name] = [i for i, _ in scored]
-            for ref in refs:
-                t0 = time.perf_counter()
-                rank, top = answer(ref, e.user_id, e.item_id, user_seen, variants.k)
-                board.add(ref.name, seg, rank, time.perf_counter() - t0, e.event_time_ms)
-                board.recommended(ref.name, top)
+            feeds = _ask(queries, refs, e, user_seen, segment(e.user_id, known), board)
+            segments[-1].asked(e.event_time_ms)
             if keep_queries:
-                asked.append(Asked(e.user_id, e.item_id, e.event_time_ms, feeds))
+                asked.append(Asked(e.user_id, e.item_id, e.event_time_ms, feeds, variants.version))
         variants.state.apply(e)
         for ref in refs:
             ref.apply(e)
         user_seen.add(e.item_id)
+        segments[-1].events += 1
         progress.tick(n + 1, board)
     progress.tick(len(test), board, force=True)
-    return board, asked
+    return Replayed(board, asked, segments)
 
 
 def run(
@@ -141,10 +172,13 @@ def run(
     work_dir: Path | None = None,
     limit: int | None = None,
     echo: Callable[[str], None] = print,
+    retrains: int = 0,
 ) -> dict[str, Any]:
-    """Split, build the batch version, replay; the JSON-ready result."""
+    """Split, build the batch version, replay (re-running the batch job `retrains` times on the
+    way: tools.evaluation.retrains); the JSON-ready result."""
     from tools.datasets.movielens import read_folder
     from tools.evaluation.history import build_version
+    from tools.evaluation.retrains import batch_retrainer, boundaries, record, utc
     from tools.evaluation.split import events_from_table, split_events
 
     started = time.monotonic()
@@ -154,10 +188,16 @@ def run(
         f"[eval] {len(events)} events; cut at {sp.as_of_ms} ms (bucket-aligned): "
         f"{len(sp.history)} history ({sp.history_share:.4f}), {len(sp.test)} replayed"
     )
+    last_ms = (sp.test if limit is None else sp.test[:limit])[-1].event_time_ms
+    at = boundaries(sp.as_of_ms, last_ms, retrains, settings.batch.bucket_s)
+    if at:
+        echo(f"[eval] {retrains} retrains, as of " + ", ".join(utc(b) for b in at))
     work = work_dir or settings.state_dir / "eval" / f"{dataset_dir.name}-{fraction}"
     ws, vid = build_version(settings, dataset_dir, work, sp.as_of_ms, len(sp.history), echo)
     variants = open_variants(ws, vid, k)
-    board, _ = replay(variants, sp, echo, limit, refs=references(sp))
+    retrainer = batch_retrainer(ws, sp, at, echo) if at else None
+    out = replay(variants, sp, echo, limit, refs=references(sp), retrain=retrainer)
+    runs = retrainer.runs if retrainer is not None else []
     return {
         "benchmark": "eval",
         "dataset": str(dataset_dir),
@@ -168,7 +208,8 @@ def run(
         "events": {"total": len(events), "history": len(sp.history), "replayed": len(sp.test)},
         "limit": limit,
         "version": vid,
-        "variants": board.summary(catalogue=len(variants.full.view.matrix.index)),
+        "retrains": record(retrains, at, sp, runs, out.segments),
+        "variants": out.board.summary(catalogue=len(variants.full.view.matrix.index)),
         "wall_s": round(time.monotonic() - started, 1),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -1,10 +1,14 @@
 """`lambdastack report`: the benchmark JSON files of bench/results rendered into REPORT.md with
-PNG plots. Renders whatever files exist and names the ones that are missing."""
+PNG plots. Renders whatever files exist and names the ones that are missing.
+
+Beside `<layer>.json`, every eval replay JSON in `RETRAINS_DIR` (`bench/results/retrains/*.json`,
+one per `--retrains K`, e.g. `k0.json`, `k4.json`, `k16.json`) is compared in one section: batch
+cadence against the speed layer. That section is optional and never listed as missing."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +17,7 @@ from tools.evaluation.references import REFERENCES
 from tools.evaluation.variants import BATCH_ONLY, MERGED, VARIANTS
 
 LAYERS = ("batch", "speed", "serving", "eval")
+RETRAINS_DIR = "retrains"  # under the results folder: eval replay JSONs with different --retrains
 SEGMENTS = ("all", "known", "new")
 TARGET_LIFT = 2.5  # merged NDCG@K over batch_only, overall
 TARGET_NDCG = 0.045  # merged NDCG@10 on ml-latest-small (issue #12: 1.1 x the best baseline)
@@ -246,6 +251,68 @@ def _speed_section(result: Mapping[str, Any], out_dir: Path) -> Iterator[str]:
         yield "\n(no freshness figures in speed.json)\n"
 
 
+def retrains_rows(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per replay, by K: batch_only's and merged's NDCG@k and HR@k (all users), the cadence
+    and the seconds spent building the retrained versions."""
+    rows = []
+    for r in results:
+        k, rt = int(r["k"]), r.get("retrains") or {"k": 0}
+        cells = {n: r["variants"].get(n, {}).get("segments", {}).get("all") for n in (BATCH_ONLY, MERGED)}
+        row = {"retrains": int(rt["k"]), "every_days": rt.get("every_days"), "k": k}
+        for name, cell in cells.items():
+            row[f"{name}_ndcg"] = _at(cell, "ndcg", k) if cell else 0.0
+            row[f"{name}_hr"] = _at(cell, "hr", k) if cell else 0.0
+        row.update(
+            build_s=rt.get("build_s", 0.0), wall_s=r.get("wall_s"), queries=(cells[MERGED] or {}).get("count")
+        )
+        rows.append(row)
+    return sorted(rows, key=lambda row: row["retrains"])
+
+
+def _retrains_section(results: Sequence[Mapping[str, Any]], out_dir: Path) -> Iterator[str]:
+    rows = retrains_rows(results)
+    k = rows[0]["k"]
+    yield "## Evaluation: batch cadence against the speed layer (`--retrains K`)\n"
+    first = results[0]
+    yield (
+        f"`lambdastack eval replay {first['dataset']} --split {first['split']} --k {k} --retrains K "
+        f"--json bench/results/{RETRAINS_DIR}/kK.json`: the batch job re-run K times, evenly spaced "
+        "over the replayed period, every variant switched to each new version as serving hot-swaps.\n"
+    )
+    runs = {(r["dataset"], r["split"], r["k"], r.get("limit")) for r in results}
+    if len(runs) > 1:
+        yield f"These runs are not comparable (dataset, split, K, limit differ: {sorted(map(str, runs))}).\n"
+    yield (
+        f"| retrains | every (days) | batch_only NDCG@{k} | HR@{k} | merged NDCG@{k} | HR@{k} | "
+        "queries | retrain s | wall s |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )
+    yield (
+        "\n".join(
+            f"| {r['retrains']} | {'' if r['every_days'] is None else format(r['every_days'], '.1f')} | "
+            f"{r['batch_only_ndcg']:.4f} | {r['batch_only_hr']:.4f} | {r['merged_ndcg']:.4f} | "
+            f"{r['merged_hr']:.4f} | {r['queries']} | {r['build_s']} | {r['wall_s']} |"
+            for r in rows
+        )
+        + "\n"
+    )
+    none = next((r for r in rows if r["retrains"] == 0), None)
+    if none is not None and rows[-1]["retrains"] > 0:
+        most, m0 = rows[-1], none["merged_ndcg"]
+        met = "yes" if most["merged_ndcg"] >= m0 else "NO"
+        yield "| target | met | measured |\n|---|---|---|"
+        yield (
+            f"| merged NDCG@{k} with {most['retrains']} retrains >= with none | {met} | "
+            f"{most['merged_ndcg']:.4f} vs {m0:.4f} |\n"
+        )
+    plots.by_retrains(rows, k, out_dir / "eval_retrains.png")
+    yield "![NDCG and HR against the number of retrains](eval_retrains.png)\n"
+
+
+def read_retrains(results_dir: Path) -> list[dict[str, Any]]:
+    """The eval replay JSONs of `results_dir/RETRAINS_DIR`, by file name."""
+    return [json.loads(p.read_text()) for p in sorted((results_dir / RETRAINS_DIR).glob("*.json"))]
+
+
 SECTIONS = {
     "batch": _batch_section,
     "speed": _speed_section,
@@ -267,6 +334,8 @@ def render(results_dir: Path) -> tuple[Path, list[str]]:
             missing.append(path.name)
             continue
         parts += list(SECTIONS[layer](json.loads(path.read_text()), results_dir))
+    if retrains := read_retrains(results_dir):
+        parts += list(_retrains_section(retrains, results_dir))
     if missing:
         parts.append(
             "## Missing\n\nNot rendered (no file): "

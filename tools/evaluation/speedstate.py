@@ -80,6 +80,15 @@ class SpeedState:
         self._trend_end: int | None = None  # the window end last written
         self._trend_latest: int | None = None  # the newest window end written (`trending:latest`)
 
+    def follow(self, scorers: Mapping[str, ScoringView | None], rates_per_hour: Mapping[str, float]) -> None:
+        """Score later events with another version's views and rank later trending windows against
+        its item rates, as the speed layer's UDF and loader do when CURRENT moves; what is written
+        stays, as it stays in Redis. The scorer names (one store each) cannot change."""
+        if set(scorers) != set(self._scorers):
+            raise ValueError(f"scorers {sorted(scorers)} are not the state's {sorted(self._scorers)}")
+        self._scorers = dict(scorers)
+        self._trend = dataclasses.replace(self._trend, rates_per_hour=rates_per_hour)
+
     def store(self, name: str) -> MemorySpeedStore:
         """The store holding the `fresh` fields of scorer `name` (all hold the rest alike)."""
         return self._stores[name]

@@ -7,18 +7,24 @@
   profiles, histories, candidates or popular lists), with the speed state scored against that
   same emptied version;
 - `merged`: the real feed over the version and the speed state, as the API serves it.
+
+`switch` moves all four to another version mid-replay, as the hot swap of serving and of the speed
+layer does (tools.evaluation.retrains).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from lambdastack.item_matrix import ItemMatrix
+from lambdastack.published import PublishedVersion
+from lambdastack.settings import Settings
 from lambdastack.speedview import SpeedRead
+from lambdastack.versions import VersionLayout
 from serving.batch_view import BatchView
 from serving.feed import FeedConfig, known_candidates, rank_feed
 from serving.served_version import ServedVersion
@@ -53,12 +59,42 @@ def catalogue_scorer(view: ScoringView) -> ScoringView:
 
 
 @dataclass(frozen=True)
+class Loaded:
+    """What one published version gives the replay: the served version (views and model), the
+    speed layer's scoring view and the item rates its trending is ranked against."""
+
+    served: ServedVersion
+    scorer: ScoringView
+    rates_per_hour: Mapping[str, float]
+
+    def scorers(self) -> dict[str, ScoringView]:
+        """The speed state's scorers: `merged`'s is the version's, `speed_only`'s the emptied one."""
+        return {MERGED: self.scorer, SPEED_ONLY: catalogue_scorer(self.scorer)}
+
+
+def load_version(settings: Settings, version: str) -> Loaded:
+    """Read a published version of `settings`' views dir as serving and the speed layer read it."""
+    from serving import served_version
+    from speed import baseline, scoring_view
+
+    published = PublishedVersion(VersionLayout(settings.path(settings.data.views_dir)), version)
+    served = served_version.load(published, settings.serving.ab)
+    return Loaded(served, scoring_view.load(published), baseline.load(published).rates_per_hour)
+
+
+@dataclass(frozen=True)
 class Variants:
     full: ServedVersion
     empty: ServedVersion  # catalogue_only(full.view), same model
     state: SpeedState
     cfg: FeedConfig
     k: int
+
+    @staticmethod
+    def over(loaded: Loaded, state: SpeedState, cfg: FeedConfig, k: int) -> Variants:
+        """The four variants over a loaded version and a speed state scored against it."""
+        empty = ServedVersion(catalogue_only(loaded.served.view), loaded.served.ranker)
+        return Variants(loaded.served, empty, state, cfg, k)
 
     def _feed(self, snap: ServedVersion, speed: SpeedRead, user: str, now_ms: int) -> Ranked:
         feed = rank_feed(snap, speed, user, self.k, now_ms, self.cfg)
@@ -81,6 +117,11 @@ class Variants:
     def merged(self, user: str, now_ms: int) -> Ranked:
         return self._live(self.full, MERGED, user, now_ms)
 
+    @property
+    def version(self) -> str:
+        """The id of the batch version every variant answers from."""
+        return str(self.full.version)
+
     def queries(self) -> dict[str, Query]:
         return {
             POPULARITY: self.popularity,
@@ -88,3 +129,12 @@ class Variants:
             SPEED_ONLY: self.speed_only,
             MERGED: self.merged,
         }
+
+
+def switch(variants: Variants, loaded: Loaded) -> Variants:
+    """The variants moved to another version, as serving and the speed layer hot-swap when CURRENT
+    moves: every variant's served version replaced whole (the new as-of included: the feed merges
+    speed counts at or after it), and the same speed state, whose writes so far stay (they are in
+    Redis), told to score later events and rank trending with the new version."""
+    variants.state.follow(loaded.scorers(), loaded.rates_per_hour)
+    return Variants.over(loaded, variants.state, variants.cfg, variants.k)
