@@ -3,6 +3,9 @@
 - `{p}:item:{item_id}` HASH, field `{bucket_ms}:{type}` -> count of that type in that
   event-time bucket, and field `{bucket_ms}:*` -> count of all types. Absolute values.
 - `{p}:bucket:{bucket_ms}` ZSET, member item_id, score = count of all types in the bucket.
+- `{p}:since:{as_of_ms}` ZSET, member item_id, score = count of all types in every bucket at or
+  after the as-of (a batch version's): the live total the feed reads, kept by the loader for the
+  as-of of CURRENT (and the previous one for a while) as the buckets change (speed.totals).
 - `{p}:item:{item_id}:min` HASH, field `{minute_ms}:{type}` (and `{minute_ms}:*`) -> count in that
   event-time minute: the sliding windows (1 min, 10 min, 1 h) are sums of the last minutes.
 - `{p}:user:{user_id}` HASH of the user's real-time state (JSON values, see
@@ -36,6 +39,9 @@ class KeyLayout:
 
     def bucket(self, bucket_ms: int) -> str:
         return f"{self.prefix}:bucket:{bucket_ms}"
+
+    def since(self, as_of_ms: int) -> str:
+        return f"{self.prefix}:since:{as_of_ms}"
 
     def item_minutes(self, item_id: str) -> str:
         return f"{self.prefix}:item:{item_id}:min"

@@ -1,8 +1,10 @@
 """The speed-store interface: the loader applies absolute writes, readers get views back.
 
-Writes are plain `Write` records (what `speed.signals`, `speed.trending`, `speed.drift` and
-`speed.user_writes` compute from the Flink records); none increments, so applying the same
-writes again leaves the store as it was. Reads return the views of `lambdastack.speedview`.
+Writes are plain `Write` records (what `speed.signals`, `speed.trending`, `speed.drift`,
+`speed.user_writes` and `speed.totals` compute from the Flink records); none increments by a
+value of its own, so applying the same writes again leaves the store as it was. (A sorted-set
+write with `totals` adds the change it makes to its member's score to those totals: the change
+of a replayed write is 0.) Reads return the views of `lambdastack.speedview`.
 Two implementations: `redis.RedisSpeedStore` (the loader's, and the feed's script) and
 `memory.MemorySpeedStore` (unit tests and the evaluation), equal view for equal writes
 (tests/unit/test_speedstore.py, tests/integration/test_speed_view.py).
@@ -29,13 +31,20 @@ class Write:
     """One store operation: op in OPS; `value` for sets (an int, float or str); `ttl_s`
     overrides the default TTL of the key. `ztrim` keeps the `value` members of a sorted set with
     the highest scores (ties: the greater members, as Redis ranks them) and removes the rest
-    (ZREMRANGEBYRANK 0 -value-1)."""
+    (ZREMRANGEBYRANK 0 -value-1).
+
+    `totals` (zadd and zrem only): sorted sets that each get the change this write makes to the
+    member's score (its new score, 0 when removed, minus its old one, 0 when it had none) added
+    to the member's score in them, in the same atomic step; a member whose total falls to 0 or
+    below is removed from it. Writing the same absolute value again changes no total. A total
+    gets the default TTL, like every key a write touches."""
 
     op: str
     key: str
     member: str = ""
     value: float | str | None = None
     ttl_s: int | None = None
+    totals: tuple[str, ...] = ()
 
 
 def stored_value(w: Write) -> int | float | str:
@@ -81,6 +90,11 @@ class SpeedStore(ABC):
     @abstractmethod
     def fields(self, keys: list[str]) -> dict[str, list[str]]:
         """The field names of each hash (the loader prunes old minutes with them)."""
+
+    @abstractmethod
+    def zsets(self, keys: list[str]) -> dict[str, dict[str, float]]:
+        """Every member and score of each sorted set, {} for an absent one (the loader starts a
+        live total from the buckets with them)."""
 
     @abstractmethod
     def user(self, user_id: str) -> UserView:

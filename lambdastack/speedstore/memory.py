@@ -62,12 +62,14 @@ class MemorySpeedStore(SpeedStore):
             if w.op == "hset":
                 self._hashes.setdefault(w.key, {})[w.member] = encode(stored_value(w))
             elif w.op == "zadd":
+                self._add_to_totals(w, float(w.value or 0))
                 self._zsets.setdefault(w.key, {})[w.member] = float(w.value or 0)
             elif w.op == "ztrim":
                 self._trim(w.key, trim_kept(w))
             elif w.op == "hdel":
                 self._remove(self._hashes, w.key, w.member)
             elif w.op == "zrem":
+                self._add_to_totals(w, 0.0)
                 self._remove(self._zsets, w.key, w.member)
             elif w.op == "set":
                 self._delete(w.key)
@@ -76,6 +78,18 @@ class MemorySpeedStore(SpeedStore):
                 self._delete(w.key)
             else:
                 raise ValueError(f"unknown write op {w.op!r}")
+
+    def _add_to_totals(self, w: Write, new: float) -> None:
+        """Add the change of the member's score to each of the write's totals (Write.totals)."""
+        change = new - self._zsets.get(w.key, {}).get(w.member, 0.0)
+        if not change:
+            return
+        for key in w.totals:
+            total = self._zsets.get(key, {}).get(w.member, 0.0) + change
+            if total <= 0:
+                self._remove(self._zsets, key, w.member)
+            else:
+                self._zsets.setdefault(key, {})[w.member] = total
 
     @staticmethod
     def _remove(kind: dict[str, Any], key: str, member: str) -> None:
@@ -115,6 +129,9 @@ class MemorySpeedStore(SpeedStore):
 
     def fields(self, keys: list[str]) -> dict[str, list[str]]:
         return {k: list(self._hashes.get(k, {})) for k in keys}
+
+    def zsets(self, keys: list[str]) -> dict[str, dict[str, float]]:
+        return {k: self.zset(k) for k in keys}
 
     def user(self, user_id: str) -> UserView:
         fields = self._hashes.get(self._plan.layout.user(user_id), {})

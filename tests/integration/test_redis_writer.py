@@ -55,3 +55,37 @@ def test_writes_land_grouped_with_a_ttl_that_survives_removals(services, isolate
     finally:
         writer.close()
         r.delete(f"{p}:h", f"{p}:z", f"{p}:m")
+
+
+def test_writes_with_totals_give_the_in_memory_totals_get_a_ttl_and_survive_a_script_flush(
+    services, isolated
+):
+    """The same bucket writes with live totals (replays, tombstones and plain writes to a total in
+    between) leave Redis with the in-memory store's sorted sets; a Redis that lost the script
+    (a restart) gets it again and the batch is applied once."""
+    import redis
+
+    from lambdastack.keys import KeyLayout
+    from lambdastack.speedstore.memory import MemorySpeedStore
+    from tests.unit.test_speedstore import AS_OF, H, tracked_writes
+
+    s = isolated.settings
+    keys = KeyLayout(s.redis.key_prefix)
+    r = redis.Redis(host=s.redis.host, port=s.redis.port, db=s.redis.db)
+    names = [keys.since(AS_OF), keys.since(AS_OF + H), keys.bucket(AS_OF), keys.bucket(AS_OF + H)]
+    memory = MemorySpeedStore.from_settings(s)
+    memory.apply(tracked_writes(keys))
+    writer = RedisSpeedStore(s).open()
+    try:
+        writer.apply(tracked_writes(keys))
+        assert writer.zsets(names) == memory.zsets(names)
+        assert all(0 < r.ttl(k) <= s.redis.signal_ttl_s for k in names)
+        r.script_flush()
+        writer.apply([w for w in tracked_writes(keys) if w.totals])  # NOSCRIPT, loaded, sent again
+        assert writer.zsets(names) == memory.zsets(names)
+        r.persist(keys.since(AS_OF + H))  # a total without a TTL gets one from the next tracked write
+        writer.apply([Write("zadd", keys.bucket(AS_OF + H), "i5", 1, totals=(keys.since(AS_OF + H),))])
+        assert r.ttl(keys.since(AS_OF + H)) > 0 and r.zscore(keys.since(AS_OF + H), "i5") == 1.0
+    finally:
+        writer.close()
+        r.delete(*names)

@@ -144,3 +144,36 @@ def test_user_item_and_trending_views():
     end, top = s.trending(2)
     assert end == NOW - NOW % 60_000 - 60_000 and top == [("c", 4.5), ("b", 4.5)]
     assert MemorySpeedStore.from_settings(SETTINGS).trending(5) == (None, [])
+
+
+def tracked_writes(keys: KeyLayout = KEYS) -> list[Write]:
+    """Bucket writes with live totals, replayed and mixed with plain writes to a total."""
+    a, b = keys.since(AS_OF), keys.since(AS_OF + H)
+    b0, b1 = keys.bucket(AS_OF), keys.bucket(AS_OF + H)
+    return [
+        Write("zadd", a, "i9", 4.0),  # a total started by hand, then rewritten whole
+        Write("del", a),
+        Write("zadd", a, "i8", 1.0),
+        Write("zadd", b0, "i1", 3, totals=(a,)),
+        Write("zadd", b0, "i1", 5, totals=(a,)),  # the bucket's newer absolute value: +2
+        Write("zadd", b0, "i1", 5, totals=(a,)),  # replayed: +0
+        Write("zadd", b1, "i1", 2, totals=(a, b)),
+        Write("zadd", b1, "i2", 6, totals=(a, b)),
+        Write("zadd", a, "i7", 2.0),  # a plain write to a total between tracked ones
+        Write("zadd", b1, "i2", 4, totals=(a, b)),
+        Write("zrem", b1, "i1", totals=(a, b)),  # a tombstone: i1 leaves b (its total is 0)
+        Write("zrem", b1, "absent", totals=(a, b)),
+        Write("zadd", b1, "i3", 1),  # no totals: a total never hears of it
+    ]
+
+
+def test_a_write_with_totals_adds_its_change_to_each_and_a_replayed_one_adds_nothing():
+    s = MemorySpeedStore.from_settings(SETTINGS)
+    s.apply(tracked_writes())
+    assert s.zset(KEYS.since(AS_OF)) == {"i8": 1.0, "i1": 5.0, "i2": 4.0, "i7": 2.0}
+    assert s.zset(KEYS.since(AS_OF + H)) == {"i2": 4.0}
+    assert s.zset(KEYS.bucket(AS_OF + H)) == {"i2": 4.0, "i3": 1.0}
+    before = s.dump()
+    s.apply([w for w in tracked_writes() if w.totals])  # the bucket records again, after a crash
+    assert s.dump() == before
+    assert s.zsets([KEYS.since(AS_OF + H), "absent"]) == {KEYS.since(AS_OF + H): {"i2": 4.0}, "absent": {}}
