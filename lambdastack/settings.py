@@ -132,6 +132,7 @@ class SpeedSettings(_Section):
     minute_retention_s: int = Field(4200, ge=3600)
     minute_state_ttl_s: int = Field(7200, gt=0)
     baseline_check_s: float = Field(5.0, gt=0)
+    since_keep_s: float = Field(300.0, ge=0)  # the previous as-of's live total is kept (and fed) this long
     job_unreachable_s: float = Field(8.0, gt=0)
     trending_window_s: int = Field(600, gt=0)
     trending_slide_s: int = Field(60, gt=0)

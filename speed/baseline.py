@@ -19,6 +19,7 @@ class Baseline:
     """What one batch version says is normal. Empty before the first version."""
 
     version: str | None = None
+    as_of_ms: int | None = None
     rates_per_hour: dict[str, float] = field(default_factory=dict)
     features: dict[str, Any] = field(default_factory=dict)  # feature -> {"edges", "proportions"}
 
@@ -35,7 +36,7 @@ def load(published: PublishedVersion) -> Baseline:
     first = published.manifest.get("input", {}).get("min_event_ms")
     first = as_of if first is None else int(first)
     rates = item_rates(published.item_counts(), as_of, first)
-    return Baseline(published.version, rates, published.feature_baseline())
+    return Baseline(published.version, as_of, rates, published.feature_baseline())
 
 
 def baseline_follower(

@@ -1,9 +1,10 @@
 """Signals and users topics -> the speed store: absolute writes, offsets committed only after them.
 
 The signals topic carries several record shapes, told apart by the key's `kind`: none (hourly
-bucket counts), "min" (minute counters), "trend" (one closed trending window), "drift" (feature
-bin counts of one closed window). The store is `lambdastack.speedstore`'s Redis one (one
-MULTI/EXEC pipeline per batch, a TTL on every key); the unit tests replay into the in-memory one."""
+bucket counts, which also feed the live totals since CURRENT's as-of: speed.totals), "min" (minute
+counters), "trend" (one closed trending window), "drift" (feature bin counts of one closed window).
+The store is `lambdastack.speedstore`'s Redis one (one MULTI/EXEC pipeline per batch, a TTL on
+every key); the unit tests replay into the in-memory one."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from lambdastack.versions import VersionLayout
 from speed import drift, trending
 from speed.baseline import Baseline, baseline_follower
 from speed.signals import decode_counts, minute_writes, stale_minute_fields, writes_for
+from speed.totals import LiveTotals
 from speed.user_writes import user_writes
 
 PRUNE_EVERY_MS = 10_000
@@ -50,6 +52,7 @@ class SignalRouter:
             VersionLayout(settings.path(settings.data.views_dir)), s.baseline_check_s
         )
         self._retention_ms = s.minute_retention_s * 1000
+        self._totals = LiveTotals.from_settings(settings)
         self._rule = trending.TrendingRule(
             s.trending_window_s,
             s.trending_min_users,
@@ -73,13 +76,16 @@ class SignalRouter:
     def writes(self, records: Iterable[tuple[bytes, bytes | None]]) -> list[Write]:
         """The writes of a batch of (key, value) records, in order."""
         now_ms = int(self._clock() * 1000)
-        out: list[Write] = []
+        as_of = (self._baseline.current() or Baseline()).as_of_ms
+        out: list[Write] = self._totals.follow(as_of, self._writer, now_ms)
         for raw_key, raw_value in records:
             key = orjson.loads(raw_key)
             kind = key.get("kind")
             if kind is None:
+                bucket_ms = int(key["bucket_ms"])
+                totals = self._totals.totals_for(bucket_ms)
                 out += writes_for(
-                    str(key["item_id"]), int(key["bucket_ms"]), decode_counts(raw_value), self._layout
+                    str(key["item_id"]), bucket_ms, decode_counts(raw_value), self._layout, totals
                 )
             elif kind == "min":
                 out += self._minute(key, decode_counts(raw_value), now_ms)

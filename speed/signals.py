@@ -31,14 +31,21 @@ def _removals(key: str, start_ms: int) -> list[Write]:
     return [Write("hdel", key, KeyLayout.item_field(start_ms, t)) for t in (ALL_TYPES, *EVENT_TYPES)]
 
 
-def writes_for(item_id: str, bucket_ms: int, counts: dict[str, int] | None, layout: KeyLayout) -> list[Write]:
+def writes_for(
+    item_id: str,
+    bucket_ms: int,
+    counts: dict[str, int] | None,
+    layout: KeyLayout,
+    totals: tuple[str, ...] = (),
+) -> list[Write]:
     """The absolute writes of one item x hour bucket record: a field per type in the item's hash
-    and the all-types count in the bucket's ZSET."""
+    and the all-types count in the bucket's ZSET, whose change feeds the live `totals`
+    (speed.totals.LiveTotals.totals_for of the bucket)."""
     item_key, bucket_key = layout.item(item_id), layout.bucket(bucket_ms)
     if counts is None:
-        return [*_removals(item_key, bucket_ms), Write("zrem", bucket_key, item_id)]
+        return [*_removals(item_key, bucket_ms), Write("zrem", bucket_key, item_id, totals=totals)]
     out = [Write("hset", item_key, KeyLayout.item_field(bucket_ms, t), n) for t, n in counts.items()]
-    out.append(Write("zadd", bucket_key, item_id, counts[ALL_TYPES]))
+    out.append(Write("zadd", bucket_key, item_id, counts[ALL_TYPES], totals=totals))
     return out
 
 

@@ -213,6 +213,15 @@ def test_a_replay_of_the_signals_topic_rebuilds_the_same_redis_state(job: Job):
     job.proc.stop(timeout_s=20)
     before = _snapshot(job.r, prefix)
     assert before == seen[-1] and any(":trending:" in k for k in before) and f"{prefix}:drift" in before
+    # the live total since the version's as-of is every bucket at or after it, summed
+    (since,) = [k for k in before if k.startswith(f"{prefix}:since:")]
+    as_of = int(since.rsplit(":", 1)[1])
+    summed: dict[bytes, float] = {}
+    for key, members in before.items():
+        if key.startswith(f"{prefix}:bucket:") and int(key.rsplit(":", 1)[1]) >= as_of:
+            for item, n in members:  # type: ignore[attr-defined]
+                summed[item] = summed.get(item, 0.0) + n
+    assert dict(before[since]) == summed and summed  # type: ignore[call-overload]
     job.r.delete(*job.r.keys(f"{prefix}:*"))
     fresh = load_settings(environ={**job.iso.env, "LAMBDASTACK_SPEED__LOADER_GROUP": f"replay-{job.iso.tag}"})
     loader = SignalLoader(fresh)

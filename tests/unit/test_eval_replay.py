@@ -95,7 +95,7 @@ def variants(k: int = 5, **env: str) -> Variants:
     settings = load_settings(environ=env)
     full = served_version()
     scoring = scorer(full.view)
-    state = SpeedState(settings, {MERGED: scoring, SPEED_ONLY: catalogue_scorer(scoring)}, {})
+    state = SpeedState(settings, {MERGED: scoring, SPEED_ONLY: catalogue_scorer(scoring)}, {}, AS_OF)
     return Variants(full, ServedVersion(catalogue_only(full.view), None), state, FeedConfig(), k)
 
 

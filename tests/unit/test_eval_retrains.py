@@ -78,6 +78,7 @@ def test_switch_moves_every_variant_to_the_new_version_and_keeps_the_speed_state
     keys = KeyLayout(load_settings(environ={}).redis.key_prefix)
     v.state.apply(ev(1, "u", "i3", AS_OF + 10))
     recent = v.state.store(MERGED).hash(keys.user("u"))[RECENT_FIELD]
+    assert v.state.store(MERGED).zset(keys.since(AS_OF)) == {"i3": 1.0}
     new = switch(v, loaded_as_of(AS_OF + 2 * H, "v000002"))
     assert new.version == "v000002" and new.empty.version == "v000002"
     assert new.empty.view.count("i0") == 0  # speed_only's version is the new one, emptied
@@ -88,6 +89,11 @@ def test_switch_moves_every_variant_to_the_new_version_and_keeps_the_speed_state
     fresh = SpeedState(load_settings(environ={}), loaded_as_of(AS_OF + 2 * H, "v000002").scorers(), {})
     for state in (new.state, fresh):
         state.apply(ev(2, "w", "i5", AS_OF + 3 * H))
+    # the live total since the new as-of is started at the switch and fed; the old one is kept
+    # for speed.since_keep_s of event time, then dropped
+    for name in (MERGED, SPEED_ONLY):
+        assert new.state.store(name).zset(keys.since(AS_OF + 2 * H)) == {"i5": 1.0}
+        assert new.state.store(name).zset(keys.since(AS_OF)) == {}
     for name in (MERGED, SPEED_ONLY):
         got = new.state.store(name).hash(keys.user("w")).get(FRESH_FIELD)
         assert got is not None and b'"view_version": "v000002"' in got

@@ -87,3 +87,23 @@ def test_newest_per_key_keeps_the_last_record_of_each_key_in_the_order_of_those_
     ]
     assert newest_per_key(recs) == [recs[1], recs[3], recs[4]]
     assert newest_per_key([]) == []
+
+
+def test_bucket_records_feed_the_live_total_since_the_current_as_of_and_a_replay_converges(tmp_path):
+    from tests.unit.test_baseline import _version
+
+    settings = _settings(tmp_path)
+    _version(tmp_path / "views", "v000001", {"i1": 5})  # as of 10 h
+    hour = 3_600_000
+    records = [
+        _rec({"item_id": "i1", "bucket_ms": 9 * hour}, {"cnt": 4}),  # before the as-of
+        _rec({"item_id": "i1", "bucket_ms": 10 * hour}, {"cnt": 2}),
+        _rec({"item_id": "i2", "bucket_ms": 11 * hour}, {"cnt": 1}),
+        _rec({"item_id": "i1", "bucket_ms": 10 * hour}, {"cnt": 3}),
+    ]
+    once, twice = MemorySpeedStore.from_settings(settings), MemorySpeedStore.from_settings(settings)
+    _run(once, settings, records)
+    assert once.zset("t:since:36000000") == {"i1": 3.0, "i2": 1.0}
+    _run(twice, settings, records[:3])
+    _run(twice, settings, records)  # a fresh loader keeps the total it finds and replays into it
+    assert once.dump() == twice.dump()

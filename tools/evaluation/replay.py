@@ -59,7 +59,7 @@ def open_variants(settings: Settings, version: str, k: int) -> Variants:
     from serving.feed import FeedConfig
 
     loaded = load_version(settings, version)
-    state = SpeedState(settings, loaded.scorers(), loaded.rates_per_hour)
+    state = SpeedState(settings, loaded.scorers(), loaded.rates_per_hour, loaded.served.view.as_of_ms)
     return Variants.over(loaded, state, FeedConfig.from_settings(settings.serving), k)
 
 

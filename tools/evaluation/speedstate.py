@@ -4,7 +4,9 @@ written through the loader's writes into the in-memory speed store, read back as
 Per event, as the speed job computes it, then as the loader writes it:
 - counts per item and event-time bucket: Flink's `COUNT(*) GROUP BY item, bucket` (Java SQL),
   defined here exactly as the speed tests check Flink against (tests/integration/speedcheck.py),
-  written by the loader's `speed.signals.writes_for`;
+  written by the loader's `speed.signals.writes_for`, feeding the live total since the version's
+  as-of that the loader's `speed.totals.LiveTotals` keeps (started, on a switch, as the loader
+  starts it when CURRENT moves; its clock is the replay's event time);
 - the user's last interactions: Flink's OVER ROWS LISTAGG of `speed.user_window` entries (Java
   SQL), turned into the `recent` field by the loader's `speed.user_writes.user_writes`;
 - everything the user interacted with: one `seen:{item}` record per event (Java SQL), written
@@ -36,6 +38,7 @@ from speed import trending
 from speed.scoring import fresh_value
 from speed.scoring_view import ScoringView
 from speed.signals import writes_for
+from speed.totals import LiveTotals
 from speed.user_window import ENTRY_SEP, entry
 from speed.user_writes import seen_field, user_writes
 from speed.users import never_positive_types
@@ -58,7 +61,9 @@ class SpeedState:
         settings: Settings,
         scorers: Mapping[str, ScoringView | None],
         rates_per_hour: Mapping[str, float],
+        as_of_ms: int | None = None,
     ):
+        """`as_of_ms`: the version's, whose live total is kept from here on (None: none yet)."""
         s = settings.speed
         self._s = settings
         self._layout = KeyLayout(settings.redis.key_prefix)
@@ -79,15 +84,30 @@ class SpeedState:
         self._trend_events: deque[Event] = deque()
         self._trend_end: int | None = None  # the window end last written
         self._trend_latest: int | None = None  # the newest window end written (`trending:latest`)
+        self._totals = LiveTotals.from_settings(settings, echo=lambda m: print(f"[eval] {m}"))
+        self._now_ms = as_of_ms or 0  # the newest event time applied: the live totals' clock
+        self._follow_as_of(as_of_ms, self._now_ms)
 
-    def follow(self, scorers: Mapping[str, ScoringView | None], rates_per_hour: Mapping[str, float]) -> None:
-        """Score later events with another version's views and rank later trending windows against
-        its item rates, as the speed layer's UDF and loader do when CURRENT moves; what is written
-        stays, as it stays in Redis. The scorer names (one store each) cannot change."""
+    def follow(
+        self,
+        scorers: Mapping[str, ScoringView | None],
+        rates_per_hour: Mapping[str, float],
+        as_of_ms: int | None = None,
+        now_ms: int | None = None,
+    ) -> None:
+        """Score later events with another version's views, rank later trending windows against
+        its item rates and keep the live total since its as-of (started at `now_ms`, default the
+        newest event applied), as the speed layer's UDF and loader do when CURRENT moves; what is
+        written stays, as it stays in Redis. The scorer names (one store each) cannot change."""
         if set(scorers) != set(self._scorers):
             raise ValueError(f"scorers {sorted(scorers)} are not the state's {sorted(self._scorers)}")
         self._scorers = dict(scorers)
         self._trend = dataclasses.replace(self._trend, rates_per_hour=rates_per_hour)
+        self._follow_as_of(as_of_ms, self._now_ms if now_ms is None else now_ms)
+
+    def _follow_as_of(self, as_of_ms: int | None, now_ms: int) -> None:
+        store = next(iter(self._stores.values()))  # every store holds the same buckets
+        self._apply(self._totals.follow(as_of_ms, store, now_ms))
 
     def store(self, name: str) -> MemorySpeedStore:
         """The store holding the `fresh` fields of scorer `name` (all hold the rest alike)."""
@@ -116,7 +136,9 @@ class SpeedState:
         counts = self._counts.setdefault((e.item_id, bucket), {ALL_TYPES: 0})
         counts[ALL_TYPES] += 1
         counts[e.type] = counts.get(e.type, 0) + 1
-        writes = writes_for(e.item_id, bucket, counts, self._layout)
+        self._now_ms = max(self._now_ms, e.event_time_ms)
+        self._follow_as_of(self._totals.current, self._now_ms)  # drops a total kept long enough
+        writes = writes_for(e.item_id, bucket, counts, self._layout, self._totals.totals_for(bucket))
         win = self._windows.setdefault(e.user_id, deque(maxlen=max(s.user_window_n, s.user_recent_n)))
         win.append(entry(e))
         entries = list(win)

@@ -135,6 +135,7 @@ def switch(variants: Variants, loaded: Loaded) -> Variants:
     """The variants moved to another version, as serving and the speed layer hot-swap when CURRENT
     moves: every variant's served version replaced whole (the new as-of included: the feed merges
     speed counts at or after it), and the same speed state, whose writes so far stay (they are in
-    Redis), told to score later events and rank trending with the new version."""
-    variants.state.follow(loaded.scorers(), loaded.rates_per_hour)
+    Redis), told to score later events and rank trending with the new version and to keep the live
+    total since its as-of, started as the loader starts it."""
+    variants.state.follow(loaded.scorers(), loaded.rates_per_hour, loaded.served.view.as_of_ms)
     return Variants.over(loaded, variants.state, variants.cfg, variants.k)
