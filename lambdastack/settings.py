@@ -193,7 +193,7 @@ class ServingSettings(_Section):
     environment: Literal["development", "production"] = "development"
     feed_k_default: int = Field(20, ge=1)
     feed_k_max: int = Field(200, ge=1)
-    speed_buckets_max: int = Field(48, ge=1)
+    speed_buckets_max: int = Field(48, ge=1)  # the fallback's bound: buckets summed without a live total
     candidates_max: int = Field(60, ge=1)
     speed_movers_n: int = Field(20, ge=1)
     trending_n: int = Field(20, ge=1)

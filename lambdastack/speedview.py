@@ -8,8 +8,11 @@ interactions at or after T (the batch profile already holds the rest). Beside th
 user's seen set (`{p}:user:{user_id}:seen`, lambdastack.keys): every item interacted with, of
 which a feed reads those since T (`SpeedRead.seen`; the batch history holds the older ones).
 
-Per item: counts per event-time bucket (summed since a version's as-of) and per minute (the
-sliding windows, one rule: `minute_windows`). Per feed: `SpeedRead`, what one read returned.
+Per item: counts per event-time bucket and per minute (the sliding windows, one rule:
+`minute_windows`), and the live total since a version's as-of (`{p}:since:{as_of_ms}`, every
+bucket at or after it, kept by the speed layer). Per feed: `SpeedRead`, what one read returned:
+its counts and movers come from the as-of's live total, or, where the speed layer keeps none
+(yet), from the sum of the newest buckets since the as-of (`from_total` says which).
 """
 
 from __future__ import annotations
@@ -64,13 +67,17 @@ class SpeedRead:
     """What the speed view says for one feed request (plain data: the feed ranks from it)."""
 
     ok: bool  # False: the store was unreachable or over budget, and everything below is empty
-    counts: Mapping[str, int]  # item -> events in buckets at or after the batch as-of
+    counts: Mapping[str, int]  # item -> events at or after the batch as-of (see from_total)
     movers: tuple[tuple[str, int], ...] = ()  # most engaged items since the as-of
     recent: tuple[Interaction, ...] = ()  # the user's last interactions, oldest first
     fresh: FreshCandidates | None = None
     trending: tuple[tuple[str, float], ...] = ()
     trending_end_ms: int | None = None
     seen: frozenset[str] = frozenset()  # every item the user interacted with since the as-of
+    # True: counts and movers are the as-of's live total, exact however old the as-of; False: the
+    # sum of at most `serving.speed_buckets_max` buckets since the as-of (the speed layer keeps no
+    # total for it: not caught up with a new version yet, or nothing happened since the as-of)
+    from_total: bool = False
 
     @staticmethod
     def unavailable() -> SpeedRead:
@@ -140,7 +147,8 @@ def parse_user(raw_recent: Any, raw_fresh: Any) -> UserView:
 
 
 def buckets_since(as_of_ms: int, now_ms: int, bucket_s: int, max_buckets: int) -> list[int]:
-    """Bucket starts from the as-of (or the oldest of the newest `max_buckets`) up to now."""
+    """Bucket starts from the as-of (or the oldest of the newest `max_buckets`) up to the bucket
+    after the one holding now (events slightly ahead of this clock)."""
     size = bucket_s * 1000
     last = bucket_start(now_ms, bucket_s) + size  # events slightly ahead of this clock
     first = max(bucket_start(as_of_ms, bucket_s) if as_of_ms > 0 else 0, last - (max_buckets - 1) * size)
@@ -212,18 +220,34 @@ def _list(v: Any) -> list[Any]:
     return v if isinstance(v, list) else []  # cjson encodes an empty table as {}
 
 
+def _live_counts(reply: Mapping[str, Any], candidates: Sequence[str]) -> dict[str, int]:
+    summed = _list(reply.get("counts"))
+    if len(summed) != len(candidates):
+        raise ValueError(f"the speed script counted {len(summed)} of {len(candidates)} candidates")
+    return {c: int(v) for c, v in zip(candidates, summed, strict=True) if v is not False}
+
+
+def decode_signals_reply(
+    reply: Mapping[str, Any], users: Sequence[str], items: Sequence[str]
+) -> tuple[dict[str, tuple[Interaction, ...]], dict[str, int], bool]:
+    """(recent interactions per user, live counts per item, from the as-of's total) of one reply
+    of the predict route's script (lambdastack.speedstore.feedscript.SIGNALS_LUA)."""
+    raw = _list(reply.get("recent"))
+    if len(raw) != len(users):
+        raise ValueError(f"the speed script read {len(raw)} of {len(users)} users")
+    recent = {u: parse_user(r, None)[0] for u, r in zip(users, raw, strict=True)}
+    return recent, _live_counts(reply, items), reply.get("live") == "total"
+
+
 def decode_feed_reply(reply: Mapping[str, Any], candidates: Sequence[str], movers_n: int) -> SpeedRead:
     """The SpeedRead of one feed reply (lambdastack.speedstore.feedscript: its fields)."""
     recent, fresh = parse_user(reply.get("recent"), reply.get("fresh"))
     trending = tuple((str(m), float(sc)) for m, sc in _list(reply.get("trending")))
-    summed = _list(reply.get("counts"))
-    if len(summed) != len(candidates):
-        raise ValueError(f"the feed script counted {len(summed)} of {len(candidates)} candidates")
-    counts = {c: int(v) for c, v in zip(candidates, summed, strict=True) if v is not False}
+    counts = _live_counts(reply, candidates)
     totals = {str(m): int(t) for m, t in _list(reply.get("movers"))}
     counts, movers = with_movers(counts, totals, movers_n)
     end = reply.get("trending_end")
     seen = frozenset(str(m) for m in _list(reply.get("seen")))
-    return SpeedRead(
-        True, counts, movers, recent, fresh, trending, int(end) if trending and end else None, seen
-    )
+    end_ms = int(end) if trending and end else None
+    from_total = reply.get("live") == "total"
+    return SpeedRead(True, counts, movers, recent, fresh, trending, end_ms, seen, from_total)

@@ -42,6 +42,13 @@ class Metrics:
             ["route"],
             registry=r,
         )
+        self.live_reads = Counter(
+            "lambdastack_feed_live_reads_total",
+            "Feed reads of the speed counts by source: `total` (the as-of's live total) or `buckets` "
+            "(no total for the as-of: at most serving.speed_buckets_max buckets summed)",
+            ["source"],
+            registry=r,
+        )
         self.versions = Gauge(
             "lambdastack_loaded_version_info",
             "Loaded versions (1) by role: view, model, challenger",

@@ -1,7 +1,8 @@
 """Reads of the speed view in Redis: one pipelined round trip per feed, within a time budget.
 
 The async twin of `lambdastack.speedstore.redis.RedisSpeedStore`'s reads, on the API's event
-loop: the same feed script and `FeedPlan`, the same decoding (`lambdastack.speedview`). Every
+loop: the same feed script and `FeedPlan`, the same decoding (`lambdastack.speedview`); the
+predict route's signals are one script too (SIGNALS_LUA: the same live counts as the feed's). Every
 read degrades instead of failing: when Redis is down, slower than `redis.socket_timeout_ms` or
 answers with something unreadable, the reader returns `SpeedRead.unavailable()` and for
 `retry_after_s` does not try again, so a dead Redis costs requests nothing.
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,7 +19,7 @@ import orjson
 
 from lambdastack.keys import KeyLayout
 from lambdastack.settings import Settings
-from lambdastack.speedstore.feedscript import FEED_LUA, FEED_SHA, FeedPlan
+from lambdastack.speedstore.feedscript import FEED_LUA, FEED_SHA, SIGNALS_LUA, SIGNALS_SHA, FeedPlan
 from lambdastack.speedview import (
     FRESH_FIELD,
     RECENT_FIELD,
@@ -28,8 +28,8 @@ from lambdastack.speedview import (
     SpeedRead,
     TrendingView,
     UserView,
-    buckets_since,
     decode_feed_reply,
+    decode_signals_reply,
     item_view,
     parse_user,
     text,
@@ -99,7 +99,7 @@ class SpeedView:
     ) -> SpeedRead:
         """The user's signals, trending items and the speed counts of candidates and movers."""
         keys, args = self._plan.request(user_id, as_of_ms, now_ms, candidates)
-        reply = await self._eval(keys, args)
+        reply = await self._eval(FEED_SHA, FEED_LUA, keys, args)
         if reply is None:
             return SpeedRead.unavailable()
         try:
@@ -108,18 +108,18 @@ class SpeedView:
             log.warning("unreadable feed reply, serving without the speed view: %s", e)
             return SpeedRead.unavailable()
 
-    async def _eval(self, keys: list[str], args: tuple[Any, ...]) -> Any:
-        """Run the feed script (EVALSHA; EVAL when Redis lacks it); None on failure or timeout."""
+    async def _eval(self, sha: str, script: str, keys: list[str], args: tuple[Any, ...]) -> Any:
+        """Run a script (EVALSHA; EVAL when Redis lacks it); None on failure or timeout."""
         if time.monotonic() < self._down_until or self._feed_conn is None:
             return None
         conn = self._feed_conn
         try:
             try:
-                raw = await conn.call("EVALSHA", FEED_SHA, len(keys), *keys, *args)
+                raw = await conn.call("EVALSHA", sha, len(keys), *keys, *args)
             except RespError as e:
                 if not str(e).startswith("NOSCRIPT"):
                     raise
-                raw = await conn.call("EVAL", FEED_LUA, len(keys), *keys, *args)
+                raw = await conn.call("EVAL", script, len(keys), *keys, *args)
             return orjson.loads(raw)
         except self._errors() as e:
             self._down_until = time.monotonic() + self._retry_after_s
@@ -153,25 +153,18 @@ class SpeedView:
     async def signals_for(
         self, users: list[str], items: list[str], as_of_ms: int, now_ms: int
     ) -> tuple[dict[str, tuple[Interaction, ...]], dict[str, int]] | None:
-        """Recent interactions of several users and speed counts of several items, one round trip."""
-        s = self._settings
-        buckets = buckets_since(as_of_ms, now_ms, s.batch.bucket_s, s.serving.speed_buckets_max)
-        pipe = self._client.pipeline(transaction=False)
-        for u in users:
-            pipe.hget(self._layout.user(u), RECENT_FIELD)
-        for b in buckets:
-            if items:
-                pipe.zmscore(self._layout.bucket(b), items)
-        replies = await self._run(pipe)
-        if replies is None:
+        """Recent interactions of several users and the live counts of several items (the feed's:
+        the as-of's total, else the newest buckets), one round trip; None when Redis failed."""
+        keys, args = self._plan.signals_request(users, items, as_of_ms, now_ms)
+        reply = await self._eval(SIGNALS_SHA, SIGNALS_LUA, keys, args)
+        if reply is None:
             return None
-        recent = {u: parse_user(raw, None)[0] for u, raw in zip(users, replies[: len(users)], strict=True)}
-        counts: dict[str, int] = defaultdict(int)
-        for reply in replies[len(users) :]:
-            for item, score in zip(items, reply, strict=True):
-                if score is not None:
-                    counts[item] += int(score)
-        return recent, dict(counts)
+        try:
+            recent, counts, _ = decode_signals_reply(reply, users, items)
+        except (ValueError, TypeError, KeyError) as e:
+            log.warning("unreadable signals reply, predicting without the speed view: %s", e)
+            return None
+        return recent, counts
 
     async def user(self, user_id: str) -> UserView | None:
         """The user's recent interactions and fresh candidates; None when Redis failed."""

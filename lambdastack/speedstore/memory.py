@@ -154,7 +154,7 @@ class MemorySpeedStore(SpeedStore):
 
     def feed_script(self, keys: Sequence[str], args: Sequence[Any]) -> dict[str, Any]:
         """What FEED_LUA returns for KEYS and ARGV, as the JSON reply decodes (read it side by side)."""
-        trending_prefix, trending_n, movers_n, joined, seen_since = args
+        trending_prefix, trending_n, movers_n, joined, seen_since, *buckets = args
         user = self._hashes.get(keys[0], {})
         out: dict[str, Any] = {"recent": user.get(RECENT_FIELD), "fresh": user.get(FRESH_FIELD)}
         out["seen"] = zrangebyscore(self._zsets.get(keys[2], {}), float(seen_since))
@@ -167,17 +167,26 @@ class MemorySpeedStore(SpeedStore):
         )
         out["trending"] = [[m, s] for m, s in top]
         cands = [c for c in joined.split("\n") if c]
-        counts: list[float | bool] = [False] * len(cands)
+        out["counts"], out["movers"], out["live"] = self._live(keys[3], cands, int(movers_n), *buckets)
+        return out
+
+    def _live(
+        self, since: str, cands: list[str], movers_n: int, prefix: str, first: int, n: int, step: int
+    ) -> tuple[list[float | bool], list[list[Any]], str]:
+        """LIVE_LUA's `live`: (counts, movers, source) from the as-of's total, else the buckets."""
+        total = self._zsets.get(since)
+        if total is not None:
+            counts: list[float | bool] = [total.get(c, False) for c in cands]
+            return counts, [[m, s] for m, s in zrevrange(total, movers_n)], "total"
+        counts = [False] * len(cands)
         totals: dict[str, float] = {}  # first-seen order, as the script's `order`
-        for key in keys[3:]:
-            members = self._zsets.get(key)
+        for b in range(int(n)):
+            members = self._zsets.get(f"{prefix}{int(first) + b * int(step)}")
             if members is None:
                 continue
-            for m, score in zrevrange(members, int(movers_n)):
+            for m, score in zrevrange(members, movers_n) if movers_n > 0 else []:
                 totals[m] = totals.get(m, 0) + score
             for i, c in enumerate(cands):
                 if (held := members.get(c)) is not None:
                     counts[i] = (counts[i] or 0) + held
-        out["counts"] = counts
-        out["movers"] = [[m, t] for m, t in totals.items()]
-        return out
+        return counts, [[m, t] for m, t in totals.items()], "buckets"

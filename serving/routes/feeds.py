@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
+from lambdastack.speedview import SpeedRead
 from serving.feed import batch_side, rank_feed
 from serving.metrics import Metrics
 from serving.routes.context import ERRORS, UserId, bounded_k, context, json_response, now_ms
@@ -16,8 +17,10 @@ SCORE_DIGITS = 6  # the model's float32 scores hold about 7 significant digits
 router = APIRouter(prefix="/v1", responses=ERRORS, tags=["feed"])
 
 
-def _record(m: Metrics, feed: FeedOut) -> None:
+def _record(m: Metrics, feed: FeedOut, speed: SpeedRead) -> None:
     m.child(m.feeds, feed.variant, feed.model_version or "none").inc()
+    if speed.ok:  # a read that fell back to the buckets is visible here
+        m.child(m.live_reads, "total" if speed.from_total else "buckets").inc()
     per_source: dict[str, int] = defaultdict(int)
     for item in feed.items:
         for source in item.sources:
@@ -45,7 +48,7 @@ async def feed(
     side = batch_side(snap, user_id, k, ctx.feed)  # cached per version: known candidates
     speed = await ctx.state.speed.read_feed(user_id, snap.view.as_of_ms, t, side.known)
     result = rank_feed(snap, speed, user_id, k, t, ctx.feed)
-    _record(ctx.metrics, result)
+    _record(ctx.metrics, result, speed)
     for item in result.items:
         item.score = round(item.score, SCORE_DIGITS)
     return json_response(result)

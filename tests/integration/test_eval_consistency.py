@@ -1,7 +1,7 @@
 """The replay harness against the real stack: the same stream goes through the producer, Kafka,
 the Flink job, the loaders and Redis, and for every sampled query the API's feed equals the
 harness's `merged` feed (and Redis holds the harness's in-memory speed store byte for byte: the
-users' hashes and seen sets, the buckets)."""
+users' hashes and seen sets, the buckets, the live total since the version's as-of)."""
 
 from __future__ import annotations
 
@@ -60,16 +60,20 @@ def _stream(
     return out
 
 
-def _redis_state(r: redis_client.Redis, keys: KeyLayout, users: set[str], buckets: list[int]) -> tuple:
+def _redis_state(
+    r: redis_client.Redis, keys: KeyLayout, users: set[str], buckets: list[int], as_of: int
+) -> tuple:
     def zset(key: str) -> dict[str, int]:
         return {m.decode(): int(c) for m, c in r.zrange(key, 0, -1, withscores=True)}
 
     fields = {u: tuple(r.hmget(keys.user(u), [RECENT_FIELD, FRESH_FIELD])) for u in sorted(users)}
     seen = {u: zset(keys.seen(u)) for u in sorted(users)}
-    return fields, seen, {b: zset(keys.bucket(b)) for b in buckets}
+    return fields, seen, {b: zset(keys.bucket(b)) for b in buckets}, zset(keys.since(as_of))
 
 
-def _harness_state(variants: Variants, keys: KeyLayout, users: set[str], buckets: list[int]) -> tuple:
+def _harness_state(
+    variants: Variants, keys: KeyLayout, users: set[str], buckets: list[int], as_of: int
+) -> tuple:
     store = variants.state.store(MERGED)  # the in-memory speed store the harness writes through
 
     def zset(key: str) -> dict[str, int]:
@@ -79,7 +83,7 @@ def _harness_state(variants: Variants, keys: KeyLayout, users: set[str], buckets
         u: tuple(store.hash(keys.user(u)).get(f) for f in (RECENT_FIELD, FRESH_FIELD)) for u in sorted(users)
     }
     seen = {u: zset(keys.seen(u)) for u in sorted(users)}
-    return fields, seen, {b: zset(keys.bucket(b)) for b in buckets}
+    return fields, seen, {b: zset(keys.bucket(b)) for b in buckets}, zset(keys.since(as_of))
 
 
 def test_the_api_returns_the_harness_feed_for_every_sampled_query(
@@ -109,16 +113,18 @@ def test_the_api_returns_the_harness_feed_for_every_sampled_query(
     asked = 0
     with EventProducer(s) as producer:
         for e in stream:
-            want_state = _harness_state(variants, keys, set(touched), buckets)
+            want_state = _harness_state(variants, keys, set(touched), buckets, view.as_of_ms)
             try:
                 eventually(
-                    lambda t=set(touched), w=want_state: _redis_state(r, keys, t, buckets) == w,
+                    lambda t=set(touched), w=want_state: (
+                        _redis_state(r, keys, t, buckets, view.as_of_ms) == w
+                    ),
                     60,
                     "Redis holding the harness's speed state",
                     0.2,
                 )
             except AssertionError as err:
-                got_state = _redis_state(r, keys, touched, buckets)
+                got_state = _redis_state(r, keys, touched, buckets, view.as_of_ms)
                 raise AssertionError(
                     f"{err}\nredis: {got_state}\nharness: {want_state}\n{stopper[0].log_tail(40)}"
                 ) from None
@@ -136,3 +142,4 @@ def test_the_api_returns_the_harness_feed_for_every_sampled_query(
             seen[e.user_id].add(e.item_id)
             touched.add(e.user_id)
     assert asked == QUERIES
+    assert variants.state.store(MERGED).zset(keys.since(view.as_of_ms))  # the feeds read the live total

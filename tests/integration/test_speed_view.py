@@ -23,7 +23,7 @@ from lambdastack.speedview import Interaction, SpeedRead, buckets_since, encode_
 from serving.speed_view import SpeedView
 from tests.conftest import SLOT
 from tests.integration.helpers import OwnRedis
-from tests.unit.test_speedstore import AS_OF, NOW, record_batch
+from tests.unit.test_speedstore import AS_OF, NOW, record_batch, tracked_writes
 from tests.unit.test_speedstore import H as HOUR
 
 pytestmark = pytest.mark.integration
@@ -42,6 +42,17 @@ def own(tmp_path: Path) -> Iterator[OwnRedis]:
 def _settings(isolated, port: int = PORT) -> Settings:
     s = isolated.settings
     return s.model_copy(update={"redis": s.redis.model_copy(update={"port": port})})
+
+
+def _signals(view: SpeedView, users: list[str], items: list[str], as_of: int, now: int) -> object:
+    async def go() -> object:
+        await view.open()
+        try:
+            return await view.signals_for(users, items, as_of, now)
+        finally:
+            await view.close()
+
+    return asyncio.run(go())
 
 
 def _read(
@@ -90,7 +101,8 @@ def test_the_script_sums_buckets_as_the_reference_does_and_survives_a_script_flu
 
 def test_the_redis_and_in_memory_stores_give_the_same_views_for_the_same_writes(isolated, own):
     s = _settings(isolated)
-    writes = record_batch(KeyLayout(s.redis.key_prefix))
+    # the bucket writes, and the live totals since AS_OF and AS_OF + 1 h fed by more of them
+    writes = record_batch(KeyLayout(s.redis.key_prefix)) + tracked_writes(KeyLayout(s.redis.key_prefix))
     memory = MemorySpeedStore.from_settings(s)
     memory.apply(writes)
     redis_store = RedisSpeedStore(s).open()
@@ -108,17 +120,23 @@ def test_the_redis_and_in_memory_stores_give_the_same_views_for_the_same_writes(
                 assert redis_store.item(item, as_of, NOW) == memory.item(item, as_of, NOW), (item, as_of)
         for k in (1, 2, 10):
             assert redis_store.trending(k) == memory.trending(k), k
-        reads = [
-            ("u1", AS_OF, [f"i{n}" for n in range(12)] + ["absent"]),
-            ("u1", AS_OF + HOUR + 7, ["i3"]),  # the seen set from a score on
-            ("u2", AS_OF + HOUR, ["i1", "i6"]),
-            ("u2", 0, []),
-            ("nobody", 0, []),
+        reads = [  # (user, as-of, candidates, whether the as-of has a live total)
+            ("u1", AS_OF, [f"i{n}" for n in range(12)] + ["absent"], True),
+            ("u1", AS_OF + HOUR + 7, ["i3"], False),  # the seen set from a score on; the buckets
+            ("u2", AS_OF + HOUR, ["i1", "i2", "i6"], True),
+            ("u2", AS_OF - HOUR, ["i1", "i2", "i6"], False),
+            ("u2", 0, [], False),
+            ("nobody", AS_OF, [], True),
         ]
-        for user, as_of, candidates in reads:
+        for user, as_of, candidates, total in reads:
             want = memory.read_feed(user, as_of, NOW, candidates)
-            assert want.ok and redis_store.read_feed(user, as_of, NOW, candidates) == want, user
+            assert want.ok and want.from_total == total, user
+            assert redis_store.read_feed(user, as_of, NOW, candidates) == want, user
             assert _read(SpeedView(s), candidates, as_of, NOW, user=user) == want, user
+            # the predict route's signals: the feed's live counts and the user's recent interactions
+            counts = {c: want.counts[c] for c in candidates if c in want.counts}
+            got = _signals(SpeedView(s), [user, "nobody"], candidates, as_of, NOW)
+            assert got == ({user: want.recent, "nobody": ()}, counts), user
     finally:
         redis_store.close()
 

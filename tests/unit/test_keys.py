@@ -1,7 +1,7 @@
 import pytest
 
 from lambdastack.keys import KeyLayout, bucket_start
-from serving.speed_view import buckets_since
+from lambdastack.speedview import buckets_since
 
 pytestmark = pytest.mark.unit
 
@@ -15,6 +15,7 @@ def test_key_layout():
     k = KeyLayout("ls")
     assert k.item("i1") == "ls:item:i1"
     assert k.bucket(7200000) == "ls:bucket:7200000"
+    assert k.since(7200000) == "ls:since:7200000"
     assert KeyLayout.parse_item_field(KeyLayout.item_field(7200000, "view")) == (7200000, "view")
 
 

@@ -186,6 +186,7 @@ class FakeSpeedView:
 
     recent = (Interaction("i5", "like", 1.0, AS_OF + 5),)
     fresh = FreshCandidates("v000001", "v000001", AS_OF + 5, (("i13", 0.9), ("i15", 0.5)))
+    from_total = True  # the counts come from the as-of's live total (False: the buckets' sum)
 
     async def open(self) -> None: ...
 
@@ -197,7 +198,11 @@ class FakeSpeedView:
     async def read_feed(self, user_id: str, as_of_ms: int, now_ms: int, candidates) -> SpeedRead:
         counts = {c: 2 for c in candidates[:3]} | {"i33": 40}
         trending = (("i31", 12.5),)
-        return SpeedRead(True, counts, (("i33", 40),), self.recent, self.fresh, trending, AS_OF + 60_000)
+        movers = (("i33", 40),)
+        end = AS_OF + 60_000
+        return SpeedRead(
+            True, counts, movers, self.recent, self.fresh, trending, end, from_total=self.from_total
+        )
 
     async def user(self, user_id: str):
         return self.recent, self.fresh
@@ -337,3 +342,13 @@ def test_the_answers_hold_what_the_views_say(served):
         "detail": "item nowhere is in neither the batch nor the speed view",
         "request_id": missing.headers["x-request-id"],
     }
+
+
+def test_feed_reads_are_counted_by_the_source_of_their_live_counts(served):
+    speed = served.app.state.context.state.speed
+    for from_total in (True, True, False):
+        speed.from_total = from_total
+        assert served.get("/v1/users/u1/feed", params={"k": 5}).status_code == 200
+    metrics = served.get("/metrics").text
+    assert 'lambdastack_feed_live_reads_total{source="total"} 2.0' in metrics
+    assert 'lambdastack_feed_live_reads_total{source="buckets"} 1.0' in metrics

@@ -177,3 +177,36 @@ def test_a_write_with_totals_adds_its_change_to_each_and_a_replayed_one_adds_not
     s.apply([w for w in tracked_writes() if w.totals])  # the bucket records again, after a crash
     assert s.dump() == before
     assert s.zsets([KEYS.since(AS_OF + H), "absent"]) == {KEYS.since(AS_OF + H): {"i2": 4.0}, "absent": {}}
+
+
+def test_the_feed_reads_the_live_total_of_its_as_of_where_there_is_one_and_the_buckets_otherwise():
+    from speed.signals import writes_for
+    from speed.totals import LiveTotals
+
+    s = store()
+    candidates = [f"i{n}" for n in range(15)] + ["absent"]
+    summed = s.read_feed("u1", AS_OF, NOW, candidates)
+    assert summed.ok and not summed.from_total
+    live = LiveTotals.from_settings(SETTINGS)
+    s.apply(live.follow(AS_OF, s, NOW))  # the loader starts it from the buckets that exist
+    read = s.read_feed("u1", AS_OF, NOW, candidates)
+    assert read.from_total and read.counts == summed.counts and read.movers == summed.movers
+    assert read.recent == summed.recent and read.seen == summed.seen and read.trending == summed.trending
+    old = s.zset(KEYS.bucket(AS_OF + 3 * H)).get("i14", 0.0)
+    s.apply(writes_for("i14", AS_OF + 3 * H, {"*": 40}, KEYS, live.totals_for(AS_OF + 3 * H)))
+    again = s.read_feed("u1", AS_OF, NOW, ["i14"])  # the bucket's new count, in the total at once
+    assert again.counts == {**read.counts, "i14": read.counts.get("i14", 0) - int(old) + 40}
+    assert again.movers[0] == ("i14", again.counts["i14"])
+    # an as-of older than the buckets the fallback sums: the total still holds every event
+    env = {"LAMBDASTACK_REDIS__KEY_PREFIX": "t", "LAMBDASTACK_SERVING__SPEED_BUCKETS_MAX": "2"}
+    few = MemorySpeedStore.from_settings(load_settings(environ=env))
+    few.apply(record_batch())
+    bounded = few.read_feed("u1", AS_OF - H, NOW, candidates)
+    few.apply(LiveTotals.from_settings(SETTINGS).follow(AS_OF - H, few, NOW))
+    whole = few.read_feed("u1", AS_OF - H, NOW, candidates)
+    assert whole.from_total and not bounded.from_total
+    assert sum(whole.counts.values()) > sum(bounded.counts.values())
+    held = [few.zset(KEYS.bucket(b)) for b in (AS_OF - H, AS_OF, AS_OF + 2 * H, AS_OF + 3 * H)]
+    assert whole.counts == {
+        c: sum(int(z.get(c, 0)) for z in held) for c in candidates if any(c in z for z in held)
+    }

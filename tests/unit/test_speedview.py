@@ -11,6 +11,7 @@ from lambdastack.speedview import (
     decode_feed_reply,
     decode_fresh,
     decode_recent,
+    decode_signals_reply,
     encode_fresh,
     encode_recent,
     merge_bucket_replies,
@@ -100,7 +101,9 @@ def test_the_feed_script_reply_decodes_with_empty_tables_as_lists():
     assert read.movers == (("a", 3), ("z", 3))
     assert read.trending == (("t1", 2.5),) and read.trending_end_ms == 600
     assert read.recent == (Interaction("i1", "view", 1.0, 5),) and read.fresh is None
-    assert read.seen == frozenset({"i1", "i7"})
+    assert read.seen == frozenset({"i1", "i7"}) and not read.from_total  # no `live`: the buckets
+    assert decode_feed_reply({**reply, "live": "total"}, ["a", "b", "c"], 2).from_total
+    assert not decode_feed_reply({**reply, "live": "buckets"}, ["a", "b", "c"], 2).from_total
     empty = decode_feed_reply(
         {
             "recent": None,
@@ -141,3 +144,17 @@ def test_minute_windows_read_redis_bytes_and_custom_windows():
     minutes = {f"{T0}:*".encode(): b"3", f"{T0 - MINUTE_MS}:*".encode(): b"4"}
     assert minute_windows(minutes, T0, {"1m": 1, "2m": 2}) == {"1m": {"*": 3}, "2m": {"*": 7}}
     assert minute_windows({}, T0) == {"1m": {"*": 0}, "10m": {"*": 0}, "1h": {"*": 0}}
+
+
+def test_the_signals_script_reply_decodes_per_user_and_per_item():
+    recent = encode_recent([Interaction("i1", "view", 1.0, 5)])
+    reply = {"recent": [recent, None], "counts": [3, False], "movers": {}, "live": "total"}
+    users, counts, from_total = decode_signals_reply(reply, ["u1", "u2"], ["a", "b"])
+    assert users == {"u1": (Interaction("i1", "view", 1.0, 5),), "u2": ()}
+    assert counts == {"a": 3} and from_total
+    empty = decode_signals_reply({"recent": {}, "counts": {}, "movers": {}, "live": "buckets"}, [], [])
+    assert empty == ({}, {}, False)
+    with pytest.raises(ValueError, match="read 1 of 2 users"):
+        decode_signals_reply({**reply, "recent": [recent]}, ["u1", "u2"], ["a", "b"])
+    with pytest.raises(ValueError, match="counted 2 of 1"):
+        decode_signals_reply(reply, ["u1", "u2"], ["a"])

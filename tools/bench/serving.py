@@ -157,12 +157,13 @@ def ensure_version(settings: Settings, views: Path | None, work: Path, echo: Cal
 
 
 def seed_redis(port: int, prefix: str, views: Path, bucket_s: int) -> list[str]:
-    """Speed signals for every batch user (recent, fresh, seen set), trending and bucket counts; the
-    users."""
+    """Speed signals for every batch user (recent, fresh, seen set), trending, bucket counts and the
+    live total since the version's as-of (what the speed layer keeps: the feed reads it); the users."""
     import pyarrow.parquet as pq
     import redis
 
     from lambdastack.keys import KeyLayout, bucket_start
+    from lambdastack.published import PublishedVersion
     from lambdastack.speedview import FreshCandidates, Interaction, encode_fresh, encode_recent
 
     layout = VersionLayout(views)
@@ -192,7 +193,9 @@ def seed_redis(port: int, prefix: str, views: Path, bucket_s: int) -> list[str]:
     end = now - now % 60_000
     pipe.zadd(keys.trending(end), {i: float(50 - n) for n, i in enumerate(items[:50])})
     pipe.set(keys.trending_latest(), end)
-    pipe.zadd(keys.bucket(bucket_start(now, bucket_s)), {i: n % 17 + 1 for n, i in enumerate(items)})
+    counts = {i: n % 17 + 1 for n, i in enumerate(items)}
+    pipe.zadd(keys.bucket(bucket_start(now, bucket_s)), counts)
+    pipe.zadd(keys.since(PublishedVersion(layout, vid).as_of_ms), counts)
     pipe.execute()
     return users
 
