@@ -4,8 +4,9 @@ The set is a replay of the newest share of history, [train_from, as_of), against
 on the events before train_from, as the feed would see it if the batch had run at train_from:
 - the version: item counts, co-visitation neighbours (batch.neighbours, the same definition) and a
   popular list, all of events before train_from; item content vectors and genres as published;
-- the live view: every event in [train_from, t) within the newest `live_span_ms` (what the speed
-  view's bounded buckets hold), counted per item (`live_pop`) and ranked (the movers);
+- the live view: every event in [train_from, t), counted per item (`live_pop`) and ranked (the
+  movers), as the feed reads them: the speed layer's live total since its version's as-of
+  (`{p}:since:{as_of_ms}`), however long ago that was;
 - a query: a positive interaction (u, i, t) in the window with an item u had not interacted with,
   sampled by a hash of its event id. Its pool, from u's events strictly before t: the best
   `knn_n` unseen items by kNN score over u's newest `recent_n` interactions (lambdastack.retrieval),
@@ -55,14 +56,13 @@ class PoolConfig:
     movers_n: int
     popular_n: int
     negatives: int
-    live_span_ms: int
     session_ms: int = 1_800_000
     seed: int = 7
 
     @staticmethod
     def from_settings(settings: Settings) -> PoolConfig:
-        """As the feed draws its candidates: its sources' sizes, its kNN sequence and the span of
-        live counts the speed view holds (serving settings), plus the batch's random negatives."""
+        """As the feed draws its candidates: its sources' sizes and its kNN sequence (serving
+        settings), plus the batch's random negatives."""
         b, s = settings.batch, settings.serving
         return PoolConfig(
             knn_n=s.knn_candidates_n,
@@ -71,7 +71,6 @@ class PoolConfig:
             movers_n=s.speed_movers_n,
             popular_n=s.feed_k_default,
             negatives=b.train_negatives,
-            live_span_ms=s.speed_buckets_max * b.bucket_s * 1000,
             session_ms=s.knn_session_s * 1000,
         )
 
@@ -195,12 +194,12 @@ def _answer(
     start = max(ctx.train_from, t - cfg.session_ms)
     now = np.fromiter((r for r, at in recent if at >= start), dtype=np.int64)
     session = knn_evidence(ctx.knn, now, weights[: len(now)]) if len(now) else EMPTY
-    lo = max(ctx.train_from, t - cfg.live_span_ms)
+    lo = ctx.train_from  # the live view: every event since the "as-of"
     rng = np.random.default_rng([cfg.seed, zlib.crc32(qid.encode())])
     pool = _pool(ctx, evidence.best_first(cfg.knn_n, seen), seen, lo, t, rng)
     if target not in set(pool.tolist()):
         return None
-    # what the serving views would hold: the version's counts plus the bounded live ones
+    # what the serving views would hold: the version's counts plus the live ones since train_from
     live = ctx.live_counts(pool, lo, t)
     total = matrix.counts[pool] + live
     x = feature_matrix(matrix, state, pool, total, live, evidence, seen, t, session)

@@ -5,8 +5,9 @@ serving.predict) and so the evaluation, which runs the feed.
 
 STATE_FEATURES come from the user state and the item side (lambdastack.item_matrix; their
 sequential reference is lambdastack.features). EVIDENCE_FEATURES, for candidate i:
-- `live_pop`  log1p(live events of i): those the speed view counted since the batch as-of (the
-              training set: since the start of its window, over the same bounded span of buckets);
+- `live_pop`  log1p(live events of i): every event of i the speed view counted since the batch
+              as-of, however old the as-of (its live total `{p}:since:{as_of_ms}`; the training
+              set: every event since the start of its window);
 - `knn_score` the decayed sum of similarities of i to the user's recent interactions
               (lambdastack.retrieval), 0 when none lists i;
 - `knn_share` knn_score over the largest knn_score among the candidates (0 when that is 0);

@@ -181,8 +181,7 @@ def test_offline_training_features_equal_online_features(published: Published):
             e for e in stream if as_of <= e.event_time_ms < t or (e.event_time_ms == t and e.event_id < qid)
         ]
         mine = [e for e in since if e.user_id == user]
-        span = training.PoolConfig.from_settings(s).live_span_ms
-        live = Counter(e.item_id for e in since if t - span <= e.event_time_ms < t)  # strictly before t
+        live = Counter(e.item_id for e in since if e.event_time_ms < t)  # every live event strictly before t
         parsed = [Parsed(pair=(user, i)) for i in pool["item_id"]]
         online = feature_rows(snap, parsed, ({user: mine}, live), t, cfg)
         expected = pool[list(FEATURE_NAMES)].to_numpy()

@@ -41,7 +41,6 @@ def _world(seed=4, users=6, items=30, n=500):
         movers_n=3,
         popular_n=3,
         negatives=2,
-        live_span_ms=48 * HOUR,
         session_ms=3 * HOUR,
     )
     ctx = TrainingContext.build(
@@ -56,7 +55,7 @@ def test_pools_see_only_the_past_and_rows_are_the_apis_features():
     got = answer_user_queries(events, ctx, side)
     assert list(got.columns) == COLUMNS and got["qid"].nunique() > 20
     m = ctx.matrix
-    sessions = 0
+    sessions = old_live = 0
     for qid, pool in got.groupby("qid"):
         q = events[events["event_id"] == qid].iloc[0]
         past = events[
@@ -79,9 +78,9 @@ def test_pools_see_only_the_past_and_rows_are_the_apis_features():
         )
         sessions += len(now) > 0
         rows = m.rows(pool["item_id"].tolist())
-        lo = max(TRAIN_FROM, int(q.t) - ctx.cfg.live_span_ms)
-        window = events[(events["t"] >= lo) & (events["t"] < q.t)]
+        window = events[(events["t"] >= TRAIN_FROM) & (events["t"] < q.t)]  # every live event before t
         live = np.array([(window["item_id"] == i).sum() for i in pool["item_id"]])
+        old_live += int((window["t"] < q.t - 48 * HOUR).sum() > 0)
         seen_rows = m.rows(sorted(seen))
         expected = feature_matrix(
             m, state, rows, m.counts[rows] + live, live, evidence, seen_rows, int(q.t), session
@@ -90,6 +89,7 @@ def test_pools_see_only_the_past_and_rows_are_the_apis_features():
         best = evidence.best_first(ctx.cfg.knn_n, seen_rows)
         assert set(m.ids[r] for r in best) <= set(pool["item_id"])
     assert sessions > 5  # the session features were exercised
+    assert old_live > 5  # live events older than the speed buckets' 48 h counted too
 
 
 def test_a_query_whose_item_retrieval_misses_is_left_out_and_answers_are_deterministic():
