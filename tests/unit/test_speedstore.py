@@ -210,3 +210,26 @@ def test_the_feed_reads_the_live_total_of_its_as_of_where_there_is_one_and_the_b
     assert whole.counts == {
         c: sum(int(z.get(c, 0)) for z in held) for c in candidates if any(c in z for z in held)
     }
+
+
+def test_the_cached_top_of_a_live_total_is_what_zrevrange_ranks_after_any_writes():
+    import random
+
+    rng = random.Random(3)
+    s = MemorySpeedStore.from_settings(SETTINGS)
+    total = KEYS.since(AS_OF)
+    for step in range(3000):
+        item, b = f"i{rng.randrange(40)}", KEYS.bucket(AS_OF + rng.randrange(3) * H)
+        old = s.zset(b).get(item, 0.0)
+        roll = rng.random()
+        if roll < 0.85:  # mostly rising counts, as a live stream writes them
+            s.apply([Write("zadd", b, item, old + rng.randint(1, 3), totals=(total,))])
+        elif roll < 0.95:
+            s.apply([Write("zadd", b, item, max(old - 2, 1), totals=(total,))])
+        elif roll < 0.98:
+            s.apply([Write("zrem", b, item, totals=(total,))])
+        else:
+            s.apply([Write("zadd", total, item, rng.randint(1, 30))])  # a plain write to the total
+        n = rng.choice((1, 5, 20))
+        assert s.top(total, n) == zrevrange(s.zset(total), n), step
+    assert s.top(total, 0) == []
