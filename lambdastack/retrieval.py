@@ -167,3 +167,17 @@ def session_sequence(interactions: Sequence[Timed], as_of_ms: int, t: int, span_
     t - span_ms (`interactions` oldest first as received; equal times: the later first)."""
     start = max(as_of_ms, t - span_ms)
     return recent_sequence((), [i for i in interactions if i.event_time_ms >= start], as_of_ms, n)
+
+
+def top_scored(scores: np.ndarray, n: int, exclude: np.ndarray) -> np.ndarray:
+    """The rows of the n highest positive `scores` (one per row; ties: the lower row first), none
+    of `exclude`: a user's best items by a score over the whole catalogue (the ALS source)."""
+    if n <= 0 or not len(scores):
+        return np.zeros(0, dtype=np.int64)
+    s = scores.astype(np.float64, copy=True)
+    s[exclude[(exclude >= 0) & (exclude < len(s))]] = -np.inf
+    cand = np.flatnonzero(s > 0.0)
+    if n < len(cand):
+        cut = np.partition(s[cand], len(cand) - n)[len(cand) - n]
+        cand = cand[s[cand] >= cut]
+    return cand[np.lexsort((cand, -s[cand]))][:n].astype(np.int64)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lambdastack.retrieval import NeighbourIndex, decay_weights, knn_evidence
+from lambdastack.retrieval import NeighbourIndex, decay_weights, knn_evidence, top_scored
 
 pytestmark = pytest.mark.unit
 
@@ -92,3 +92,11 @@ def test_random_indexes_match_a_plain_loop() -> None:
 
 def test_decay_weights() -> None:
     assert decay_weights(3, 0.5).tolist() == [1.0, 0.5, 0.25]
+
+
+def test_top_scored_takes_the_best_positive_unexcluded_rows_ties_by_row():
+    scores = np.array([0.5, 2.0, -1.0, 2.0, 0.0, 0.7, 3.0])
+    assert top_scored(scores, 3, np.array([6])).tolist() == [1, 3, 5]
+    assert top_scored(scores, 10, np.array([], dtype=np.int64)).tolist() == [6, 1, 3, 5, 0]
+    assert top_scored(scores, 0, np.array([], dtype=np.int64)).tolist() == []
+    assert top_scored(np.zeros(0), 2, np.array([0, 99])).tolist() == []
