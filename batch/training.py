@@ -33,7 +33,7 @@ import pandas as pd
 from lambdastack.candidate_features import feature_matrix
 from lambdastack.features import FEATURE_NAMES, ItemSide, UserState
 from lambdastack.item_matrix import ItemMatrix
-from lambdastack.retrieval import EMPTY, NeighbourIndex, decay_weights, knn_evidence, top_scored
+from lambdastack.retrieval import NeighbourIndex, outside, sequence_evidence, top_scored
 from lambdastack.settings import Settings
 
 if TYPE_CHECKING:
@@ -128,13 +128,13 @@ class TrainingContext:
         """The n unseen rows with the most live events in [lo, t) (ties: the lower row)."""
         a, b = np.searchsorted(self.live_t, [lo, t])
         rows, counts = np.unique(self.live_rows[a:b], return_counts=True)
-        keep = ~np.isin(rows, seen)
+        keep = outside(rows, seen)
         rows, counts = rows[keep], counts[keep]
         return rows[np.lexsort((rows, -counts))][:n]
 
 
 def _unseen_head(rows: np.ndarray, seen: np.ndarray, n: int) -> np.ndarray:
-    return rows[~np.isin(rows, seen)][:n]
+    return rows[outside(rows, seen)][:n]
 
 
 def _pool(
@@ -164,7 +164,6 @@ def answer_user_queries(frame: pd.DataFrame, ctx: TrainingContext, side: ItemSid
     cfg = ctx.cfg
     frame = frame.sort_values(["user_id", "t", "event_id"], kind="stable")
     out: list[pd.DataFrame] = []
-    weights = decay_weights(cfg.recent_n, cfg.decay)
     matrix = ctx.matrix
     for user, ev in frame.groupby("user_id", sort=False):
         state = UserState(als=ctx.user_als.get(str(user)))
@@ -177,7 +176,7 @@ def answer_user_queries(frame: pd.DataFrame, ctx: TrainingContext, side: ItemSid
         for n in range(len(ev)):
             t, row = int(times[n]), int(rows[n])
             if queries[n] and row not in seen and row < len(matrix.ids):
-                answered = _answer(ctx, state, recent, seen, t, row, weights, str(ids[n]))
+                answered = _answer(ctx, state, recent, seen, t, row, str(ids[n]))
                 if answered is not None:
                     answered.insert(1, "user_id", str(user))
                     out.append(answered)
@@ -194,17 +193,15 @@ def _answer(
     seen_rows: Mapping[int, None],
     t: int,
     target: int,
-    weights: np.ndarray,
     qid: str,
 ) -> pd.DataFrame | None:
     cfg, matrix = ctx.cfg, ctx.matrix
     seen = np.fromiter(seen_rows, dtype=np.int64, count=len(seen_rows))
     seq = np.fromiter((r for r, _ in recent), dtype=np.int64, count=len(recent))
-    evidence = knn_evidence(ctx.knn, seq, weights[: len(seq)]) if len(seq) else EMPTY
     # the session: the interactions since train_from (the "as-of") within the session span
     start = max(ctx.train_from, t - cfg.session_ms)
     now = np.fromiter((r for r, at in recent if at >= start), dtype=np.int64)
-    session = knn_evidence(ctx.knn, now, weights[: len(now)]) if len(now) else EMPTY
+    evidence, session = sequence_evidence(ctx.knn, seq, now, cfg.decay)
     lo = max(ctx.train_from, t - cfg.live_span_ms)
     rng = np.random.default_rng([cfg.seed, zlib.crc32(qid.encode())])
     pool = _pool(ctx, state, evidence.best_first(cfg.knn_n, seen), seen, lo, t, rng)

@@ -30,7 +30,7 @@ import numpy as np
 
 from lambdastack.features import FEATURE_NAMES, STATE_FEATURES, UserState
 from lambdastack.item_matrix import ItemMatrix
-from lambdastack.retrieval import EMPTY, KnnEvidence
+from lambdastack.retrieval import EMPTY, KnnEvidence, outside
 
 DAY_MS = 86_400_000
 
@@ -55,7 +55,7 @@ def evidence_columns(evidence: KnnEvidence, rows: np.ndarray, seen: np.ndarray, 
     out[hit, 2] = evidence.best[at]
     out[hit, 3] = evidence.votes[at]
     out[hit, 4] = evidence.last[at]
-    unseen = np.sort(evidence.score[~np.isin(evidence.rows, seen)])
+    unseen = np.sort(evidence.score[outside(evidence.rows, seen)])
     higher = len(unseen) - np.searchsorted(unseen, score, side="right")
     out[:, 5] = np.log1p(np.where(hit, higher, len(unseen)))
     return out
