@@ -150,10 +150,12 @@ def als_factors(spark: SparkSession, events: DataFrame) -> tuple[pd.DataFrame, p
     model = als.fit(data)
     item_f = model.itemFactors.join(items, model.itemFactors.id == items.i).select("item_id", "features")
     user_f = model.userFactors.join(users, model.userFactors.id == users.u).select("user_id", "features")
-    return (
+    out = (
         item_f.toPandas().sort_values("item_id").reset_index(drop=True),
         user_f.toPandas().sort_values("user_id").reset_index(drop=True),
     )
+    data.unpersist()
+    return out
 
 
 def item_vectors(content: pd.DataFrame, item_als: pd.DataFrame) -> ItemVectors:

@@ -206,6 +206,7 @@ def _embeddings(st: _Staging, events: DataFrame, items: DataFrame) -> tuple[Item
     item_als, user_als = embeddings.als_factors(st.spark, events)
     st.progress("als", f"ALS rank {embeddings.ALS_RANK}: {len(item_als)} items, {len(user_als)} users")
     vectors = embeddings.item_vectors(content, item_als)
+    raw = dict(zip(item_als["item_id"], item_als["features"], strict=True))
     st.rows["item_embeddings"] = _write(
         pd.DataFrame(
             {
@@ -213,6 +214,7 @@ def _embeddings(st: _Staging, events: DataFrame, items: DataFrame) -> tuple[Item
                 "content": list(vectors.content),
                 "vector": list(vectors.combined),
                 "collaborative": vectors.has_collab,
+                "als": [None if (f := raw.get(i)) is None else list(map(float, f)) for i in vectors.item_ids],
             }
         ),
         st.dir / "item_embeddings",

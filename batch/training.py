@@ -2,16 +2,18 @@
 
 The set is a replay of the newest share of history, [train_from, as_of), against a "version" fitted
 on the events before train_from, as the feed would see it if the batch had run at train_from:
-- the version: item counts, co-visitation neighbours (batch.neighbours, the same definition) and a
-  popular list, all of events before train_from; item content vectors and genres as published;
+- the version: item counts, first event times, co-visitation neighbours (batch.neighbours, the
+  same definition), ALS factors (batch.embeddings, the same fit) and a popular list, all of events
+  before train_from; item content vectors and genres as published;
 - the live view: every event in [train_from, t), counted per item (`live_pop`) and ranked (the
   movers), as the feed reads them: the speed layer's live total since its version's as-of
   (`{p}:since:{as_of_ms}`), however long ago that was;
 - a query: a positive interaction (u, i, t) in the window with an item u had not interacted with,
   sampled by a hash of its event id. Its pool, from u's events strictly before t: the best
   `knn_n` unseen items by kNN score over u's newest `recent_n` interactions (lambdastack.retrieval),
-  the `movers_n` top live items, the `popular_n` top popular items, and `negatives` random items,
-  all unseen. The engaged item is the positive (label 1) and every other pool item a negative;
+  the best `als_n` unseen items by ALS score (users the version knows), the `movers_n` top live
+  items, the `popular_n` top popular items, and `negatives` random items, all unseen. The
+  engaged item is the positive (label 1) and every other pool item a negative;
   a query whose item is not in its pool is left out (the ranker only orders what retrieval finds)
   and counted.
 Features are lambdastack.candidate_features.feature_matrix, the API's own function, over the user
@@ -23,7 +25,7 @@ from __future__ import annotations
 import zlib
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -32,7 +34,7 @@ import pandas as pd
 from lambdastack.candidate_features import feature_matrix
 from lambdastack.features import FEATURE_NAMES, ItemSide, UserState
 from lambdastack.item_matrix import ItemMatrix
-from lambdastack.retrieval import EMPTY, NeighbourIndex, decay_weights, knn_evidence
+from lambdastack.retrieval import NeighbourIndex, outside, sequence_evidence, top_scored
 from lambdastack.settings import Settings
 
 if TYPE_CHECKING:
@@ -57,6 +59,7 @@ class PoolConfig:
     popular_n: int
     negatives: int
     session_ms: int = 1_800_000
+    als_n: int = 0
     seed: int = 7
 
     @staticmethod
@@ -72,6 +75,7 @@ class PoolConfig:
             popular_n=s.feed_k_default,
             negatives=b.train_negatives,
             session_ms=s.knn_session_s * 1000,
+            als_n=s.als_candidates_n,
         )
 
 
@@ -88,6 +92,7 @@ class TrainingContext:
     span: int
     train_from: int
     cfg: PoolConfig
+    user_als: Mapping[str, np.ndarray]  # users' ALS factors of the events before train_from
 
     @staticmethod
     def build(
@@ -99,7 +104,9 @@ class TrainingContext:
         live_t: np.ndarray,
         train_from: int,
         cfg: PoolConfig,
+        user_als: Mapping[str, np.ndarray] | None = None,
     ) -> TrainingContext:
+        """`side` with the ALS factors and first event times of the events before train_from."""
         matrix = ItemMatrix.build(side, counts)
         knn = NeighbourIndex.build(matrix.index, neighbours, scores)
         n_items = len(matrix.ids)
@@ -109,7 +116,7 @@ class TrainingContext:
         t, rows = np.asarray(live_t, dtype=np.int64)[order], matrix.rows(list(live_items))[order]
         span = int(t.max() - train_from + 2) if len(t) else 1
         keys = np.sort(rows * span + (t - train_from))
-        return TrainingContext(matrix, knn, popular, t, rows, keys, span, train_from, cfg)
+        return TrainingContext(matrix, knn, popular, t, rows, keys, span, train_from, cfg, user_als or {})
 
     def live_counts(self, rows: np.ndarray, lo: int, t: int) -> np.ndarray:
         """Live events of each row in [lo, t)."""
@@ -120,26 +127,29 @@ class TrainingContext:
         """The n unseen rows with the most live events in [lo, t) (ties: the lower row)."""
         a, b = np.searchsorted(self.live_t, [lo, t])
         rows, counts = np.unique(self.live_rows[a:b], return_counts=True)
-        keep = ~np.isin(rows, seen)
+        keep = outside(rows, seen)
         rows, counts = rows[keep], counts[keep]
         return rows[np.lexsort((rows, -counts))][:n]
 
 
 def _unseen_head(rows: np.ndarray, seen: np.ndarray, n: int) -> np.ndarray:
-    return rows[~np.isin(rows, seen)][:n]
+    return rows[outside(rows, seen)][:n]
 
 
 def _pool(
     ctx: TrainingContext,
+    state: UserState,
     evidence_rows: np.ndarray,
     seen: np.ndarray,
     lo: int,
     t: int,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    cfg = ctx.cfg
+    cfg, matrix = ctx.cfg, ctx.matrix
+    als = matrix.als_scores(state.als)[: len(matrix.ids)] if cfg.als_n and state.als is not None else None
     parts = [
         evidence_rows,
+        top_scored(als, cfg.als_n, seen) if als is not None else evidence_rows[:0],
         ctx.movers(lo, t, cfg.movers_n, seen),
         _unseen_head(ctx.popular[: cfg.popular_n + len(seen)], seen, cfg.popular_n),
         _unseen_head(rng.integers(0, len(ctx.matrix.ids), cfg.negatives * 2), seen, cfg.negatives),
@@ -153,10 +163,9 @@ def answer_user_queries(frame: pd.DataFrame, ctx: TrainingContext, side: ItemSid
     cfg = ctx.cfg
     frame = frame.sort_values(["user_id", "t", "event_id"], kind="stable")
     out: list[pd.DataFrame] = []
-    weights = decay_weights(cfg.recent_n, cfg.decay)
     matrix = ctx.matrix
     for user, ev in frame.groupby("user_id", sort=False):
-        state = UserState()
+        state = UserState(als=ctx.user_als.get(str(user)))
         recent: deque[tuple[int, int]] = deque(maxlen=cfg.recent_n)  # (row, t), newest first
         seen: dict[int, None] = {}
         rows = matrix.rows(ev["item_id"].tolist())
@@ -166,7 +175,7 @@ def answer_user_queries(frame: pd.DataFrame, ctx: TrainingContext, side: ItemSid
         for n in range(len(ev)):
             t, row = int(times[n]), int(rows[n])
             if queries[n] and row not in seen and row < len(matrix.ids):
-                answered = _answer(ctx, state, recent, seen, t, row, weights, str(ids[n]))
+                answered = _answer(ctx, state, recent, seen, t, row, str(ids[n]))
                 if answered is not None:
                     answered.insert(1, "user_id", str(user))
                     out.append(answered)
@@ -183,20 +192,18 @@ def _answer(
     seen_rows: Mapping[int, None],
     t: int,
     target: int,
-    weights: np.ndarray,
     qid: str,
 ) -> pd.DataFrame | None:
     cfg, matrix = ctx.cfg, ctx.matrix
     seen = np.fromiter(seen_rows, dtype=np.int64, count=len(seen_rows))
     seq = np.fromiter((r for r, _ in recent), dtype=np.int64, count=len(recent))
-    evidence = knn_evidence(ctx.knn, seq, weights[: len(seq)]) if len(seq) else EMPTY
     # the session: the interactions since train_from (the "as-of") within the session span
     start = max(ctx.train_from, t - cfg.session_ms)
     now = np.fromiter((r for r, at in recent if at >= start), dtype=np.int64)
-    session = knn_evidence(ctx.knn, now, weights[: len(now)]) if len(now) else EMPTY
+    evidence, session = sequence_evidence(ctx.knn, seq, now, cfg.decay)
     lo = ctx.train_from  # the live view: every event since the "as-of"
     rng = np.random.default_rng([cfg.seed, zlib.crc32(qid.encode())])
-    pool = _pool(ctx, evidence.best_first(cfg.knn_n, seen), seen, lo, t, rng)
+    pool = _pool(ctx, state, evidence.best_first(cfg.knn_n, seen), seen, lo, t, rng)
     if target not in set(pool.tolist()):
         return None
     # what the serving views would hold: the version's counts plus the live ones since train_from
@@ -285,16 +292,26 @@ def _context(
     events after it."""
     from pyspark.sql import functions as F
 
+    from batch.embeddings import als_factors
     from batch.neighbours import item_neighbours
 
     before = events.where(F.unix_millis("event_time") < train_from)
-    counts = before.groupBy("item_id").count().toPandas()
+    stats = before.groupBy("item_id").agg(
+        F.count(F.lit(1)).alias("count"), F.min(F.unix_millis("event_time")).alias("first")
+    )
+    counts = stats.toPandas()
+    item_als, user_als = als_factors(spark, before) if cfg.als_n else (_NO_FACTORS, _NO_FACTORS)
     fitted: list[pd.DataFrame] = []
     item_neighbours(
         spark, before, vectors, covisit_window, neighbours_n, lambda v: fitted.append(v.toPandas())
     )
     lists = fitted[0]
     live = ev.where(F.col("t") >= train_from).select("item_id", "t").toPandas()
+    side = replace(
+        side,
+        als=_factors(item_als, "item_id"),
+        first_ms=dict(zip(counts["item_id"], counts["first"].astype(int), strict=True)),
+    )
     return TrainingContext.build(
         side,
         dict(zip(counts["item_id"], counts["count"].astype(int), strict=True)),
@@ -304,4 +321,15 @@ def _context(
         live["t"].to_numpy(dtype=np.int64),
         train_from,
         cfg,
+        _factors(user_als, "user_id"),
     )
+
+
+_NO_FACTORS = pd.DataFrame({"id": [], "features": []})
+
+
+def _factors(frame: pd.DataFrame, key: str) -> dict[str, np.ndarray]:
+    if not len(frame):
+        return {}
+    pairs = zip(frame[key], frame["features"], strict=True)
+    return {str(k): np.asarray(f, dtype=np.float64) for k, f in pairs}

@@ -40,6 +40,7 @@ def item_stats(events: DataFrame) -> DataFrame:
         .agg(
             F.count(F.lit(1)).alias("events"),
             *per_type,
+            F.min(F.unix_millis("event_time")).alias("first_event_ms"),
             F.max(F.unix_millis("event_time")).alias("last_event_ms"),
         )
         .orderBy(F.desc("events"), "item_id")

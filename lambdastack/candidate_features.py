@@ -17,7 +17,12 @@ sequential reference is lambdastack.features). EVIDENCE_FEATURES, for candidate 
               recent interaction lists ranks after every listed one;
 - `session_score`, `session_share`: knn_score and knn_share over the session only: the user's
               interactions the speed view holds (at or after the as-of) within the session span
-              before t (lambdastack.retrieval.session_sequence), what the user is doing right now.
+              before t (lambdastack.retrieval.session_sequence), what the user is doing right now;
+- `als_score` the user's ALS factors (UserState.als) . i's (ItemMatrix.als), both of the version
+              (the training set: of an ALS fitted on the events before its window); 0 when
+              either has none (a user or item the version does not know);
+- `item_age`  log1p(days from i's first event in the version to t); 0 for an item the version
+              has no event of (new since its as-of).
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ import numpy as np
 
 from lambdastack.features import FEATURE_NAMES, STATE_FEATURES, UserState
 from lambdastack.item_matrix import ItemMatrix
-from lambdastack.retrieval import EMPTY, KnnEvidence
+from lambdastack.retrieval import EMPTY, KnnEvidence, outside
+
+DAY_MS = 86_400_000
 
 
 def evidence_columns(evidence: KnnEvidence, rows: np.ndarray, seen: np.ndarray, width: int = 6) -> np.ndarray:
@@ -49,7 +56,7 @@ def evidence_columns(evidence: KnnEvidence, rows: np.ndarray, seen: np.ndarray, 
     out[hit, 2] = evidence.best[at]
     out[hit, 3] = evidence.votes[at]
     out[hit, 4] = evidence.last[at]
-    unseen = np.sort(evidence.score[~np.isin(evidence.rows, seen)])
+    unseen = np.sort(evidence.score[outside(evidence.rows, seen)])
     higher = len(unseen) - np.searchsorted(unseen, score, side="right")
     out[:, 5] = np.log1p(np.where(hit, higher, len(unseen)))
     return out
@@ -74,5 +81,8 @@ def feature_matrix(
     x[:, :n_state] = matrix.features(state, rows, counts, t)
     x[:, n_state] = np.log1p(np.maximum(live, 0))
     x[:, n_state + 1 : n_state + 7] = evidence_columns(evidence, rows, seen)
-    x[:, n_state + 7 :] = evidence_columns(session, rows, seen, width=2)
+    x[:, n_state + 7 : n_state + 9] = evidence_columns(session, rows, seen, width=2)
+    x[:, n_state + 9] = matrix.als_scores(state.als, rows)
+    first = matrix.first_ms[rows]
+    x[:, n_state + 10] = np.where(first >= 0, np.log1p(np.maximum(t - first, 0) / DAY_MS), 0.0)
     return x

@@ -38,7 +38,8 @@ STATE_FEATURES: tuple[str, ...] = (
     "last_sim",
     "recency",
 )
-# What the live counts and the retrieval evidence add (lambdastack.candidate_features defines them).
+# What the live counts, the retrieval evidence and the batch's item facts add
+# (lambdastack.candidate_features defines them).
 EVIDENCE_FEATURES: tuple[str, ...] = (
     "live_pop",
     "knn_score",
@@ -49,6 +50,8 @@ EVIDENCE_FEATURES: tuple[str, ...] = (
     "knn_rank",
     "session_score",
     "session_share",
+    "als_score",
+    "item_age",
 )
 # The ranking model's input, in this order (lambdastack.candidate_features.feature_matrix).
 FEATURE_NAMES: tuple[str, ...] = STATE_FEATURES + EVIDENCE_FEATURES
@@ -127,6 +130,7 @@ class UserState:
     genres: dict[str, int] = field(default_factory=dict)
     last_item: str | None = None
     last_t: int | None = None
+    als: np.ndarray | None = None  # the user's ALS factors in the batch version (no event moves them)
 
     def apply(
         self, item_id: str, t: int, weight: float, vector: np.ndarray | None, genres: Sequence[str]
@@ -152,6 +156,7 @@ class UserState:
             dict(self.genres),
             self.last_item,
             self.last_t,
+            self.als,
         )
 
 
@@ -182,10 +187,13 @@ def features(
 
 @dataclass(frozen=True)
 class ItemSide:
-    """What the features need about items: content vectors and genres."""
+    """What the features need about items: content vectors and genres, and the version's ALS
+    factors and first event time of the items that have them."""
 
     vectors: Mapping[str, np.ndarray]
     genres: Mapping[str, Sequence[str]]
+    als: Mapping[str, np.ndarray] = field(default_factory=dict)
+    first_ms: Mapping[str, int] = field(default_factory=dict)
 
     def vector(self, item_id: str | None) -> np.ndarray | None:
         return None if item_id is None else self.vectors.get(item_id)
@@ -216,4 +224,5 @@ def state_from_row(row: Mapping[str, Any]) -> UserState:
         genres=dict(zip(row["genre_names"], (int(c) for c in row["genre_counts"]), strict=True)),
         last_item=row.get("last_item"),
         last_t=None if row.get("last_t") is None else int(row["last_t"]),
+        als=None if row.get("als") is None else np.asarray(row["als"], dtype=np.float64),
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -33,6 +33,8 @@ class ItemMatrix:
     counts: np.ndarray  # (items + 1,) batch events per item (0: unknown)
     genre: tuple[str | None, ...]  # (items + 1,) primary (first) genre per item
     ids: tuple[str, ...] = ()  # (items,) the item id of each row
+    als: np.ndarray = field(default_factory=lambda: np.zeros((1, 0)))  # (items + 1, rank), 0: none
+    first_ms: np.ndarray = field(default_factory=lambda: np.full(1, -1))  # (items + 1,) -1: unknown
 
     @staticmethod
     def build(side: ItemSide, item_counts: Mapping[str, int]) -> ItemMatrix:
@@ -51,7 +53,21 @@ class ItemMatrix:
         counts = np.asarray([item_counts.get(i, 0) for i in ids] + [0], dtype=np.int64)
         primary = tuple(next(iter(side.genres.get(i, ())), None) for i in ids) + (None,)
         index = {i: n for n, i in enumerate(ids)}
-        return ItemMatrix(index, unit, share, genre_index, counts, primary, tuple(ids))
+        rank = len(next(iter(side.als.values()))) if side.als else 0
+        als = np.zeros((len(ids) + 1, rank))
+        for item, f in side.als.items():
+            if (r := index.get(item)) is not None:
+                als[r] = f
+        first = np.asarray([side.first_ms.get(i, -1) for i in ids] + [-1], dtype=np.int64)
+        return ItemMatrix(index, unit, share, genre_index, counts, primary, tuple(ids), als, first)
+
+    def als_scores(self, user: np.ndarray | None, rows: np.ndarray | None = None) -> np.ndarray:
+        """The ALS score (user factors . item factors) of each row (every item's, rows None); 0
+        where the user or the item has no factors."""
+        n = len(self.unit) if rows is None else len(rows)
+        if user is None or self.als.shape[1] != len(user):
+            return np.zeros(n)
+        return (self.als if rows is None else self.als[rows]) @ user
 
     def rows(self, item_ids: Sequence[str]) -> np.ndarray:
         unknown, get = len(self.unit) - 1, self.index.get

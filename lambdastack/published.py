@@ -26,7 +26,17 @@ from lambdastack.model import Ranker, load_ranker
 from lambdastack.versions import VersionLayout
 
 # the user_profiles columns lambdastack.features.state_from_row reads
-PROFILE_COLUMNS = ("user_id", "n", "interest", "t_ref", "genre_names", "genre_counts", "last_item", "last_t")
+PROFILE_COLUMNS = (
+    "user_id",
+    "n",
+    "interest",
+    "t_ref",
+    "genre_names",
+    "genre_counts",
+    "last_item",
+    "last_t",
+    "als",
+)
 
 
 class PublishedVersion:
@@ -67,11 +77,16 @@ class PublishedVersion:
         return dict(zip(stats["item_id"].to_pylist(), stats["events"].to_pylist(), strict=True))
 
     def item_side(self) -> ItemSide:
-        """The content vectors (item_embeddings) and genres (items) the features use."""
-        emb = self.rows("item_embeddings", ["item_id", "content"])
+        """The content vectors and ALS factors (item_embeddings), genres (items) and first event
+        times (item_stats) the features use."""
+        emb = self.rows("item_embeddings", ["item_id", "content", "als"])
         vectors = {r["item_id"]: np.asarray(r["content"], dtype=np.float64) for r in emb}
+        als = {r["item_id"]: np.asarray(r["als"], dtype=np.float64) for r in emb if r.get("als") is not None}
         meta = self.rows("items", ["item_id", "genres"])
-        return ItemSide(vectors, {r["item_id"]: list(r["genres"] or []) for r in meta})
+        first = self.rows("item_stats", ["item_id", "first_event_ms"])
+        first_ms = {r["item_id"]: int(t) for r in first if (t := r.get("first_event_ms")) is not None}
+        genres = {r["item_id"]: list(r["genres"] or []) for r in meta}
+        return ItemSide(vectors, genres, als, first_ms)
 
     def titles(self) -> dict[str, str]:
         return {r["item_id"]: r["title"] for r in self.rows("items", ["item_id", "title"]) if r.get("title")}

@@ -201,6 +201,7 @@ class ServingSettings(_Section):
     knn_decay: float = Field(0.9, gt=0, le=1)  # each older interaction's weight: x this
     knn_candidates_n: int = Field(100, ge=0)  # best-scored neighbours added as candidates
     knn_session_s: int = Field(1800, ge=0)  # the session features: interactions this recent
+    als_candidates_n: int = Field(10, ge=0)  # a known user's best items by ALS score added as candidates
     cold_start_events: int = Field(3, ge=0)
     genre_cap: float = Field(0.4, gt=0, le=1)
     user_cache_max: int = Field(50_000, ge=1)

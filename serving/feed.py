@@ -18,6 +18,7 @@ import numpy as np
 
 from lambdastack.candidate_features import feature_matrix
 from lambdastack.features import UserState
+from lambdastack.retrieval import top_scored
 from lambdastack.settings import ServingSettings
 from lambdastack.speedview import SpeedRead
 from serving.batch_view import BatchView
@@ -27,6 +28,7 @@ from serving.schemas import FeedItemOut, FeedOut
 from serving.served_version import ServedVersion
 
 SPEED_FRESH = "speed_fresh"  # the speed layer's fresh candidates for the user
+BATCH_ALS = "batch_als"  # a user the batch knows: their best items by ALS score in the version
 # the items most similar to the user's recent interactions: the decayed sum of similarities over
 # the newest knn_recent_n (batch and speed), lambdastack.retrieval
 RECENT_NEIGHBOURS = "recent_neighbours"
@@ -37,6 +39,7 @@ CLUSTER_POPULAR = "cluster_popular"
 BATCH_POPULAR = "batch_popular"
 SOURCES = (
     SPEED_FRESH,
+    BATCH_ALS,
     RECENT_NEIGHBOURS,
     BATCH_CANDIDATES,
     TRENDING,
@@ -54,6 +57,7 @@ class FeedConfig:
     knn_decay: float = 0.9
     knn_candidates_n: int = 100
     knn_session_s: int = 1800
+    als_candidates_n: int = 10
     cold_start_events: int = 3
     genre_cap: float = 0.4
     user_cache_max: int = 50_000  # users x k whose BatchSide a snapshot keeps
@@ -71,6 +75,7 @@ class FeedConfig:
             s.knn_decay,
             s.knn_candidates_n,
             s.knn_session_s,
+            s.als_candidates_n,
             s.cold_start_events,
             s.genre_cap,
             s.user_cache_max,
@@ -155,6 +160,7 @@ class BatchSide:
     # item -> the batch sources proposing it, in pool order, for the batch cluster (or no cluster);
     # exact while no recent interaction is among the items
     proposed: Mapping[str, tuple[str, ...]]
+    als: tuple[str, ...] = ()  # the best unseen items by ALS score, cut as RECENT_MARGIN says
 
 
 def is_cold(snapshot: ServedVersion, user_id: str, cfg: FeedConfig) -> bool:
@@ -197,6 +203,11 @@ def _batch_side(snapshot: ServedVersion, user_id: str, k: int, cfg: FeedConfig) 
         (),
         {},
     )
+    matrix = view.matrix
+    if cfg.als_candidates_n and state.als is not None:
+        scores = matrix.als_scores(state.als)[: len(matrix.ids)]
+        best = top_scored(scores, cfg.als_candidates_n + RECENT_MARGIN, side.history_rows)
+        side = replace(side, als=tuple(matrix.ids[r] for r in best.tolist()))
     pool = _Pool(history, frozenset(), cfg.candidates_max)
     _batch_sources(pool, snapshot, side, view.cluster_of(user_id, state), cfg)
     unlimited = _Pool(history, frozenset(), 1 << 62)
@@ -223,10 +234,13 @@ def _batch_sources(
 
 
 def _speed_sources(
-    pool: _Pool, snapshot: ServedVersion, speed: SpeedRead, found: Retrieval, cfg: FeedConfig
+    pool: _Pool, snapshot: ServedVersion, speed: SpeedRead, side: BatchSide, found: Retrieval, cfg: FeedConfig
 ) -> None:
+    """The sources that read the speed view, in pool order, and the ALS one (the batch's, ahead of
+    the neighbours so that they do not crowd it out)."""
     if speed.fresh is not None:
         pool.add((i for i, _ in speed.fresh.items), SPEED_FRESH, cfg.candidates_max)
+    pool.add(side.als, BATCH_ALS, cfg.als_candidates_n)
     if cfg.knn_candidates_n and len(found.evidence.rows):
         # seen items never take a place: the best n of the rest (the pool skips seen ones anyway)
         best = found.evidence.best_first(cfg.knn_candidates_n, found.seen).tolist()
@@ -287,7 +301,7 @@ def candidate_pool(
     then the batch ones; nothing the user has seen; at most cfg.candidates_max."""
     recent = speed.seen.union(i.item_id for i in speed.recent)
     pool = _Pool(side.history, recent, cfg.candidates_max)
-    _speed_sources(pool, snapshot, speed, found, cfg)
+    _speed_sources(pool, snapshot, speed, side, found, cfg)
     cluster = side.cluster if side.cluster is not None else snapshot.view.cluster_of(user_id, state)
     if cluster == side.cluster and recent.isdisjoint(side.proposed):
         pool.merge(side.proposed)

@@ -17,6 +17,7 @@ from lambdastack.retrieval import (
     decay_weights,
     knn_evidence,
     recent_sequence,
+    sequence_evidence,
     session_sequence,
 )
 from serving.batch_view import BatchView
@@ -60,4 +61,6 @@ class Retrieval:
         now = session_sequence(interactions, view.as_of_ms, now_ms, cfg.session_s * 1000, cfg.recent_n)
         since = [*seen_since, *(i.item_id for i in interactions)]
         seen = np.concatenate([history_rows, view.matrix.rows(since)])
-        return Retrieval(neighbours_of(view, seq, cfg.decay), seen, neighbours_of(view, now, cfg.decay))
+        rows = view.matrix.rows
+        evidence, session = sequence_evidence(view.knn, rows(seq), rows(now), cfg.decay)
+        return Retrieval(evidence, seen, session)

@@ -18,7 +18,7 @@ import numpy as np
 
 from lambdastack import candidate_features
 from lambdastack.features import DECAY_PER_MS, UserState, event_weights, is_positive
-from lambdastack.retrieval import KnnEvidence, decay_weights, knn_evidence, recent_sequence, session_sequence
+from lambdastack.retrieval import KnnEvidence, recent_sequence, sequence_evidence, session_sequence
 from lambdastack.speedview import FreshCandidates, Interaction, encode_fresh
 from speed.scoring_view import ScoringView
 from speed.user_window import ENTRY_SEP, parse_window
@@ -96,9 +96,8 @@ def window_evidence(
     the user has seen."""
     m = view.matrix
     seq = m.rows(recent_sequence(view.recent.get(user_id, ()), window, view.as_of_ms, view.knn_recent_n))
-    evidence = knn_evidence(view.knn, seq, decay_weights(len(seq), view.knn_decay))
     now = m.rows(session_sequence(window, view.as_of_ms, t, view.knn_session_s * 1000, view.knn_recent_n))
-    session = knn_evidence(view.knn, now, decay_weights(len(now), view.knn_decay))
+    evidence, session = sequence_evidence(view.knn, seq, now, view.knn_decay)
     seen = m.rows([*view.history.get(user_id, ()), *(e.item_id for e in window)])
     return evidence, seen, session
 

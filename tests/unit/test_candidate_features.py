@@ -17,7 +17,10 @@ def _world(seed=1, items=40):
     rng = np.random.default_rng(seed)
     ids = [f"i{k:02d}" for k in range(items)]
     side = ItemSide(
-        {i: rng.normal(size=5) for i in ids}, {i: ["a"] if k % 2 else ["b"] for k, i in enumerate(ids)}
+        {i: rng.normal(size=5) for i in ids},
+        {i: ["a"] if k % 2 else ["b"] for k, i in enumerate(ids)},
+        {i: rng.normal(size=3) for i in ids[::3]},  # ALS factors of every third item
+        {i: 1_000 * k for k, i in enumerate(ids) if k % 4},  # first events (none for every fourth)
     )
     matrix = ItemMatrix.build(side, {i: int(rng.integers(0, 100)) for i in ids})
     lists = {i: [ids[j] for j in rng.choice(items, size=6, replace=False) if ids[j] != i] for i in ids}
@@ -85,8 +88,27 @@ def test_feature_matrix_puts_state_live_and_evidence_in_feature_order():
     np.testing.assert_array_equal(x[:, :n], matrix.features(state, rows, counts, 5_000))
     np.testing.assert_array_equal(x[:, n], np.log1p(live))
     np.testing.assert_array_equal(x[:, n + 1 : n + 7], evidence_columns(evidence, rows, seen))
-    assert FEATURE_NAMES[n + 7 :] == ("session_score", "session_share")
-    np.testing.assert_array_equal(x[:, n + 7 :], evidence_columns(session, rows, seen)[:, :2])
+    assert FEATURE_NAMES[n + 7 :] == ("session_score", "session_share", "als_score", "item_age")
+    np.testing.assert_array_equal(x[:, n + 7 : n + 9], evidence_columns(session, rows, seen)[:, :2])
+    assert not x[:, n + 9].any()  # a state without ALS factors
+    for r, k in enumerate(range(10, 20)):  # item k's first event at 1000 k ms, none if k % 4 == 0
+        expected = 0.0 if k % 4 == 0 else math.log1p((5_000 - 1_000 * k if k < 5 else 0) / 86_400_000)
+        assert x[r, n + 10] == pytest.approx(expected, abs=1e-15)
+
+
+def test_als_score_is_the_dot_product_where_both_have_factors():
+    side, matrix, index, _, _ = _world()
+    ids = list(matrix.ids)
+    user = np.array([0.5, -1.0, 2.0])
+    state = UserState(als=user)
+    rows = matrix.rows([*ids, "unknown"])
+    x = feature_matrix(matrix, state, rows, matrix.counts[rows], np.zeros(len(rows)), EMPTY, rows[:0], 10**9)
+    col = FEATURE_NAMES.index("als_score")
+    expected = [float(side.als[i] @ user) if i in side.als else 0.0 for i in [*ids, "unknown"]]
+    np.testing.assert_allclose(x[:, col], expected, rtol=1e-12)
+    assert (x[:, col] != 0).sum() == len(side.als)
+    age = x[:, FEATURE_NAMES.index("item_age")]
+    assert age[-1] == 0.0 and age[1] == pytest.approx(math.log1p((10**9 - 1_000) / 86_400_000))
 
 
 def test_no_evidence_gives_zero_columns():

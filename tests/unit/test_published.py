@@ -42,13 +42,22 @@ def _model() -> bytes:
 
 def _publish(layout: VersionLayout, vid: str, model: bytes | None, **manifest) -> None:
     vdir = layout.version_dir(vid)
-    _view(vdir, "item_stats", {"item_id": ITEMS, "events": [3, 9, 1, 5]})
+    first = [AS_OF - 50, AS_OF - 40, None, AS_OF - 1]
+    _view(vdir, "item_stats", {"item_id": ITEMS, "events": [3, 9, 1, 5], "first_event_ms": first})
     _view(
         vdir,
         "items",
         {"item_id": ITEMS, "title": ["A", "", "C", None], "genres": [["x"], ["y"], None, ["x"]]},
     )
-    _view(vdir, "item_embeddings", {"item_id": ITEMS[:3], "content": [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]})
+    _view(
+        vdir,
+        "item_embeddings",
+        {
+            "item_id": ITEMS[:3],
+            "content": [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]],
+            "als": [[0.5, 2.0, 1.0], None, [1.0, 0.0, 0.0]],
+        },
+    )
     _view(vdir, "item_neighbours", {"item_id": ["a", "b"], "neighbours": [["b", "c"], None]})
     _view(vdir, "popular", {"scope": ["global", "cluster:0"], "items": [["b", "d"], ["a"]]})
     _view(
@@ -63,6 +72,7 @@ def _publish(layout: VersionLayout, vid: str, model: bytes | None, **manifest) -
             "genre_counts": [[2, 1], []],
             "last_item": ["b", "c"],
             "last_t": [AS_OF - 10, AS_OF - 5],
+            "als": [[1.0, 1.0, 1.0], None],
             "cluster": [0, 1],
         },
     )
@@ -85,6 +95,8 @@ def test_the_reader_reads_every_artifact_of_a_version(tmp_path):
     side = p.item_side()
     assert list(side.vectors) == ["a", "b", "c"] and side.vectors["c"].tolist() == [1.0, 1.0]
     assert side.genres == {"a": ["x"], "b": ["y"], "c": [], "d": ["x"]}
+    assert {i: f.tolist() for i, f in side.als.items()} == {"a": [0.5, 2.0, 1.0], "c": [1.0, 0.0, 0.0]}
+    assert side.first_ms == {"a": AS_OF - 50, "b": AS_OF - 40, "d": AS_OF - 1}
     assert p.neighbours() == {"a": ("b", "c"), "b": ()}
     assert p.popular() == {"global": ("b", "d"), "cluster:0": ("a",)}
     assert p.profile_table().column_names == list(PROFILE_COLUMNS)
@@ -162,7 +174,12 @@ def test_speed_and_serving_read_the_same_version_the_same_way(tmp_path):
             b.last_t,
         )
         assert (a.interest is None) == (b.interest is None)
+        assert (None if a.als is None else a.als.tolist()) == (None if b.als is None else b.als.tolist())
         assert speed.history.get(user) == served.history.get(user)
+    assert served.user_state("u1").als.tolist() == [1.0, 1.0, 1.0] and served.user_state("u2").als is None
+    np.testing.assert_array_equal(speed.matrix.als, served.matrix.als)
+    np.testing.assert_array_equal(speed.matrix.first_ms, served.matrix.first_ms)
+    assert served.matrix.als_scores(served.user_state("u1").als).tolist() == [3.5, 0.0, 1.0, 0.0, 0.0]
     assert (
         served.history["u1"] == frozenset({"a", "b"})
         and served.cluster_of("u1", served.user_state("u1")) == 0

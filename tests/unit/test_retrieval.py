@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lambdastack.retrieval import NeighbourIndex, decay_weights, knn_evidence
+from lambdastack.retrieval import NeighbourIndex, decay_weights, knn_evidence, outside, top_scored
 
 pytestmark = pytest.mark.unit
 
@@ -92,3 +92,37 @@ def test_random_indexes_match_a_plain_loop() -> None:
 
 def test_decay_weights() -> None:
     assert decay_weights(3, 0.5).tolist() == [1.0, 0.5, 0.25]
+
+
+def test_top_scored_takes_the_best_positive_unexcluded_rows_ties_by_row():
+    scores = np.array([0.5, 2.0, -1.0, 2.0, 0.0, 0.7, 3.0])
+    assert top_scored(scores, 3, np.array([6])).tolist() == [1, 3, 5]
+    assert top_scored(scores, 10, np.array([], dtype=np.int64)).tolist() == [6, 1, 3, 5, 0]
+    assert top_scored(scores, 0, np.array([], dtype=np.int64)).tolist() == []
+    assert top_scored(np.zeros(0), 2, np.array([0, 99])).tolist() == []
+
+
+def test_outside_is_not_isin():
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        rows = rng.integers(0, 30, int(rng.integers(0, 20)))
+        exclude = rng.integers(0, 40, int(rng.integers(0, 10)))
+        assert outside(rows, exclude).tolist() == (~np.isin(rows, exclude)).tolist()
+    assert outside(np.array([-1, 3]), np.array([3])).tolist() == [True, False]
+
+
+def test_the_newest_m_of_an_evidence_are_knn_evidence_of_the_first_m_exactly():
+    rng = np.random.default_rng(9)
+    ids = [f"i{k}" for k in range(60)]
+    index = {i: n for n, i in enumerate(ids)}
+    lists = {i: list(rng.choice(ids, size=int(rng.integers(0, 12)), replace=False)) for i in ids}
+    scores = {i: sorted(rng.uniform(0.05, 1.0, size=len(v)), reverse=True) for i, v in lists.items()}
+    knn = NeighbourIndex.build(index, lists, scores)
+    for _ in range(40):
+        recent = rng.integers(-1, 60, int(rng.integers(0, 20)))
+        w = decay_weights(len(recent), 0.9)
+        full = knn_evidence(knn, recent, w)
+        for m in range(len(recent) + 2):
+            got, want = full.newest(m, w), knn_evidence(knn, recent[:m], w[:m])
+            for a in ("rows", "score", "sims", "which", "heads", "best", "votes", "last"):
+                np.testing.assert_array_equal(getattr(got, a), getattr(want, a))

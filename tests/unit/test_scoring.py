@@ -202,7 +202,7 @@ def test_the_kNN_evidence_is_the_windows_newest_then_the_batchs_and_seen_items_r
     x = feature_matrix(snap, "u1", merged_state(snap, "u1", window), window, items, AS_OF + 20)
     n = len(STATE_FEATURES)
     np.testing.assert_allclose(x[:, n + 1 : n + 7], evidence_columns(evidence, m.rows(items), seen))
-    np.testing.assert_allclose(x[:, n + 7 :], evidence_columns(session, m.rows(items), seen)[:, :2])
+    np.testing.assert_allclose(x[:, n + 7 : n + 9], evidence_columns(session, m.rows(items), seen)[:, :2])
     # i9: neighbour 1 of i8 (0.9); i5: of i4 (0.9 x 0.9), of i1 (0.2 x 0.81); i3: of i1 and i0
     assert x[0, len(STATE_FEATURES) + 1] == pytest.approx(0.9)
 

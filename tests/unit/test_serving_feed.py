@@ -16,6 +16,7 @@ from lambdastack.retrieval import NeighbourIndex
 from lambdastack.speedview import FreshCandidates, Interaction, SpeedRead
 from serving.batch_view import BatchView
 from serving.feed import (
+    BATCH_ALS,
     BATCH_CANDIDATES,
     BATCH_POPULAR,
     CLUSTER_POPULAR,
@@ -38,6 +39,7 @@ pytestmark = pytest.mark.unit
 AS_OF = 1_800_000_000_000
 NOW = AS_OF + 3_600_000
 GENRES = ["drama", "comedy", "sports", "news"]
+U1_ALS = np.array([1.0, 0.5, -0.5])  # u1's ALS factors (u2 has none)
 
 
 def tiny_model() -> bytes:
@@ -70,9 +72,11 @@ def world(n_items: int = 40, model: bytes | None = None, version: str = "v000001
     ids = [f"i{n}" for n in range(n_items)]
     vectors = {i: rng.normal(size=8) for i in ids}
     genres = {i: [GENRES[n % 4]] for n, i in enumerate(ids)}
-    side = ItemSide(vectors, genres)
+    als = {i: np.random.default_rng(n).normal(size=3) for n, i in enumerate(ids[:30])}
+    first = {i: AS_OF - 86_400_000 * (n + 1) for n, i in enumerate(ids)}
+    side = ItemSide(vectors, genres, als, first)
     events = {i: 1000 - 10 * n for n, i in enumerate(ids)}
-    u1 = UserState()
+    u1 = UserState(als=U1_ALS)
     for n, item in enumerate(["i0", "i4", "i8"]):
         side.apply(u1, item, AS_OF - 1000 + n, "like", 1.0)
     u2 = UserState()
@@ -88,6 +92,7 @@ def world(n_items: int = 40, model: bytes | None = None, version: str = "v000001
             "genre_counts": [c for _, c in g],
             "last_item": s.last_item,
             "last_t": s.last_t,
+            "als": None if s.als is None else s.als.tolist(),
             "cluster": cluster,
         }
 
@@ -159,6 +164,10 @@ def test_feed_is_ranked_by_the_model_on_online_features_and_skips_seen(model):
             np.log1p(live)[:, None],
             evidence_columns(found.evidence, rows, found.seen),
             evidence_columns(found.session, rows, found.seen)[:, :2],
+            np.array([snap.view.side.als[i] @ U1_ALS if i in snap.view.side.als else 0.0 for i in ids])[
+                :, None
+            ],
+            np.log1p((NOW - np.array([snap.view.side.first_ms[i] for i in ids])) / 86_400_000)[:, None],
         ]
     )
     assert found.evidence.score.any() and {"i0", "i3"} <= {snap.view.matrix.ids[r] for r in found.seen}
@@ -190,6 +199,13 @@ def test_every_source_is_named_on_the_items_it_proposed(model):
     assert CLUSTER_POPULAR in by_id["i39"].sources
     assert any(BATCH_POPULAR in i.sources for i in feed.items)
     assert feed.signal_age_ms == NOW - (AS_OF + 60_000)
+    # the best items by ALS score that u1 has not seen, and nothing else, say batch_als
+    view, seen = snap.view, {"i0", "i4", "i8", "i22"}
+    by_als = sorted((i for i in view.side.als if i not in seen), key=lambda i: -(view.side.als[i] @ U1_ALS))
+    best = [i for i in by_als if view.side.als[i] @ U1_ALS > 0][: cfg.als_candidates_n]
+    assert len(best) == cfg.als_candidates_n
+    assert {i.item_id for i in feed.items if BATCH_ALS in i.sources} == set(best)
+    assert not any(BATCH_ALS in i.sources for i in rank_feed(snap, sp, "u2", 60, NOW, cfg).items)
 
 
 def _reference_knn(view: BatchView, sp: SpeedRead, user: str, cfg: FeedConfig) -> list[str]:
@@ -228,6 +244,14 @@ def _reference_pool(snap: ServedVersion, sp: SpeedRead, user: str, k: int, cfg: 
 
     if sp.fresh is not None:
         add([i for i, _ in sp.fresh.items], SPEED_FRESH, cfg.candidates_max)
+    user_als = state.als
+    if user_als is not None:  # every item with factors and a positive score, best first (ties: by id)
+        scored = {i: float(f @ user_als) for i, f in view.side.als.items()}
+        add(
+            sorted((i for i in scored if scored[i] > 0), key=lambda i: (-scored[i], i)),
+            BATCH_ALS,
+            cfg.als_candidates_n,
+        )
     add(_reference_knn(view, sp, user, cfg), RECENT_NEIGHBOURS, cfg.knn_candidates_n)
     add([i for i, _ in sp.trending], TRENDING, cfg.trending_n)
     add([i for i, _ in sp.movers], SPEED_POPULAR, cfg.trending_n)
@@ -253,6 +277,7 @@ def test_the_cached_batch_side_gives_the_pool_the_whole_lists_give():
             trending_n=int(rng.integers(1, 8)),
             knn_recent_n=int(rng.integers(0, 5)),
             knn_candidates_n=int(rng.integers(0, 6)),
+            als_candidates_n=int(rng.integers(0, 12)),
             cold_start_events=int(rng.integers(0, 5)),
         )
         user, k = ["u1", "u2", "u3"][trial % 3], int(rng.integers(1, 15))

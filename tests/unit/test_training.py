@@ -18,7 +18,12 @@ TRAIN_FROM = 1_000 * HOUR
 def _world(seed=4, users=6, items=30, n=500):
     rng = np.random.default_rng(seed)
     ids = [f"i{k:02d}" for k in range(items)]
-    side = ItemSide({i: rng.normal(size=6) for i in ids}, {i: [rng.choice(["a", "b", "c"])] for i in ids})
+    side = ItemSide(
+        {i: rng.normal(size=6) for i in ids},
+        {i: [rng.choice(["a", "b", "c"])] for i in ids},
+        {i: rng.normal(size=3) for i in ids[:-6]},  # ALS factors of all items but six
+        {i: (900 + k) * HOUR for k, i in enumerate(ids)},
+    )
     events = pd.DataFrame(
         {
             "event_id": [f"e{k:04d}" for k in range(n)],
@@ -42,9 +47,19 @@ def _world(seed=4, users=6, items=30, n=500):
         popular_n=3,
         negatives=2,
         session_ms=3 * HOUR,
+        als_n=4,
     )
+    user_als = {f"u{k}": rng.normal(size=3) for k in range(users - 1)}  # the last user has none
     ctx = TrainingContext.build(
-        side, counts, neighbours, scores, live["item_id"].tolist(), live["t"].to_numpy(), TRAIN_FROM, cfg
+        side,
+        counts,
+        neighbours,
+        scores,
+        live["item_id"].tolist(),
+        live["t"].to_numpy(),
+        TRAIN_FROM,
+        cfg,
+        user_als,
     )
     query = ((events["t"] >= TRAIN_FROM) & (events["type"] != "skip")).astype(int)
     return side, ctx, events.assign(query=query)
@@ -55,7 +70,7 @@ def test_pools_see_only_the_past_and_rows_are_the_apis_features():
     got = answer_user_queries(events, ctx, side)
     assert list(got.columns) == COLUMNS and got["qid"].nunique() > 20
     m = ctx.matrix
-    sessions = old_live = 0
+    sessions = old_live = als = 0
     for qid, pool in got.groupby("qid"):
         q = events[events["event_id"] == qid].iloc[0]
         past = events[
@@ -66,7 +81,7 @@ def test_pools_see_only_the_past_and_rows_are_the_apis_features():
         assert q.item_id not in seen
         assert pool["label"].sum() == 1 and pool.loc[pool["label"] == 1, "item_id"].item() == q.item_id
         assert not seen & set(pool["item_id"]), "a pool item the user had seen"
-        state = UserState()
+        state = UserState(als=ctx.user_als.get(q.user_id))
         for e in past.itertuples():
             side.apply(state, e.item_id, int(e.t), e.type, float(e.value))
         newest = past.iloc[::-1].head(ctx.cfg.recent_n)
@@ -88,7 +103,14 @@ def test_pools_see_only_the_past_and_rows_are_the_apis_features():
         np.testing.assert_allclose(pool[list(FEATURE_NAMES)].to_numpy(), expected, rtol=1e-9, atol=1e-9)
         best = evidence.best_first(ctx.cfg.knn_n, seen_rows)
         assert set(m.ids[r] for r in best) <= set(pool["item_id"])
-    assert sessions > 5  # the session features were exercised
+        if state.als is not None:  # the best unseen items by ALS score are in the pool
+            scored = {i: float(f @ state.als) for i, f in side.als.items() if i not in seen}
+            top = sorted((i for i in scored if scored[i] > 0), key=lambda i: (-scored[i], i))[: ctx.cfg.als_n]
+            assert set(top) <= set(pool["item_id"])
+            als += bool(top)
+        else:
+            assert not pool["als_score"].any()
+    assert sessions > 5 and als > 5  # the session features and the ALS source were exercised
     assert old_live > 5  # live events older than the speed buckets' 48 h counted too
 
 
