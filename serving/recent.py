@@ -14,8 +14,6 @@ from lambdastack.retrieval import (
     EMPTY,
     KnnEvidence,
     Timed,
-    decay_weights,
-    knn_evidence,
     recent_sequence,
     sequence_evidence,
     session_sequence,
@@ -28,14 +26,6 @@ class KnnConfig:
     recent_n: int = 20  # newest interactions whose neighbours' similarities are summed
     decay: float = 0.9  # each older interaction's weight: x this
     session_s: int = 1800  # the session: interactions at or after the as-of this recent
-
-
-def neighbours_of(view: BatchView, items: Sequence[str], decay: float) -> KnnEvidence:
-    """The kNN evidence of interactions with `items`, newest first."""
-    if not items:
-        return EMPTY
-    rows = view.matrix.rows(items)
-    return knn_evidence(view.knn, rows, decay_weights(len(rows), decay))
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lambdastack.retrieval import NeighbourIndex, decay_weights, knn_evidence, outside, top_scored
+from lambdastack.retrieval import (
+    NeighbourIndex,
+    decay_weights,
+    knn_evidence,
+    outside,
+    sequence_evidence,
+    top_scored,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -126,3 +133,17 @@ def test_the_newest_m_of_an_evidence_are_knn_evidence_of_the_first_m_exactly():
             got, want = full.newest(m, w), knn_evidence(knn, recent[:m], w[:m])
             for a in ("rows", "score", "sims", "which", "heads", "best", "votes", "last"):
                 np.testing.assert_array_equal(getattr(got, a), getattr(want, a))
+
+
+def test_sequence_evidence_takes_the_sessions_from_the_sequences_prefix_or_computes_its_own():
+    ids = [f"i{k}" for k in range(8)]
+    index = {i: n for n, i in enumerate(ids)}
+    lists = {i: [ids[(n + 1) % 8], ids[(n + 3) % 8]] for n, i in enumerate(ids)}
+    knn = NeighbourIndex.build(index, lists, dict.fromkeys(ids, (0.8, 0.3)))
+    seq = np.array([4, 2, 7, 1])
+    for session in (seq[:2], seq[:0], np.array([5, 6]), seq):  # prefixes, and one that is not
+        evidence, got = sequence_evidence(knn, seq, session, 0.9)
+        want = knn_evidence(knn, session, decay_weights(len(session), 0.9))
+        np.testing.assert_array_equal(got.rows, want.rows)
+        np.testing.assert_array_equal(got.score, want.score)
+        np.testing.assert_array_equal(evidence.score, knn_evidence(knn, seq, decay_weights(4, 0.9)).score)
