@@ -181,6 +181,23 @@ def test_placeholder_keys_are_rejected_outside_development(tmp_path):
     assert WRITER not in repr(prod.serving)
 
 
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.7", "api.internal"])
+def test_placeholder_keys_are_rejected_when_the_api_binds_beyond_loopback(tmp_path, host):
+    placeholder = "[{name: dev, key: dev-events-key-change-me, scopes: [events:write]}]"
+    reason = rf"serving: .*\['dev'\] are placeholders.*host {host} is reachable"
+    with pytest.raises(ConfigError, match=reason):
+        settings(tmp_path, LAMBDASTACK_SERVING__HOST=host, LAMBDASTACK_SERVING__API_KEYS=placeholder)
+    assert settings(tmp_path, LAMBDASTACK_SERVING__HOST=host).serving.host == host  # real keys: fine
+    assert settings(tmp_path, LAMBDASTACK_SERVING__HOST=host, LAMBDASTACK_SERVING__API_KEYS="[]")
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.3.4.5", "localhost", "::1"])
+def test_placeholder_keys_are_allowed_in_development_on_loopback(tmp_path, host):
+    placeholder = "[{name: dev, key: dev-events-key-change-me, scopes: [events:write]}]"
+    s = settings(tmp_path, LAMBDASTACK_SERVING__HOST=host, LAMBDASTACK_SERVING__API_KEYS=placeholder)
+    assert s.serving.api_keys[0].placeholder()
+
+
 class FakeSpeedView:
     """SpeedView's interface over fixed replies, as Redis holds them for any user and item."""
 
