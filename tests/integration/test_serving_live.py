@@ -196,6 +196,7 @@ def test_operations_endpoints(live):
     eventually(lambda: '"request_id":"req-42"' in live.api.log_file.read_text(), 5, "the access log line")
 
 
+@pytest.mark.chaos  # hostile input: whatever the document allows, and what it does not
 def test_schemathesis_with_every_check_finds_no_failure(live):
     """Every check (`-c all`: server errors, the response schemas, status codes, content types,
     headers, valid data accepted, invalid data rejected, auth, methods), at least 200 generated
