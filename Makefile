@@ -7,7 +7,7 @@ LS := $(VENV)/bin/lambdastack
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv jars up down status test test-unit test-integration lint format clean
+.PHONY: help venv jars up down status test test-unit test-integration test-chaos lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -32,7 +32,7 @@ down: ## stop everything `make up` started
 status: venv ## what runs where
 	$(LS) stack status
 
-test: jars ## install what is missing, start the services the tests need, run unit and integration tests
+test: jars ## install what is missing, start the services the tests need, run unit, integration and chaos tests
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: venv ## unit tests only (no service)
@@ -40,6 +40,9 @@ test-unit: venv ## unit tests only (no service)
 
 test-integration: jars ## integration tests against real Kafka, Redis, Spark and Flink
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
+
+test-chaos: jars ## the fault-injection tests (hostile clients, ...) against the real services
+	$(PY) -m pytest -m chaos $(PYTEST_ARGS)
 
 MOVIELENS ?= ../shared/datasets/ml-latest-small
 RESULTS := bench/results

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -20,11 +21,19 @@ from lambdastack.errors import ValidationError
 
 SCHEMA_VERSION = 1
 MAX_ID_LEN = 128
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")
 # user and item ids become parts of Redis keys (`lambdastack.keys`), whose separator is ':', so
 # they may not hold one: an item "foo:min" would otherwise write into item "foo"'s minute hash
 KEY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 _KEY_ID_RE = re.compile(KEY_ID_PATTERN)
+EVENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
+_ID_RE = re.compile(EVENT_ID_PATTERN)
+# an id may be given as a non-negative integer up to this (the largest a JSON number holds exactly
+# in every parser, RFC 8259 section 6)
+MAX_INT_ID = 2**53 - 1
+# RFC 3339's date-time (section 5.6): what `parse_time` takes, checked after the zone is known
+_RFC3339_RE = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
 # event times outside this range are rejected as clock errors
 _MIN_TIME_MS = 0
 _MAX_FUTURE_MS = 24 * 3600 * 1000
@@ -80,6 +89,8 @@ def parse_time(value: Any) -> int:
         raise ValueError(f"{_shown(value)} is not an RFC 3339 timestamp") from None
     if dt.tzinfo is None:
         raise ValueError(f"{_shown(value)} has no time zone (add Z or an offset)")
+    if not _RFC3339_RE.fullmatch(value):
+        raise ValueError(f"{_shown(value)} is not an RFC 3339 timestamp (YYYY-MM-DDTHH:MM:SS[.fff]Z)")
     try:
         return int(round(dt.timestamp() * 1000))
     except (OverflowError, ValueError):
@@ -93,8 +104,13 @@ def _shown(value: Any) -> str:
 
 
 def _check_id(field: str, v: Any, errors: list[tuple[str, str]]) -> str:
+    if isinstance(v, float) and v.is_integer():  # an integer as JSON Schema means it: 7.0 is 7
+        v = int(v)
     if isinstance(v, bool) or not isinstance(v, str | int):
         errors.append((field, "must be a string"))
+        return ""
+    if isinstance(v, int) and not 0 <= v <= MAX_INT_ID:
+        errors.append((field, f"as an integer must be between 0 and {MAX_INT_ID}"))
         return ""
     s = str(v)
     if not s:
@@ -155,7 +171,7 @@ def _validate(raw: Any, now_ms: int | None) -> tuple[Event | None, list[tuple[st
         if raw.get(name) is None:
             errors.append((name, "is required"))
     version = raw.get("schema_version", SCHEMA_VERSION)
-    if version != SCHEMA_VERSION:
+    if isinstance(version, bool) or version != SCHEMA_VERSION:
         errors.append(("schema_version", f"must be {SCHEMA_VERSION}, got {_shown(version)}"))
     ids = {f: _check_id(f, raw[f], errors) for f in ("event_id", "user_id", "item_id") if f in raw}
     etype = raw.get("type")
@@ -183,6 +199,47 @@ def _validate(raw: Any, now_ms: int | None) -> tuple[Event | None, list[tuple[st
         value=value,
         event_time_ms=time_ms,
     ), []
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of one wire event (as OpenAPI 3.1 documents it): exactly what `validate`
+    accepts, but for the two clock rules no schema can state, which the description gives."""
+
+    def id_schema(pattern: str) -> dict[str, Any]:
+        text = {"type": "string", "pattern": pattern}
+        return {"anyOf": [text, {"type": "integer", "minimum": 0, "maximum": MAX_INT_ID}]}
+
+    def event(types: list[str], value_max: float, value_doc: str) -> dict[str, Any]:
+        value = {"type": "number", "minimum": 0, "maximum": value_max}
+        properties = {
+            "event_id": id_schema(EVENT_ID_PATTERN),
+            "user_id": id_schema(KEY_ID_PATTERN),
+            "item_id": id_schema(KEY_ID_PATTERN),
+            "type": {"enum": types},
+            "value": {"anyOf": [value, {"type": "null"}], "description": value_doc},
+            "event_time": {
+                "type": "string",
+                "format": "date-time",
+                "description": "RFC 3339 with a zone; not before 1970, at most 24 h after the server's clock",
+            },
+            "schema_version": {"const": SCHEMA_VERSION},
+        }
+        required = ["event_id", "user_id", "item_id", "type", "event_time"]
+        return {
+            "type": "object",
+            "properties": properties,
+            "required": required,
+            "additionalProperties": False,
+        }
+
+    others = [t for t in EVENT_TYPES if t != EventType.RATING]
+    return {
+        "title": "Event",
+        "oneOf": [
+            event([EventType.RATING.value], 5.0, "the rating, 0 to 5 (null: 1)"),
+            event(others, sys.float_info.max, "watch seconds for watch, else 1 (null: 1)"),
+        ],
+    }
 
 
 def decode(payload: bytes | str, now_ms: int | None = None) -> tuple[Event | None, list[tuple[str, str]]]:

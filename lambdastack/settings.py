@@ -7,6 +7,7 @@ environment. Relative paths are resolved against the project root (the parent of
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -178,6 +179,17 @@ class ApiKeySettings(_Section):
         return len(value) < API_KEY_MIN_LEN or any(m in value.lower() for m in PLACEHOLDER_MARKERS)
 
 
+def loopback(host: str) -> bool:
+    """Whether `host` reaches this machine only: localhost or a loopback address (a name that
+    DNS resolves is not trusted to stay loopback)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class ABSettings(_Section):
     """Split feed traffic between the current version's model and a challenger version's."""
 
@@ -212,16 +224,26 @@ class ServingSettings(_Section):
     access_log: bool = True
     reload_interval_s: float = Field(1.0, gt=0)
     ab: ABSettings = Field(default_factory=ABSettings)
+    # what a hostile or broken client can hold (serving/connections.py, serving/server.py)
+    limit_concurrency: int = Field(512, ge=1)  # open connections or running requests, beyond: 503
+    timeout_keep_alive_s: int = Field(5, ge=1)  # an idle keep-alive connection is closed after this
+    header_timeout_s: float = Field(10.0, gt=0)  # a request's header must arrive within this, else 408
+    max_header_bytes: int = Field(16384, ge=1024)  # a longer request line + header gets 431
 
     @model_validator(mode="after")
     def _no_placeholder_keys_outside_development(self) -> ServingSettings:
-        if self.environment != "development":
-            weak = [k.name for k in self.api_keys if k.placeholder()]
-            if weak:
-                raise ValueError(
-                    f"api_keys {weak} are placeholders or shorter than {API_KEY_MIN_LEN} characters; "
-                    f"set real keys when environment is {self.environment}"
-                )
+        weak = [k.name for k in self.api_keys if k.placeholder()]
+        if weak and self.environment != "development":
+            raise ValueError(
+                f"api_keys {weak} are placeholders or shorter than {API_KEY_MIN_LEN} characters; "
+                f"set real keys when environment is {self.environment}"
+            )
+        if weak and not loopback(self.host):
+            raise ValueError(
+                f"api_keys {weak} are placeholders or shorter than {API_KEY_MIN_LEN} characters, "
+                f"and host {self.host} is reachable from other machines; set real keys, or bind "
+                "the API to loopback (127.0.0.1)"
+            )
         if self.feed_k_default > self.feed_k_max:
             raise ValueError("feed_k_default must not exceed feed_k_max")
         return self

@@ -20,7 +20,7 @@ from lambdastack.errors import (
     ServiceError,
     ValidationError,
 )
-from lambdastack.settings import Settings
+from lambdastack.settings import ServingSettings, Settings
 from lambdastack.versions import VersionLayout
 from serving.feed import FeedConfig
 from serving.ingest import EventSink
@@ -89,7 +89,32 @@ def create_app(settings: Settings) -> FastAPI:
     _install_error_handlers(app)
     include_routes(app)
     _install_middleware(app, settings, metrics, access_log)
+    _document_limits(app, settings.serving)
     return app
+
+
+def _document_limits(app: FastAPI, serving: ServingSettings) -> None:
+    """The OpenAPI document states the configured limits the handlers check (the routes are
+    module-level, so their declarations cannot): `k` at most feed_k_max, at most
+    predict_instances_max instances."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        spec = build()  # kept by FastAPI as app.openapi_schema: completed once, here
+        for operation in (op for path in spec["paths"].values() for op in path.values()):
+            for param in operation.get("parameters", []):
+                if param["name"] == "k" and param["in"] == "query":
+                    schema = param["schema"]
+                    for branch in schema.get("anyOf", [schema]):
+                        if branch.get("type") == "integer":
+                            branch["maximum"] = serving.feed_k_max
+        instances = spec["components"]["schemas"]["PredictIn"]["properties"]["instances"]
+        instances["maxItems"] = serving.predict_instances_max
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _context(settings: Settings, metrics: Metrics) -> Context:

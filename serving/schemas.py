@@ -18,9 +18,10 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from lambdastack.events import KEY_ID_PATTERN
+from lambdastack.events import json_schema as event_json_schema
 
 ID_PATTERN = KEY_ID_PATTERN
 ID_RE = re.compile(ID_PATTERN)
@@ -165,9 +166,21 @@ class PredictOut(Out):
     degraded: bool
 
 
+MAX_EVENTS = 500
+
+
 class EventsIn(BaseModel):
+    """Events are checked by `lambdastack.events.validate` (the contract every layer shares, 422
+    naming each bad field), so pydantic takes them as objects; the document shows that contract's
+    JSON Schema, which is what validate accepts."""
+
     model_config = ConfigDict(extra="forbid")
-    events: list[dict[str, Any]] = Field(min_length=1, max_length=500)
+    events: Annotated[
+        list[dict[str, Any]],
+        WithJsonSchema(
+            {"type": "array", "items": event_json_schema(), "minItems": 1, "maxItems": MAX_EVENTS}
+        ),
+    ] = Field(min_length=1, max_length=MAX_EVENTS)
 
 
 @dataclass(slots=True)

@@ -51,11 +51,14 @@ def _image(service: dict[str, Any]) -> tuple[str, str]:
     return name, tag
 
 
-def _environment(service: dict[str, Any]) -> dict[str, str]:
+def _environment(service: dict[str, Any], raw: bool = False) -> dict[str, str]:
+    """A service's environment; unless `raw`, with `${NAME:-default}` as compose resolves it when
+    the host does not set NAME."""
     env = service.get("environment") or {}
     if isinstance(env, list):
         env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
-    return {k: "" if v is None else str(v) for k, v in env.items()}
+    out = {k: "" if v is None else str(v) for k, v in env.items()}
+    return out if raw else {k: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", v) for k, v in out.items()}
 
 
 def _published(service: dict[str, Any]) -> list[tuple[int, int]]:
@@ -216,6 +219,13 @@ def test_apps_run_real_cli_commands(services):
     assert "--host 0.0.0.0" in _script(services["api"]), "the api must listen on all container interfaces"
 
 
+def test_the_api_container_is_allowed_to_listen_beyond_loopback(services):
+    """On 0.0.0.0 placeholder keys are refused: the container's settings must not hold one."""
+    env = {**_environment(services["api"]), "LAMBDASTACK_SERVING__HOST": "0.0.0.0"}
+    s = load_settings(CONF, environ=env)  # a ConfigError if a placeholder key is left
+    assert not any(k.placeholder() for k in s.serving.api_keys)
+
+
 def test_environment_overrides_name_real_settings_and_point_at_services(services, settings):
     for name in ("speed", "api"):
         env = {k: v for k, v in _environment(services[name]).items() if k.startswith("LAMBDASTACK_")}
@@ -260,7 +270,7 @@ def test_every_dependency_has_a_condition_the_target_can_meet(services):
 
 def test_no_environment_value_looks_like_a_secret(services):
     for name, svc in services.items():
-        for key, value in _environment(svc).items():
+        for key, value in _environment(svc, raw=True).items():
             words = set(re.split(r"_+", key.upper()))
             if words & SECRET_WORDS and value and not value.startswith("${"):
                 pytest.fail(f"{name}: {key} holds a literal value; secrets stay out of {COMPOSE.name}")

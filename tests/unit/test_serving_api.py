@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from pydantic import TypeAdapter
 
 from lambdastack.errors import ConfigError
+from lambdastack.events import json_schema as event_json_schema
 from lambdastack.features import FEATURE_NAMES
 from lambdastack.keys import ALL_TYPES
 from lambdastack.settings import load_settings
@@ -167,6 +168,15 @@ def test_cors_is_closed_unless_configured(tmp_path):
 def test_openapi_is_served(client):
     spec = client.get("/openapi.json").json()
     assert "/v1/users/{user_id}/feed" in spec["paths"] and client.get("/docs").status_code == 200
+    # the configured limits the handlers check are in the document (schemathesis holds the API to it)
+    s = client.app.state.context.settings.serving
+    for path in ("/v1/users/{user_id}/feed", "/v1/trending"):
+        (k,) = [p for p in spec["paths"][path]["get"]["parameters"] if p["name"] == "k"]
+        ints = [b for b in k["schema"].get("anyOf", [k["schema"]]) if b.get("type") == "integer"]
+        assert [(b["minimum"], b["maximum"]) for b in ints] == [(1, s.feed_k_max)]
+    bodies = spec["components"]["schemas"]
+    assert bodies["PredictIn"]["properties"]["instances"]["maxItems"] == s.predict_instances_max
+    assert bodies["EventsIn"]["properties"]["events"]["items"] == event_json_schema()
 
 
 def test_placeholder_keys_are_rejected_outside_development(tmp_path):
@@ -179,6 +189,23 @@ def test_placeholder_keys_are_rejected_outside_development(tmp_path):
     prod = settings(tmp_path, LAMBDASTACK_SERVING__ENVIRONMENT="production")
     assert prod.serving.api_keys[0].key.get_secret_value() == WRITER
     assert WRITER not in repr(prod.serving)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.7", "api.internal"])
+def test_placeholder_keys_are_rejected_when_the_api_binds_beyond_loopback(tmp_path, host):
+    placeholder = "[{name: dev, key: dev-events-key-change-me, scopes: [events:write]}]"
+    reason = rf"serving: .*\['dev'\] are placeholders.*host {host} is reachable"
+    with pytest.raises(ConfigError, match=reason):
+        settings(tmp_path, LAMBDASTACK_SERVING__HOST=host, LAMBDASTACK_SERVING__API_KEYS=placeholder)
+    assert settings(tmp_path, LAMBDASTACK_SERVING__HOST=host).serving.host == host  # real keys: fine
+    assert settings(tmp_path, LAMBDASTACK_SERVING__HOST=host, LAMBDASTACK_SERVING__API_KEYS="[]")
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.3.4.5", "localhost", "::1"])
+def test_placeholder_keys_are_allowed_in_development_on_loopback(tmp_path, host):
+    placeholder = "[{name: dev, key: dev-events-key-change-me, scopes: [events:write]}]"
+    s = settings(tmp_path, LAMBDASTACK_SERVING__HOST=host, LAMBDASTACK_SERVING__API_KEYS=placeholder)
+    assert s.serving.api_keys[0].placeholder()
 
 
 class FakeSpeedView:

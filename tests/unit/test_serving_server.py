@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from uvicorn.importer import import_from_string
 
 from lambdastack.settings import CONFIG_ENV
+from serving.connections import GuardedHttpToolsProtocol
 from tests.conftest import ROOT
 from tools.cli import main
 
@@ -51,3 +52,22 @@ def test_serve_config_is_what_every_worker_serves(tmp_path, monkeypatch):
         assert c.get("/v1/users/u1/feed", params={"k": 7}).status_code == 200
         r = c.get("/v1/users/u1/feed", params={"k": 8})
         assert r.status_code == 422 and r.json()["detail"][0]["loc"] == "query.k"
+    assert served["http"].func is GuardedHttpToolsProtocol  # the header deadline and size limit
+    assert served["http"].keywords == {"header_timeout_s": 10.0, "max_header_bytes": 16384}
+    assert served["limit_concurrency"] == 512 and served["timeout_keep_alive"] == 5
+
+
+def test_serve_on_a_host_beyond_loopback_refuses_placeholder_keys_before_uvicorn_starts(
+    tmp_path, monkeypatch, capsys
+):
+    for name in [n for n in os.environ if n.startswith("LAMBDASTACK_")]:
+        monkeypatch.delenv(name)
+    # what `serve` sets for its workers, undone after the test
+    monkeypatch.setenv(CONFIG_ENV, str(ROOT / "conf" / "lambdastack.yaml"))
+    monkeypatch.setenv("LAMBDASTACK_SERVING__HOST", "127.0.0.1")
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("uvicorn started"))
+    config = custom_config(tmp_path)  # the repo's dev key, a placeholder
+    assert main(["--config", str(config), "serve", "--host", "0.0.0.0"]) != 0
+    err = capsys.readouterr().err
+    assert "api_keys ['dev'] are placeholders" in err
+    assert "host 0.0.0.0 is reachable from other machines; set real keys" in err
