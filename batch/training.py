@@ -34,7 +34,7 @@ import pandas as pd
 from lambdastack.candidate_features import feature_matrix
 from lambdastack.features import FEATURE_NAMES, ItemSide, UserState
 from lambdastack.item_matrix import ItemMatrix
-from lambdastack.retrieval import NeighbourIndex, outside, sequence_evidence, top_scored
+from lambdastack.retrieval import NeighbourIndex, outside, sequence_evidence
 from lambdastack.settings import Settings
 
 if TYPE_CHECKING:
@@ -145,11 +145,10 @@ def _pool(
     t: int,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    cfg, matrix = ctx.cfg, ctx.matrix
-    als = matrix.als_scores(state.als)[: len(matrix.ids)] if cfg.als_n and state.als is not None else None
+    cfg = ctx.cfg
     parts = [
         evidence_rows,
-        top_scored(als, cfg.als_n, seen) if als is not None else evidence_rows[:0],
+        ctx.matrix.als_best(state.als, cfg.als_n, seen),
         ctx.movers(lo, t, cfg.movers_n, seen),
         _unseen_head(ctx.popular[: cfg.popular_n + len(seen)], seen, cfg.popular_n),
         _unseen_head(rng.integers(0, len(ctx.matrix.ids), cfg.negatives * 2), seen, cfg.negatives),
@@ -300,7 +299,11 @@ def _context(
         F.count(F.lit(1)).alias("count"), F.min(F.unix_millis("event_time")).alias("first")
     )
     counts = stats.toPandas()
-    item_als, user_als = als_factors(spark, before) if cfg.als_n else (_NO_FACTORS, _NO_FACTORS)
+    item_als: dict[str, np.ndarray] = {}
+    user_als: dict[str, np.ndarray] = {}
+    if cfg.als_n:
+        items_f, users_f = als_factors(spark, before)
+        item_als, user_als = _factors(items_f, "item_id"), _factors(users_f, "user_id")
     fitted: list[pd.DataFrame] = []
     item_neighbours(
         spark, before, vectors, covisit_window, neighbours_n, lambda v: fitted.append(v.toPandas())
@@ -309,7 +312,7 @@ def _context(
     live = ev.where(F.col("t") >= train_from).select("item_id", "t").toPandas()
     side = replace(
         side,
-        als=_factors(item_als, "item_id"),
+        als=item_als,
         first_ms=dict(zip(counts["item_id"], counts["first"].astype(int), strict=True)),
     )
     return TrainingContext.build(
@@ -321,15 +324,10 @@ def _context(
         live["t"].to_numpy(dtype=np.int64),
         train_from,
         cfg,
-        _factors(user_als, "user_id"),
+        user_als,
     )
 
 
-_NO_FACTORS = pd.DataFrame({"id": [], "features": []})
-
-
 def _factors(frame: pd.DataFrame, key: str) -> dict[str, np.ndarray]:
-    if not len(frame):
-        return {}
     pairs = zip(frame[key], frame["features"], strict=True)
     return {str(k): np.asarray(f, dtype=np.float64) for k, f in pairs}

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lambdastack.features import STATE_FEATURES, ItemSide, UserState
+from lambdastack.retrieval import top_scored
 
 
 def _unit(v: np.ndarray | None) -> np.ndarray | None:
@@ -61,13 +62,19 @@ class ItemMatrix:
         first = np.asarray([side.first_ms.get(i, -1) for i in ids] + [-1], dtype=np.int64)
         return ItemMatrix(index, unit, share, genre_index, counts, primary, tuple(ids), als, first)
 
-    def als_scores(self, user: np.ndarray | None, rows: np.ndarray | None = None) -> np.ndarray:
-        """The ALS score (user factors . item factors) of each row (every item's, rows None); 0
-        where the user or the item has no factors."""
-        n = len(self.unit) if rows is None else len(rows)
+    def als_scores(self, user: np.ndarray | None, rows: np.ndarray) -> np.ndarray:
+        """The ALS score (user factors . item factors) of each row; 0 where the user or the item
+        has no factors."""
         if user is None or self.als.shape[1] != len(user):
-            return np.zeros(n)
-        return (self.als if rows is None else self.als[rows]) @ user
+            return np.zeros(len(rows))
+        return self.als[rows] @ user
+
+    def als_best(self, user: np.ndarray | None, n: int, exclude: np.ndarray) -> np.ndarray:
+        """The rows of the n items with the highest positive ALS score, none of `exclude` (the
+        `batch_als` source, in the feed and in the training pools); none without user factors."""
+        if user is None or not n or self.als.shape[1] != len(user):
+            return np.zeros(0, dtype=np.int64)
+        return top_scored(self.als[: len(self.ids)] @ user, n, exclude)
 
     def rows(self, item_ids: Sequence[str]) -> np.ndarray:
         unknown, get = len(self.unit) - 1, self.index.get

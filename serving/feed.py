@@ -18,7 +18,6 @@ import numpy as np
 
 from lambdastack.candidate_features import feature_matrix
 from lambdastack.features import UserState
-from lambdastack.retrieval import top_scored
 from lambdastack.settings import ServingSettings
 from lambdastack.speedview import SpeedRead
 from serving.batch_view import BatchView
@@ -189,9 +188,13 @@ def _batch_side(snapshot: ServedVersion, user_id: str, k: int, cfg: FeedConfig) 
     cluster = int(row["cluster"]) if row is not None and row.get("cluster") is not None else None
     cold = is_cold(snapshot, user_id, cfg)
     n = 2 * k if cold else k
+    matrix, history_rows = view.matrix, view.matrix.rows(list(history))
+    als = matrix.als_best(
+        state.als, cfg.als_candidates_n and cfg.als_candidates_n + RECENT_MARGIN, history_rows
+    )
     side = BatchSide(
         history,
-        view.matrix.rows(list(history)),
+        history_rows,
         tuple(view.recent.get(user_id, ()))[: cfg.knn_recent_n],
         state,
         cold,
@@ -202,12 +205,8 @@ def _batch_side(snapshot: ServedVersion, user_id: str, k: int, cfg: FeedConfig) 
         n,
         (),
         {},
+        tuple(matrix.ids[r] for r in als.tolist()),
     )
-    matrix = view.matrix
-    if cfg.als_candidates_n and state.als is not None:
-        scores = matrix.als_scores(state.als)[: len(matrix.ids)]
-        best = top_scored(scores, cfg.als_candidates_n + RECENT_MARGIN, side.history_rows)
-        side = replace(side, als=tuple(matrix.ids[r] for r in best.tolist()))
     pool = _Pool(history, frozenset(), cfg.candidates_max)
     _batch_sources(pool, snapshot, side, view.cluster_of(user_id, state), cfg)
     unlimited = _Pool(history, frozenset(), 1 << 62)
