@@ -15,6 +15,12 @@ as it likes; httptools has no limit on a header's size either. Here:
 
 The body is not covered: a request whose header arrived runs in the app, which bounds the body's
 size (`serving.max_body_bytes`), not its pace.
+
+Writes are coalesced (`CoalescedWrites`): uvicorn writes a response's header and its body as two
+`transport.write` calls, so two `send` system calls on an idle socket; here whatever one step of
+the event loop writes goes out as one send at the end of that step. In a profile of the feed under
+load the header's send alone was a fifth of the API's samples (on loopback a send also runs the
+receiver's side of TCP).
 """
 
 from __future__ import annotations
@@ -25,6 +31,39 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+
+
+class CoalescedWrites:
+    """A transport whose writes within one event-loop step are sent together, at the end of the
+    step (loop.call_soon); everything else is the wrapped transport's. Closing sends what is
+    pending first; aborting drops it, as the transport's abort drops its buffer."""
+
+    __slots__ = ("_transport", "_loop", "_pending")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport, self._loop = transport, loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(data)
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if pending and not self._transport.is_closing():
+            self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._pending = []
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -40,7 +79,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._in_header = True  # no request yet: the connection's first header is awaited
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(CoalescedWrites(transport, self.loop))  # type: ignore[arg-type]
         self._arm_header_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:

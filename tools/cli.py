@@ -159,6 +159,11 @@ def _bench_commands(sub: Subcommands) -> None:
     bsv.add_argument("--connections", type=int, nargs="+", default=[1, 8, 32])
     bsv.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     bsv.add_argument("--repeats", type=int, default=3, help="runs per point (the median is recorded)")
+    bsv.add_argument(
+        "--baseline-code",
+        help="an older checkout (a folder) whose API runs beside this one, runs interleaved",
+    )
+    bsv.add_argument("--baseline-views", help="a views directory with a version the baseline code reads")
     bsv.add_argument("--json", required=True, help="where to write the results")
     bsv.set_defaults(func=bench.bench_serving)
     bsp = bn.add_parser("speed", help="the speed layer end to end: producer, Kafka, Flink, Redis")

@@ -24,7 +24,7 @@ class OwnRedis:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        from tools.bench.serving import private_redis_argv
+        from tools.bench.api_stack import private_redis_argv
         from tools.stack.process import port_open
 
         self.home.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from lambdastack.errors import ServiceError
-from tools.bench.serving import lua_script, parse_wrk
+from tools.bench.api_stack import lua_script
+from tools.bench.serving import parse_wrk
 
 pytestmark = pytest.mark.unit
 REPORT = """Running 5s test @ http://127.0.0.1:8000/ping
@@ -27,7 +28,14 @@ Transfer/sec:      1.20MB
 
 def test_wrk_latency_units_and_errors_are_read():
     got = parse_wrk(REPORT)
-    assert got == {"rps": 8000.12, "p50_ms": 0.812, "p99_ms": 2.51, "non_2xx": 4.0, "socket_errors": 3.0}
+    assert got == {
+        "rps": 8000.12,
+        "p50_ms": 0.812,
+        "p99_ms": 2.51,
+        "non_2xx": 4.0,
+        "socket_errors": 3.0,
+        "requests": 40000.0,
+    }
     with pytest.raises(ServiceError, match="no throughput"):
         parse_wrk("  Latency Distribution\n     50%  1.00ms\n     99%  2.00s\n")
 

@@ -12,7 +12,7 @@ import pytest
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
-from serving.connections import GuardedHttpToolsProtocol
+from serving.connections import CoalescedWrites, GuardedHttpToolsProtocol
 
 pytestmark = pytest.mark.unit
 TIMEOUT_S = 0.2
@@ -30,10 +30,12 @@ class FakeTransport(asyncio.Transport):
     def __init__(self) -> None:
         super().__init__()
         self.written = b""
+        self.writes = 0  # write calls: each is one send on a socket
         self.closed = False
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.written += bytes(data)
+        self.writes += 1
 
     def close(self) -> None:
         self.closed = True
@@ -122,3 +124,29 @@ async def test_a_header_over_the_limit_gets_431():
             break
     assert transport.closed and transport.written.startswith(b"HTTP/1.1 431 ")
     assert transport.written.endswith(b"the request header is larger than 1024 bytes")
+
+
+@on_a_loop
+async def test_a_responses_header_and_body_go_out_as_one_write():
+    protocol, transport = connect()
+    protocol.data_received(REQUEST)
+    await asyncio.sleep(TIMEOUT_S / 4)
+    assert transport.written.startswith(b"HTTP/1.1 200 OK") and transport.written.endswith(b"ok")
+    assert transport.writes == 1  # uvicorn wrote the header and the body separately
+
+
+@on_a_loop
+async def test_coalesced_writes_are_sent_at_the_end_of_the_step_and_before_a_close():
+    transport = FakeTransport()
+    writes = CoalescedWrites(transport, asyncio.get_running_loop())
+    writes.write(b"a")
+    writes.write(b"b")
+    assert transport.written == b"" and writes.get_extra_info("peername") == ("127.0.0.1", 40000)
+    await asyncio.sleep(0)
+    assert (transport.written, transport.writes) == (b"ab", 1)
+    writes.write(b"c")
+    writes.close()  # what is pending goes first
+    assert transport.written == b"abc" and transport.closed
+    writes.write(b"late")
+    await asyncio.sleep(0)
+    assert transport.written == b"abc"  # nothing is written to a closed transport

@@ -35,12 +35,25 @@ def bench_batch(args: argparse.Namespace) -> int:
 def bench_serving(args: argparse.Namespace) -> int:
     from tools.bench import serving as bench
 
+    if (args.baseline_code is None) != (args.baseline_views is None):
+        raise DataError(
+            "--baseline-code and --baseline-views go together: an older checkout and a version it reads"
+        )
+    baseline = None
+    if args.baseline_code is not None:
+        code = Path(args.baseline_code)
+        if not (code / "conf" / "lambdastack.yaml").is_file():
+            raise DataError(
+                f"--baseline-code: {code} is not a lambdastack checkout (no conf/lambdastack.yaml)"
+            )
+        baseline = (code, Path(args.baseline_views))
     result = bench.run(
         settings_of(args),
         Path(args.views) if args.views else None,
         tuple(args.connections),
         args.duration,
         args.repeats,
+        baseline=baseline,
     )
     bench.write(result, Path(args.json))
     for name, t in result.get("targets", {}).items():
