@@ -2,8 +2,12 @@
 
 A follower holds one value built from the current version (`load` of its lambdastack.published
 reader) and replaces it in one assignment when CURRENT names another version (publish, promote
-or rollback), so a caller sees the old value or the new one, never a mix. A failed load keeps the
-old value and is retried at the next check.
+or rollback), so a caller sees the old value or the new one, never a mix. A failed load (a corrupt
+or incompatible model, a view that cannot be read) keeps the old value and is retried with
+backoff: the first retry `check_every_s` after the failure, each later one after twice the
+previous wait, at most `retry_max_s`; a newer CURRENT is loaded at once. `failures` counts the
+failed loads and `failing` names the version that fails until a load succeeds (what the callers'
+metrics export).
 
 Two ways to drive it:
 - `current()`, per call on the hot path (the speed layer's UDFs and loader): looks at CURRENT (one
@@ -38,13 +42,19 @@ class VersionFollower(Generic[T]):
         check_every_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         background: bool = True,
+        retry_max_s: float = 60.0,
     ):
         self._layout, self._load = layout, load
         self._every, self._clock, self._background = check_every_s, clock, background
+        self._retry_max_s = retry_max_s
         self._lock = threading.Lock()
         self._checked: float | None = None
         self._wanted: str | None = None  # the version being loaded or loaded
         self._value: tuple[str, T] | None = None
+        self.failures = 0  # failed loads so far
+        self.failing: str | None = None  # the version whose newest load failed, until one succeeds
+        self._wait_s = 0.0  # the backoff after the last failure of `failing`
+        self._retry_at = 0.0
 
     @property
     def version(self) -> str | None:
@@ -73,6 +83,8 @@ class VersionFollower(Generic[T]):
         with self._lock:
             if vid is None or vid == self._wanted:
                 return False
+            if vid == self.failing and self._clock() < self._retry_at:
+                return False  # backing off
             self._wanted = vid
         if self._value is None or not self._background:
             return self._load_and_swap(vid)
@@ -82,14 +94,28 @@ class VersionFollower(Generic[T]):
     def _load_and_swap(self, vid: str) -> bool:
         try:
             value = self._load(PublishedVersion(self._layout, vid))
-        except Exception:  # noqa: BLE001 - keep the old version; retry at the next check
-            log.warning("loading batch version %s failed; keeping %s", vid, self.version, exc_info=True)
+        except Exception:  # noqa: BLE001 - keep the old version; retry with backoff
             with self._lock:
+                self.failures += 1
+                if self.failing == vid:
+                    self._wait_s = min(2 * self._wait_s, self._retry_max_s)
+                else:
+                    self.failing, self._wait_s = vid, min(self._every, self._retry_max_s)
+                self._retry_at = self._clock() + self._wait_s
                 if self._wanted == vid:
                     self._wanted = None
+            log.warning(
+                "loading batch version %s failed (%d failed loads); keeping %s, retrying in %.0f s",
+                vid,
+                self.failures,
+                self.version,
+                self._wait_s,
+                exc_info=True,
+            )
             return False
         with self._lock:
             if self._wanted != vid:  # a newer CURRENT seen meanwhile wins
                 return False
             self._value = (vid, value)
+            self.failing, self._wait_s = None, 0.0
             return True

@@ -128,7 +128,9 @@ def _context(settings: Settings, metrics: Metrics) -> Context:
         )
 
     layout = VersionLayout(settings.path(settings.data.views_dir))
-    state = ServingState(settings, layout, SpeedView(settings), on_swap=swapped)
+    state = ServingState(
+        settings, layout, SpeedView(settings), on_swap=swapped, on_checked=metrics.load_state
+    )
     return Context(
         settings,
         state,

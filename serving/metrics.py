@@ -56,12 +56,28 @@ class Metrics:
             registry=r,
         )
         self.swaps = Counter("lambdastack_version_swaps_total", "Snapshots swapped in", registry=r)
+        self._version_loads(r)
         self.signal_age = Histogram(
             "lambdastack_feed_signal_age_seconds",
             "Age of the freshest speed signal a feed used",
             buckets=AGE_BUCKETS,
             registry=r,
         )
+
+    def _version_loads(self, r: CollectorRegistry) -> None:
+        self.load_failures = Counter(
+            "lambdastack_version_load_failures_total",
+            "Loads of the version CURRENT names (views or model) that failed; the version held stays "
+            "in use and the load is retried with backoff (lambdastack.follower)",
+            registry=r,
+        )
+        self.load_failing = Gauge(
+            "lambdastack_version_load_failing",
+            "1 for the version CURRENT names while it cannot be loaded (an older one is served)",
+            ["version"],
+            registry=r,
+        )
+        self._failures_seen = 0
 
     def child(self, metric: Any, *labels: str) -> Any:
         """`metric.labels(*labels)`, looked up once (prometheus_client's lookup takes a lock)."""
@@ -77,6 +93,15 @@ class Metrics:
             if version is not None:
                 self.versions.labels(role, version).set(1)
         self.swaps.inc()
+
+    def load_state(self, failures: int, failing: str | None) -> None:
+        """The follower's failed loads so far and the version that fails now (None: none)."""
+        if failures > self._failures_seen:
+            self.load_failures.inc(failures - self._failures_seen)
+            self._failures_seen = failures
+        self.load_failing.clear()
+        if failing is not None:
+            self.load_failing.labels(failing).set(1)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -28,11 +28,15 @@ class ServingState:
         layout: VersionLayout,
         speed: SpeedView,
         on_swap: Callable[[ServedVersion], None] = lambda _s: None,
+        on_checked: Callable[[int, str | None], None] = lambda _n, _v: None,
     ):
         self.settings, self.layout, self.speed, self.on_swap = settings, layout, speed, on_swap
+        self.on_checked = on_checked  # after each look at CURRENT: failed loads so far, the failing version
         load = partial(served_version.load, ab=settings.serving.ab)
         # loads run in the caller's thread: load_current's, a worker thread of `follow`
-        self.follower = VersionFollower(layout, load, background=False)
+        # a version that fails to load is retried after the reload interval, then twice as long
+        # each time, at most a minute
+        self.follower = VersionFollower(layout, load, settings.serving.reload_interval_s, background=False)
         self._empty = ServedVersion.empty()
 
     @property
@@ -42,8 +46,11 @@ class ServingState:
         return self._empty if value is None else value
 
     def load_current(self) -> bool:
-        """Load CURRENT if it differs from the version held; the swap is one reference assignment."""
-        if not self.follower.check():
+        """Load CURRENT if it differs from the version held; the swap is one reference assignment.
+        A version that fails to load leaves the one held in use and is retried with backoff."""
+        swapped = self.follower.check()
+        self.on_checked(self.follower.failures, self.follower.failing)
+        if not swapped:
             return False
         fresh = self.served
         # the version's objects are long-lived: keep them out of the collector's full passes,

@@ -97,3 +97,38 @@ def test_check_loads_now_in_the_caller_and_value_never_looks_at_current(tmp_path
     assert follower.check() is False  # CURRENT unchanged: nothing loaded
     _publish(layout, "v000002")
     assert follower.check() is True and (follower.version, follower.value) == ("v000002", "v000002")
+
+
+def test_a_failing_version_is_retried_with_doubling_waits_and_a_newer_one_at_once(tmp_path):
+    """Waits of 1, 2, 4, 8 s, capped at retry_max_s; failures counted; a success clears `failing`."""
+    layout, clock, attempts = VersionLayout(tmp_path), Clock(), []
+    broken = {"v000002", "v000003"}
+
+    def load(published):
+        attempts.append((clock.t, published.version))
+        if published.version in broken:
+            raise ValueError(f"the model of {published.version} takes 17 features, not 25")
+        return published.version
+
+    _publish(layout, "v000001")
+    follower = VersionFollower(
+        layout, load, check_every_s=1.0, clock=clock, background=False, retry_max_s=5.0
+    )
+    assert follower.check() and follower.failing is None
+    _publish(layout, "v000002")
+    for t in range(0, 20):
+        clock.t = float(t)
+        follower.check()
+    tried = [t for t, vid in attempts if vid == "v000002"]
+    assert tried == [0.0, 1.0, 3.0, 7.0, 12.0, 17.0]  # waits 1, 2, 4, then the 5 s cap
+    assert follower.value == "v000001" and follower.failing == "v000002" and follower.failures == 6
+    _publish(layout, "v000003")  # a newer CURRENT is tried at once, with its own backoff
+    clock.t = 17.5
+    follower.check()
+    assert attempts[-1] == (17.5, "v000003") and follower.failing == "v000003"
+    broken.clear()
+    clock.t = 18.0
+    assert follower.check() is False  # still backing off (1 s from 17.5)
+    clock.t = 18.5
+    assert follower.check() is True and follower.value == "v000003"
+    assert follower.failing is None and follower.failures == 7
