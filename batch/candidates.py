@@ -3,14 +3,16 @@ global and per user cluster, by time-decayed engagement as of the as-of."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from batch.embeddings import ItemVectors, decayed_engagement_col
+from batch.embeddings import ItemVectors, weight_col
 from batch.vectors import top_n
+from lambdastack.features import HALF_LIFE_MS
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -57,7 +59,15 @@ def popular(events: DataFrame, user_clusters: DataFrame, as_of: int, n: int) -> 
     from pyspark.sql import functions as F
     from pyspark.sql.window import Window
 
-    scored = events.select("user_id", "item_id", decayed_engagement_col(as_of).alias("s"))
+    decay = math.log(2) / HALF_LIFE_MS
+    scored = events.select(
+        "user_id",
+        "item_id",
+        (
+            F.greatest(weight_col(), F.lit(0.0))
+            * F.exp(-F.lit(decay) * (F.lit(as_of) - F.unix_millis("event_time")))
+        ).alias("s"),
+    )
     global_ = scored.groupBy("item_id").agg(F.sum("s").alias("score")).withColumn("scope", F.lit("global"))
     per_cluster = (
         scored.join(user_clusters, "user_id")

@@ -51,16 +51,6 @@ def weight_col() -> Column:
     return weight.otherwise(features.OTHER_TYPE_WEIGHT)
 
 
-def decayed_engagement_col(as_of_ms: int) -> Column:
-    """An event's positive engagement (weight_col, negatives as 0) decayed to the as-of with
-    half-life features.HALF_LIFE_MS: summed per item it ranks the popular lists
-    (batch.candidates.popular) and is item_stats.decayed_engagement (the `pop_decayed` feature)."""
-    from pyspark.sql import functions as F
-
-    age = F.lit(as_of_ms) - F.unix_millis("event_time")
-    return F.greatest(weight_col(), F.lit(0.0)) * F.exp(-F.lit(features.DECAY_PER_MS) * age)
-
-
 def _tokens(catalogue: DataFrame) -> DataFrame:
     from pyspark.sql import functions as F
 

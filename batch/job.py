@@ -166,7 +166,7 @@ def _aggregates(
     from batch.views import catalogue_as_of, item_stats, items_view, user_history
     from lambdastack.master import TAGS_FILE
 
-    stats = item_stats(events, as_of).cache()
+    stats = item_stats(events).cache()
     st.spark_view("item_stats", stats)
     st.rows["item_stats"] = stats.count()
     history = user_history(events, recent_n).cache()

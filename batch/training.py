@@ -12,9 +12,7 @@ on the events before train_from, as the feed would see it if the batch had run a
   sampled by a hash of its event id. Its pool, from u's events strictly before t: the best
   `knn_n` unseen items by kNN score over u's newest `recent_n` interactions (lambdastack.retrieval),
   the best `als_n` unseen items by ALS score (users the version knows), the `movers_n` top live
-  items, the `popular_n` top popular items (by decayed engagement, as the feed's popular list),
-  and `negatives` random items, all unseen; each item's source flags and list positions are
-  those parts' (the random ones have none: the feed never proposes at random). The
+  items, the `popular_n` top popular items, and `negatives` random items, all unseen. The
   engaged item is the positive (label 1) and every other pool item a negative;
   a query whose item is not in its pool is left out (the ranker only orders what retrieval finds)
   and counted.
@@ -33,7 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from lambdastack.candidate_features import FAMILIES, Provenance, feature_matrix, pool_provenance, unseen_head
+from lambdastack.candidate_features import feature_matrix
 from lambdastack.features import FEATURE_NAMES, ItemSide, UserState
 from lambdastack.item_matrix import ItemMatrix
 from lambdastack.retrieval import NeighbourIndex, outside, sequence_evidence
@@ -87,7 +85,7 @@ class TrainingContext:
 
     matrix: ItemMatrix  # counts: events before train_from
     knn: NeighbourIndex
-    popular: np.ndarray  # rows with engagement before train_from, the most decayed engagement first
+    popular: np.ndarray  # rows, most events before train_from first
     live_t: np.ndarray  # live events' times, ascending
     live_rows: np.ndarray  # their item rows, aligned
     live_keys: np.ndarray  # row * span + (t - train_from), ascending: per-item counts by search
@@ -112,8 +110,8 @@ class TrainingContext:
         matrix = ItemMatrix.build(side, counts)
         knn = NeighbourIndex.build(matrix.index, neighbours, scores)
         n_items = len(matrix.ids)
-        popular = np.lexsort((np.arange(n_items), -matrix.decayed[:n_items]))
-        popular = popular[matrix.decayed[popular] > 0]
+        popular = np.lexsort((np.arange(n_items), -matrix.counts[:n_items]))
+        popular = popular[matrix.counts[popular] > 0]
         order = np.argsort(live_t, kind="stable")
         t, rows = np.asarray(live_t, dtype=np.int64)[order], matrix.rows(list(live_items))[order]
         span = int(t.max() - train_from + 2) if len(t) else 1
@@ -134,6 +132,10 @@ class TrainingContext:
         return rows[np.lexsort((rows, -counts))][:n]
 
 
+def _unseen_head(rows: np.ndarray, seen: np.ndarray, n: int) -> np.ndarray:
+    return rows[outside(rows, seen)][:n]
+
+
 def _pool(
     ctx: TrainingContext,
     state: UserState,
@@ -142,19 +144,16 @@ def _pool(
     lo: int,
     t: int,
     rng: np.random.Generator,
-) -> tuple[np.ndarray, Provenance]:
-    """The pool's rows (sorted) and their provenance: the kNN, ALS, movers and popular parts are
-    the FAMILIES' lists, the random negatives none."""
+) -> np.ndarray:
     cfg = ctx.cfg
     parts = [
         evidence_rows,
         ctx.matrix.als_best(state.als, cfg.als_n, seen),
         ctx.movers(lo, t, cfg.movers_n, seen),
-        unseen_head(ctx.popular[: cfg.popular_n + len(seen)], seen, cfg.popular_n),
-        unseen_head(rng.integers(0, len(ctx.matrix.ids), cfg.negatives * 2), seen, cfg.negatives),
+        _unseen_head(ctx.popular[: cfg.popular_n + len(seen)], seen, cfg.popular_n),
+        _unseen_head(rng.integers(0, len(ctx.matrix.ids), cfg.negatives * 2), seen, cfg.negatives),
     ]
-    pool = np.unique(np.concatenate(parts)) if any(len(p) for p in parts) else parts[0]
-    return pool, pool_provenance(pool, parts[: len(FAMILIES)])
+    return np.unique(np.concatenate(parts)) if any(len(p) for p in parts) else parts[0]
 
 
 def answer_user_queries(frame: pd.DataFrame, ctx: TrainingContext, side: ItemSide) -> pd.DataFrame:
@@ -203,13 +202,13 @@ def _answer(
     evidence, session = sequence_evidence(ctx.knn, seq, now, cfg.decay)
     lo = ctx.train_from  # the live view: every event since the "as-of"
     rng = np.random.default_rng([cfg.seed, zlib.crc32(qid.encode())])
-    pool, provenance = _pool(ctx, state, evidence.best_first(cfg.knn_n, seen), seen, lo, t, rng)
+    pool = _pool(ctx, state, evidence.best_first(cfg.knn_n, seen), seen, lo, t, rng)
     if target not in set(pool.tolist()):
         return None
     # what the serving views would hold: the version's counts plus the live ones since train_from
     live = ctx.live_counts(pool, lo, t)
     total = matrix.counts[pool] + live
-    x = feature_matrix(matrix, state, pool, total, live, evidence, seen, t, session, provenance)
+    x = feature_matrix(matrix, state, pool, total, live, evidence, seen, t, session)
     answered = pd.DataFrame(x, columns=list(FEATURE_NAMES))
     answered.insert(0, "qid", qid)
     answered.insert(1, "item_id", [matrix.ids[r] for r in pool.tolist()])
@@ -292,14 +291,12 @@ def _context(
     events after it."""
     from pyspark.sql import functions as F
 
-    from batch.embeddings import als_factors, decayed_engagement_col
+    from batch.embeddings import als_factors
     from batch.neighbours import item_neighbours
 
     before = events.where(F.unix_millis("event_time") < train_from)
     stats = before.groupBy("item_id").agg(
-        F.count(F.lit(1)).alias("count"),
-        F.min(F.unix_millis("event_time")).alias("first"),
-        F.sum(decayed_engagement_col(train_from)).alias("decayed"),
+        F.count(F.lit(1)).alias("count"), F.min(F.unix_millis("event_time")).alias("first")
     )
     counts = stats.toPandas()
     item_als: dict[str, np.ndarray] = {}
@@ -317,8 +314,6 @@ def _context(
         side,
         als=item_als,
         first_ms=dict(zip(counts["item_id"], counts["first"].astype(int), strict=True)),
-        decayed=dict(zip(counts["item_id"], counts["decayed"].astype(float), strict=True)),
-        decayed_ms=train_from,
     )
     return TrainingContext.build(
         side,

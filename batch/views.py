@@ -1,8 +1,7 @@
 """The Spark transformations that turn the master dataset into the batch views.
 
 Views of schema version 1:
-- `item_stats`: item_id, events, one count column per event type, first_event_ms, last_event_ms,
-  decayed_engagement (batch.embeddings.decayed_engagement_col summed); all items seen.
+- `item_stats`: item_id, events, one count column per event type, last_event_ms; all items seen.
 - `user_history`: user_id, items (distinct, sorted), events, last_event_ms, recent (the items of
   the user's newest `recent_n` events, newest first; order: event time, then event id).
 - `items`: the catalogue joined with item_stats (item_id, title, genres, tags, events); an item's
@@ -32,10 +31,8 @@ def events_before(events: DataFrame, as_of_ms: int) -> DataFrame:
     return before.groupBy("event_id").agg(earliest).select("event_id", "e.*")
 
 
-def item_stats(events: DataFrame, as_of_ms: int) -> DataFrame:
+def item_stats(events: DataFrame) -> DataFrame:
     from pyspark.sql import functions as F
-
-    from batch.embeddings import decayed_engagement_col
 
     per_type = [F.sum(F.when(F.col("type") == t, 1).otherwise(0)).cast("long").alias(t) for t in EVENT_TYPES]
     return (
@@ -45,7 +42,6 @@ def item_stats(events: DataFrame, as_of_ms: int) -> DataFrame:
             *per_type,
             F.min(F.unix_millis("event_time")).alias("first_event_ms"),
             F.max(F.unix_millis("event_time")).alias("last_event_ms"),
-            F.sum(decayed_engagement_col(as_of_ms)).alias("decayed_engagement"),
         )
         .orderBy(F.desc("events"), "item_id")
     )

@@ -52,14 +52,6 @@ EVIDENCE_FEATURES: tuple[str, ...] = (
     "session_share",
     "als_score",
     "item_age",
-    "pop_decayed",
-    "src_knn",
-    "src_als",
-    "src_live",
-    "src_popular",
-    "rank_als",
-    "rank_live",
-    "rank_popular",
 )
 # The ranking model's input, in this order (lambdastack.candidate_features.feature_matrix).
 FEATURE_NAMES: tuple[str, ...] = STATE_FEATURES + EVIDENCE_FEATURES
@@ -196,15 +188,12 @@ def features(
 @dataclass(frozen=True)
 class ItemSide:
     """What the features need about items: content vectors and genres, and the version's ALS
-    factors, first event time and decayed engagement (at `decayed_ms`, its as-of) of the items
-    that have them."""
+    factors and first event time of the items that have them."""
 
     vectors: Mapping[str, np.ndarray]
     genres: Mapping[str, Sequence[str]]
     als: Mapping[str, np.ndarray] = field(default_factory=dict)
     first_ms: Mapping[str, int] = field(default_factory=dict)
-    decayed: Mapping[str, float] = field(default_factory=dict)
-    decayed_ms: int = 0
 
     def vector(self, item_id: str | None) -> np.ndarray | None:
         return None if item_id is None else self.vectors.get(item_id)

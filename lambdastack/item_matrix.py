@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lambdastack.features import DECAY_PER_MS, STATE_FEATURES, ItemSide, UserState
+from lambdastack.features import STATE_FEATURES, ItemSide, UserState
 from lambdastack.retrieval import top_scored
 
 
@@ -36,9 +36,6 @@ class ItemMatrix:
     ids: tuple[str, ...] = ()  # (items,) the item id of each row
     als: np.ndarray = field(default_factory=lambda: np.zeros((1, 0)))  # (items + 1, rank), 0: none
     first_ms: np.ndarray = field(default_factory=lambda: np.full(1, -1))  # (items + 1,) -1: unknown
-    # (items + 1,) decayed positive engagement (half-life HALF_LIFE_MS) at decayed_ms, 0: none
-    decayed: np.ndarray = field(default_factory=lambda: np.zeros(1))
-    decayed_ms: int = 0
 
     @staticmethod
     def build(side: ItemSide, item_counts: Mapping[str, int]) -> ItemMatrix:
@@ -63,15 +60,7 @@ class ItemMatrix:
             if (r := index.get(item)) is not None:
                 als[r] = f
         first = np.asarray([side.first_ms.get(i, -1) for i in ids] + [-1], dtype=np.int64)
-        decayed = np.asarray([side.decayed.get(i, 0.0) for i in ids] + [0.0], dtype=np.float64)
-        return ItemMatrix(
-            index, unit, share, genre_index, counts, primary, tuple(ids), als, first, decayed, side.decayed_ms
-        )
-
-    def decayed_at(self, rows: np.ndarray, t: int) -> np.ndarray:
-        """Each row's decayed engagement carried on to t (no newer event counted: those are the
-        live counts'), itself when t is not after decayed_ms."""
-        return self.decayed[rows] * math.exp(-DECAY_PER_MS * max(t - self.decayed_ms, 0))
+        return ItemMatrix(index, unit, share, genre_index, counts, primary, tuple(ids), als, first)
 
     def als_scores(self, user: np.ndarray | None, rows: np.ndarray) -> np.ndarray:
         """The ALS score (user factors . item factors) of each row; 0 where the user or the item

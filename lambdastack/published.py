@@ -77,17 +77,16 @@ class PublishedVersion:
         return dict(zip(stats["item_id"].to_pylist(), stats["events"].to_pylist(), strict=True))
 
     def item_side(self) -> ItemSide:
-        """The content vectors and ALS factors (item_embeddings), genres (items), first event
-        times and decayed engagement (item_stats) the features use."""
+        """The content vectors and ALS factors (item_embeddings), genres (items) and first event
+        times (item_stats) the features use."""
         emb = self.rows("item_embeddings", ["item_id", "content", "als"])
         vectors = {r["item_id"]: np.asarray(r["content"], dtype=np.float64) for r in emb}
         als = {r["item_id"]: np.asarray(r["als"], dtype=np.float64) for r in emb if r.get("als") is not None}
         meta = self.rows("items", ["item_id", "genres"])
-        stats = self.rows("item_stats", ["item_id", "first_event_ms", "decayed_engagement"])
-        first_ms = {r["item_id"]: int(t) for r in stats if (t := r.get("first_event_ms")) is not None}
-        decayed = {r["item_id"]: float(d) for r in stats if (d := r.get("decayed_engagement")) is not None}
+        first = self.rows("item_stats", ["item_id", "first_event_ms"])
+        first_ms = {r["item_id"]: int(t) for r in first if (t := r.get("first_event_ms")) is not None}
         genres = {r["item_id"]: list(r["genres"] or []) for r in meta}
-        return ItemSide(vectors, genres, als, first_ms, decayed, self.as_of_ms)
+        return ItemSide(vectors, genres, als, first_ms)
 
     def titles(self) -> dict[str, str]:
         return {r["item_id"]: r["title"] for r in self.rows("items", ["item_id", "title"]) if r.get("title")}

@@ -228,17 +228,15 @@ def _live_counts(reply: Mapping[str, Any], candidates: Sequence[str]) -> dict[st
 
 
 def decode_signals_reply(
-    reply: Mapping[str, Any], users: Sequence[str], items: Sequence[str], movers_n: int = 0
-) -> tuple[dict[str, tuple[Interaction, ...]], dict[str, int], tuple[tuple[str, int], ...], bool]:
-    """(recent interactions per user, live counts per item, the movers_n top movers, from the
-    as-of's total) of one reply of the predict route's script (feedscript.SIGNALS_LUA)."""
+    reply: Mapping[str, Any], users: Sequence[str], items: Sequence[str]
+) -> tuple[dict[str, tuple[Interaction, ...]], dict[str, int], bool]:
+    """(recent interactions per user, live counts per item, from the as-of's total) of one reply
+    of the predict route's script (lambdastack.speedstore.feedscript.SIGNALS_LUA)."""
     raw = _list(reply.get("recent"))
     if len(raw) != len(users):
         raise ValueError(f"the speed script read {len(raw)} of {len(users)} users")
     recent = {u: parse_user(r, None)[0] for u, r in zip(users, raw, strict=True)}
-    totals = {str(m): int(t) for m, t in _list(reply.get("movers"))}
-    _, movers = with_movers({}, totals, movers_n)
-    return recent, _live_counts(reply, items), movers, reply.get("live") == "total"
+    return recent, _live_counts(reply, items), reply.get("live") == "total"
 
 
 def decode_feed_reply(reply: Mapping[str, Any], candidates: Sequence[str], movers_n: int) -> SpeedRead:

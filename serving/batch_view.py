@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -58,11 +57,6 @@ class BatchView:
     def popular(self, scope: str = GLOBAL_SCOPE) -> tuple[str, ...]:
         """The scope's items by decayed engagement ('global' or 'cluster:K'; none if unknown)."""
         return self.popular_lists.get(scope, ())
-
-    @cached_property
-    def popular_rows(self) -> np.ndarray:
-        """The global popular list as rows of `matrix`, best first."""
-        return self.matrix.rows(list(self.popular()))
 
     def seen(self, user_id: str) -> frozenset[str]:
         return self.history.get(user_id, frozenset())

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from lambdastack.candidate_features import Provenance, feature_matrix
+from lambdastack.candidate_features import feature_matrix
 from lambdastack.features import UserState
 from lambdastack.settings import ServingSettings
 from lambdastack.speedview import SpeedRead
@@ -25,17 +25,26 @@ from serving.online_features import apply_since
 from serving.recent import KnnConfig, Retrieval
 from serving.schemas import FeedItemOut, FeedOut
 from serving.served_version import ServedVersion
-from serving.sources import (
-    BATCH_ALS,
-    BATCH_CANDIDATES,
-    BATCH_POPULAR,
-    CLUSTER_POPULAR,
-    RECENT_NEIGHBOURS,
+
+SPEED_FRESH = "speed_fresh"  # the speed layer's fresh candidates for the user
+BATCH_ALS = "batch_als"  # a user the batch knows: their best items by ALS score in the version
+# the items most similar to the user's recent interactions: the decayed sum of similarities over
+# the newest knn_recent_n (batch and speed), lambdastack.retrieval
+RECENT_NEIGHBOURS = "recent_neighbours"
+BATCH_CANDIDATES = "batch_candidates"
+TRENDING = "trending"
+SPEED_POPULAR = "speed_popular"  # most engaged since the batch as-of
+CLUSTER_POPULAR = "cluster_popular"
+BATCH_POPULAR = "batch_popular"
+SOURCES = (
     SPEED_FRESH,
-    SPEED_POPULAR,
+    BATCH_ALS,
+    RECENT_NEIGHBOURS,
+    BATCH_CANDIDATES,
     TRENDING,
-    Pool,
-    provenance,
+    SPEED_POPULAR,
+    CLUSTER_POPULAR,
+    BATCH_POPULAR,
 )
 
 
@@ -51,10 +60,6 @@ class FeedConfig:
     cold_start_events: int = 3
     genre_cap: float = 0.4
     user_cache_max: int = 50_000  # users x k whose BatchSide a snapshot keeps
-    # the live and popular lists' lengths in the training pools (batch.training.PoolConfig), so in
-    # a predicted pair's provenance
-    movers_n: int = 20
-    popular_n: int = 20
 
     @property
     def knn(self) -> KnnConfig:
@@ -73,9 +78,49 @@ class FeedConfig:
             s.cold_start_events,
             s.genre_cap,
             s.user_cache_max,
-            s.speed_movers_n,
-            s.feed_k_default,
         )
+
+
+class _Pool:
+    """Candidates in the order they were found, each with the sources that proposed it. A source
+    proposes the first `n` items of its list the user has not seen (`history`, or `recent`: the
+    speed layer's recent and seen items); once the pool holds `limit` items, a proposed item not
+    in it yet is dropped (an item already in it still gets the source)."""
+
+    def __init__(self, history: frozenset[str], recent: frozenset[str], limit: int):
+        self.history, self.recent, self.limit = history, recent, limit
+        self.sources: dict[str, list[str]] = {}
+
+    def add(self, items: Iterable[str], source: str, n: int) -> None:
+        taken = 0
+        history, recent, sources = self.history, self.recent, self.sources
+        for item in items:
+            if taken >= n:
+                return
+            if item in history or item in recent:
+                continue
+            taken += 1
+            srcs = sources.get(item)
+            if srcs is None:
+                if len(sources) >= self.limit:
+                    continue
+                sources[item] = srcs = []
+            if source not in srcs:
+                srcs.append(source)
+
+    def merge(self, proposed: Mapping[str, tuple[str, ...]]) -> None:
+        """Add what several sources proposed, in order (BatchSide.proposed): the same pool as
+        their `add` calls one after the other, for lists nothing in it has been seen from."""
+        sources, limit = self.sources, self.limit
+        for item, by in proposed.items():
+            srcs = sources.get(item)
+            if srcs is None:
+                if len(sources) < limit:
+                    sources[item] = list(by)
+                continue
+            for source in by:
+                if source not in srcs:
+                    srcs.append(source)
 
 
 # A batch list is kept to its first n + RECENT_MARGIN items the batch history has not seen: taking
@@ -115,7 +160,6 @@ class BatchSide:
     # exact while no recent interaction is among the items
     proposed: Mapping[str, tuple[str, ...]]
     als: tuple[str, ...] = ()  # the best unseen items by ALS score, cut as RECENT_MARGIN says
-    als_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # their rows
 
 
 def is_cold(snapshot: ServedVersion, user_id: str, cfg: FeedConfig) -> bool:
@@ -162,11 +206,10 @@ def _batch_side(snapshot: ServedVersion, user_id: str, k: int, cfg: FeedConfig) 
         (),
         {},
         tuple(matrix.ids[r] for r in als.tolist()),
-        als,
     )
-    pool = Pool(history, frozenset(), cfg.candidates_max)
+    pool = _Pool(history, frozenset(), cfg.candidates_max)
     _batch_sources(pool, snapshot, side, view.cluster_of(user_id, state), cfg)
-    unlimited = Pool(history, frozenset(), 1 << 62)
+    unlimited = _Pool(history, frozenset(), 1 << 62)
     _batch_sources(unlimited, snapshot, side, cluster, cfg)
     proposed = {item: tuple(by) for item, by in unlimited.sources.items()}
     return replace(side, known=tuple(pool.sources), proposed=proposed)
@@ -178,7 +221,7 @@ def known_candidates(snapshot: ServedVersion, user_id: str, k: int, cfg: FeedCon
 
 
 def _batch_sources(
-    pool: Pool, snapshot: ServedVersion, side: BatchSide, cluster: int | None, cfg: FeedConfig
+    pool: _Pool, snapshot: ServedVersion, side: BatchSide, cluster: int | None, cfg: FeedConfig
 ) -> None:
     """The batch lists in pool order; `cluster` is the user's (batch or nearest to the live state)."""
     pool.add(side.candidates, BATCH_CANDIDATES, cfg.candidates_max)
@@ -190,7 +233,7 @@ def _batch_sources(
 
 
 def _speed_sources(
-    pool: Pool, snapshot: ServedVersion, speed: SpeedRead, side: BatchSide, found: Retrieval, cfg: FeedConfig
+    pool: _Pool, snapshot: ServedVersion, speed: SpeedRead, side: BatchSide, found: Retrieval, cfg: FeedConfig
 ) -> None:
     """The sources that read the speed view, in pool order, and the ALS one (the batch's, ahead of
     the neighbours so that they do not crowd it out)."""
@@ -256,7 +299,7 @@ def candidate_pool(
     """The candidates (in the order found) and the sources that proposed each: the speed sources,
     then the batch ones; nothing the user has seen; at most cfg.candidates_max."""
     recent = speed.seen.union(i.item_id for i in speed.recent)
-    pool = Pool(side.history, recent, cfg.candidates_max)
+    pool = _Pool(side.history, recent, cfg.candidates_max)
     _speed_sources(pool, snapshot, speed, side, found, cfg)
     cluster = side.cluster if side.cluster is not None else snapshot.view.cluster_of(user_id, state)
     if cluster == side.cluster and recent.isdisjoint(side.proposed):
@@ -300,7 +343,6 @@ def rank_feed(
         found.seen,
         now_ms,
         found.session,
-        _provenance(view, sources, speed, side, found, cfg),
     )
     variant, model_version, scores = _scores(snapshot, user_id, x)
     ranked = _ranked(view, items, rows, sources, scores, batch_counts, speed_counts, k, cfg)
@@ -317,24 +359,6 @@ def rank_feed(
         signal_age_ms=None if newest is None else max(0, now_ms - newest),
         candidates=len(items),
     )
-
-
-def _provenance(
-    view: BatchView,
-    sources: Mapping[str, list[str]],
-    speed: SpeedRead,
-    side: BatchSide,
-    found: Retrieval,
-    cfg: FeedConfig,
-) -> Provenance:
-    """The candidates' provenance (serving.sources): the ALS, movers and global popular lists cut
-    as their sources propose them."""
-    lists = (
-        (side.als_rows, cfg.als_candidates_n),
-        (view.matrix.rows([i for i, _ in speed.movers]), cfg.trending_n),
-        (view.popular_rows, side.n_popular),
-    )
-    return provenance(sources, lists, found.seen)
 
 
 def _ranked(

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from lambdastack.candidate_features import feature_matrix, pool_provenance, unseen_head
+from lambdastack.candidate_features import feature_matrix
 from lambdastack.events import MAX_ID_LEN
 from lambdastack.features import FEATURE_NAMES, feature_row
 from serving.feed import FeedConfig
@@ -23,9 +23,8 @@ from serving.recent import Retrieval
 from serving.schemas import ID_RE
 from serving.served_version import ServedVersion
 
-# what SpeedView.signals_for answers: recent interactions per user, speed counts per item, the
-# most engaged items since the as-of with their counts (most first)
-Signals = tuple[Mapping[str, Sequence[Interaction]], Mapping[str, int], Sequence[tuple[str, int]]]
+# what SpeedView.signals_for answers: recent interactions per user, speed counts per item
+Signals = tuple[Mapping[str, Sequence[Interaction]], Mapping[str, int]]
 
 
 @dataclass(frozen=True)
@@ -77,11 +76,9 @@ def feature_rows(
     snap: ServedVersion, parsed: Sequence[Parsed], signals: Signals | None, t: int, cfg: FeedConfig
 ) -> np.ndarray:
     """Feature rows of the valid instances, in order (pairs from both views, as the feed computes
-    them: its user state, live counts and kNN evidence; their provenance as the training pools
-    draw it: the kNN, ALS, movers and popular lists, cut to the pools' sizes)."""
+    them: its user state, live counts and kNN evidence)."""
     view = snap.view
-    recent, counts, movers = signals if signals is not None else ({}, {}, ())
-    mover_rows = view.matrix.rows([i for i, _ in movers])
+    recent, counts = signals if signals is not None else ({}, {})
     by_user: dict[str, list[int]] = defaultdict(list)
     rows: list[np.ndarray | None] = [None] * len(parsed)
     for n, p in enumerate(parsed):
@@ -97,23 +94,8 @@ def feature_rows(
         history = view.matrix.rows(list(view.seen(user)))
         found = Retrieval.of(view, interactions, (), view.recent.get(user, ()), history, cfg.knn, t)
         rows_of, total = view.matrix.rows(items), view.counts(items) + live
-        parts = [
-            found.evidence.best_first(cfg.knn_candidates_n, found.seen),
-            view.matrix.als_best(state.als, cfg.als_candidates_n, found.seen),
-            unseen_head(mover_rows, found.seen, cfg.movers_n),
-            unseen_head(view.popular_rows, found.seen, cfg.popular_n),
-        ]
         x = feature_matrix(
-            view.matrix,
-            state,
-            rows_of,
-            total,
-            live,
-            found.evidence,
-            found.seen,
-            t,
-            found.session,
-            pool_provenance(rows_of, parts),
+            view.matrix, state, rows_of, total, live, found.evidence, found.seen, t, found.session
         )
         for n, row in zip(idx, x, strict=True):
             rows[n] = row

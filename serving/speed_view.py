@@ -152,20 +152,19 @@ class SpeedView:
 
     async def signals_for(
         self, users: list[str], items: list[str], as_of_ms: int, now_ms: int
-    ) -> tuple[dict[str, tuple[Interaction, ...]], dict[str, int], tuple[tuple[str, int], ...]] | None:
-        """Recent interactions of several users, the live counts of several items (the feed's:
-        the as-of's total, else the newest buckets) and the top movers, one round trip; None when
-        Redis failed."""
+    ) -> tuple[dict[str, tuple[Interaction, ...]], dict[str, int]] | None:
+        """Recent interactions of several users and the live counts of several items (the feed's:
+        the as-of's total, else the newest buckets), one round trip; None when Redis failed."""
         keys, args = self._plan.signals_request(users, items, as_of_ms, now_ms)
         reply = await self._eval(SIGNALS_SHA, SIGNALS_LUA, keys, args)
         if reply is None:
             return None
         try:
-            recent, counts, movers, _ = decode_signals_reply(reply, users, items, self._plan.movers_n)
+            recent, counts, _ = decode_signals_reply(reply, users, items)
         except (ValueError, TypeError, KeyError) as e:
             log.warning("unreadable signals reply, predicting without the speed view: %s", e)
             return None
-        return recent, counts, movers
+        return recent, counts
 
     async def user(self, user_id: str) -> UserView | None:
         """The user's recent interactions and fresh candidates; None when Redis failed."""

@@ -112,19 +112,13 @@ def feature_matrix(
 ) -> np.ndarray:
     """The model's features of many candidates at once (lambdastack.candidate_features, as the API
     ranks). The counts are the batch counts and the live counts 0: the speed counts live in Redis,
-    which the scoring function does not read (the API ranks the fresh candidates again with them,
-    and with their whole provenance: here they are known only as neighbours, the kNN family, as
-    the feed's `speed_fresh` source is)."""
+    which the scoring function does not read (the API ranks the fresh candidates again with them)."""
     m = view.matrix
     rows = m.rows(items)
     evidence, seen, session = window_evidence(view, user_id, window, t)
     counts = m.counts[rows]
     live = np.zeros_like(counts)
-    provenance = candidate_features.Provenance.none(len(rows))
-    provenance.flags[:, candidate_features.FAMILIES.index("knn")] = True
-    return candidate_features.feature_matrix(
-        m, state, rows, counts, live, evidence, seen, t, session, provenance
-    )
+    return candidate_features.feature_matrix(m, state, rows, counts, live, evidence, seen, t, session)
 
 
 def score(

@@ -112,13 +112,13 @@ return cjson.encode(out)
 )
 
 # The predict route's round trip: the live counts (KEYS[1] the total, ARGV[2..5] the buckets) of
-# the items (ARGV[1]), the ARGV[6] top movers and the `recent` field of each user's hash (KEYS[2..]).
+# the items (ARGV[1]) and the `recent` field of each user's hash (KEYS[2..]).
 SIGNALS_LUA = (
     LIVE_LUA
     + """
 local out = {}
 out.counts, out.movers, out.live = live(
-  KEYS[1], split(ARGV[1]), tonumber(ARGV[6]), ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+  KEYS[1], split(ARGV[1]), 0, ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 )
 local recent = {}
 for k = 2, #KEYS do recent[k - 1] = redis.call('HGET', KEYS[k], 'recent') or cjson.null end
@@ -180,4 +180,4 @@ class FeedPlan:
     ) -> tuple[list[str], tuple[Any, ...]]:
         """(KEYS, ARGV) of SIGNALS_LUA: the as-of's live total, then each user's hash."""
         keys = [self.layout.since(as_of_ms), *(self.layout.user(u) for u in users)]
-        return keys, ("\n".join(items), *self._live_args(as_of_ms, now_ms), self.movers_n)
+        return keys, ("\n".join(items), *self._live_args(as_of_ms, now_ms))

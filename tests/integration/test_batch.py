@@ -182,11 +182,8 @@ def test_offline_training_features_equal_online_features(published: Published):
         ]
         mine = [e for e in since if e.user_id == user]
         live = Counter(e.item_id for e in since if e.event_time_ms < t)  # every live event strictly before t
-        # every live item as a mover, most engaged first (ties by id), so that cutting the unseen
-        # ones to the pools' size gives the training pool's movers
-        movers = tuple(sorted(live.items(), key=lambda m: (-m[1], m[0])))
         parsed = [Parsed(pair=(user, i)) for i in pool["item_id"]]
-        online = feature_rows(snap, parsed, ({user: mine}, live, movers), t, cfg)
+        online = feature_rows(snap, parsed, ({user: mine}, live), t, cfg)
         expected = pool[list(FEATURE_NAMES)].to_numpy()
         assert np.allclose(online, expected, rtol=0, atol=1e-9), (qid, online - expected)
 

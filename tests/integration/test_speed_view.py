@@ -133,11 +133,10 @@ def test_the_redis_and_in_memory_stores_give_the_same_views_for_the_same_writes(
             assert want.ok and want.from_total == total, user
             assert redis_store.read_feed(user, as_of, NOW, candidates) == want, user
             assert _read(SpeedView(s), candidates, as_of, NOW, user=user) == want, user
-            # the predict route's signals: the feed's live counts, the user's recent interactions
-            # and the feed's movers
+            # the predict route's signals: the feed's live counts and the user's recent interactions
             counts = {c: want.counts[c] for c in candidates if c in want.counts}
             got = _signals(SpeedView(s), [user, "nobody"], candidates, as_of, NOW)
-            assert got == ({user: want.recent, "nobody": ()}, counts, want.movers), user
+            assert got == ({user: want.recent, "nobody": ()}, counts), user
     finally:
         redis_store.close()
 

@@ -5,15 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from lambdastack.candidate_features import (
-    FAMILIES,
-    RANK_ABSENT,
-    Provenance,
-    evidence_columns,
-    feature_matrix,
-    list_positions,
-    pool_provenance,
-)
+from lambdastack.candidate_features import evidence_columns, feature_matrix
 from lambdastack.features import FEATURE_NAMES, STATE_FEATURES, ItemSide, UserState
 from lambdastack.item_matrix import ItemMatrix
 from lambdastack.retrieval import EMPTY, NeighbourIndex, decay_weights, knn_evidence
@@ -96,7 +88,7 @@ def test_feature_matrix_puts_state_live_and_evidence_in_feature_order():
     np.testing.assert_array_equal(x[:, :n], matrix.features(state, rows, counts, 5_000))
     np.testing.assert_array_equal(x[:, n], np.log1p(live))
     np.testing.assert_array_equal(x[:, n + 1 : n + 7], evidence_columns(evidence, rows, seen))
-    assert FEATURE_NAMES[n + 7 : n + 11] == ("session_score", "session_share", "als_score", "item_age")
+    assert FEATURE_NAMES[n + 7 :] == ("session_score", "session_share", "als_score", "item_age")
     np.testing.assert_array_equal(x[:, n + 7 : n + 9], evidence_columns(session, rows, seen)[:, :2])
     assert not x[:, n + 9].any()  # a state without ALS factors
     for r, k in enumerate(range(10, 20)):  # item k's first event at 1000 k ms, none if k % 4 == 0
@@ -123,51 +115,3 @@ def test_no_evidence_gives_zero_columns():
     _, matrix, _, _, _ = _world()
     got = evidence_columns(EMPTY, matrix.rows(list(matrix.ids[:5])), np.zeros(0, dtype=np.int64))
     assert got.shape == (5, 6) and not got.any()
-
-
-def test_pop_decayed_is_the_versions_decayed_engagement_carried_on_to_t():
-    """Half-life 14 days: an item's decayed engagement halves every 14 days after the as-of."""
-    side = ItemSide({}, {}, decayed={"a": 8.0, "b": 0.5}, decayed_ms=1_000)
-    matrix = ItemMatrix.build(side, {"a": 3, "b": 1, "c": 2})
-    rows = matrix.rows(["a", "b", "c", "unknown"])
-    col = FEATURE_NAMES.index("pop_decayed")
-    for t, factor in ((1_000, 1.0), (500, 1.0), (1_000 + 28 * 86_400_000, 0.25)):
-        x = feature_matrix(matrix, UserState(), rows, matrix.counts[rows], np.zeros(4), EMPTY, rows[:0], t)
-        np.testing.assert_allclose(x[:, col], np.log1p([8.0 * factor, 0.5 * factor, 0.0, 0.0]), rtol=1e-12)
-
-
-def test_source_flags_and_ranks_follow_the_lists_that_proposed_each_candidate():
-    """src_* is 1 where a family's list holds the row; rank_* its position there, else RANK_ABSENT."""
-    _, matrix, _, _, _ = _world()
-    rows = np.array([4, 9, 2, 30, 7])
-    knn, als, live, popular = np.array([9, 4]), np.array([7, 2, 4]), np.array([30]), np.array([1, 2, 3])
-    provenance = pool_provenance(rows, [knn, als, live, popular])
-    x = feature_matrix(
-        matrix, UserState(), rows, matrix.counts[rows], np.zeros(5), EMPTY, rows[:0], 0, EMPTY, provenance
-    )
-    flags = x[:, [FEATURE_NAMES.index(f"src_{f}") for f in FAMILIES]]
-    np.testing.assert_array_equal(
-        flags, [[1, 1, 0, 0], [1, 0, 0, 0], [0, 1, 0, 1], [0, 0, 1, 0], [0, 1, 0, 0]]
-    )
-    a = RANK_ABSENT
-    ranks = np.expm1(x[:, [FEATURE_NAMES.index(f"rank_{f}") for f in ("als", "live", "popular")]])
-    np.testing.assert_allclose(ranks, [[2, a, a], [a, a, a], [1, a, 1], [a, 0, a], [0, a, a]], atol=1e-9)
-    assert (list_positions(np.array([5, 6]), np.zeros(0, dtype=np.int64)) == a).all()
-    none = feature_matrix(matrix, UserState(), rows, matrix.counts[rows], np.zeros(5), EMPTY, rows[:0], 0)
-    start = FEATURE_NAMES.index("src_knn")
-    np.testing.assert_array_equal(
-        none[:, start:],
-        feature_matrix(
-            matrix,
-            UserState(),
-            rows,
-            matrix.counts[rows],
-            np.zeros(5),
-            EMPTY,
-            rows[:0],
-            0,
-            EMPTY,
-            Provenance.none(5),
-        )[:, start:],
-    )
-    assert not none[:, start : start + 4].any() and np.allclose(np.expm1(none[:, start + 4 :]), a)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lambdastack.candidate_features import RANK_ABSENT, evidence_columns
+from lambdastack.candidate_features import evidence_columns
 from lambdastack.features import FEATURE_NAMES, STATE_FEATURES, ItemSide, UserState
 from lambdastack.model import load_ranker
 from lambdastack.retrieval import decay_weights, knn_evidence
@@ -178,11 +178,7 @@ def test_feature_matrix_is_the_shared_state_features_without_live_counts(events)
     got = feature_matrix(snap, "u9", state, (), items, t)
     assert got.shape == (len(items), WIDTH)
     assert np.allclose(got[:, : len(STATE_FEATURES)], expected, rtol=1e-12, atol=1e-12)
-    prov = FEATURE_NAMES.index("src_knn")
-    assert not got[:, len(STATE_FEATURES) : prov].any()  # no live counts, no neighbours
-    # known as neighbours alone (the kNN family), no list position
-    assert got[:, prov].all() and not got[:, prov + 1 : prov + 4].any()
-    assert np.allclose(got[:, prov + 4 :], np.log1p(RANK_ABSENT))
+    assert not got[:, len(STATE_FEATURES) :].any()  # no live counts, no neighbours
 
 
 def test_the_kNN_evidence_is_the_windows_newest_then_the_batchs_and_seen_items_rank_out():

@@ -243,7 +243,7 @@ class FakeSpeedView:
         return AS_OF + 60_000, [("i31", 12.5), ("i2", 3.0)][:k]
 
     async def signals_for(self, users, items, as_of_ms: int, now_ms: int):
-        return {u: self.recent for u in users}, {i: 2 for i in items}, (("i31", 5),)
+        return {u: self.recent for u in users}, {i: 2 for i in items}
 
 
 class FakeSink:

@@ -8,8 +8,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from lambdastack.candidate_features import RANK_ABSENT, evidence_columns
-from lambdastack.features import FEATURE_NAMES, HALF_LIFE_MS, ItemSide, UserState
+from lambdastack.candidate_features import evidence_columns
+from lambdastack.features import FEATURE_NAMES, ItemSide, UserState
 from lambdastack.item_matrix import ItemMatrix
 from lambdastack.model import Ranker, load_ranker
 from lambdastack.retrieval import NeighbourIndex
@@ -74,8 +74,7 @@ def world(n_items: int = 40, model: bytes | None = None, version: str = "v000001
     genres = {i: [GENRES[n % 4]] for n, i in enumerate(ids)}
     als = {i: np.random.default_rng(n).normal(size=3) for n, i in enumerate(ids[:30])}
     first = {i: AS_OF - 86_400_000 * (n + 1) for n, i in enumerate(ids)}
-    decayed = {i: 50.0 - n for n, i in enumerate(ids) if n % 3}  # none for every third item
-    side = ItemSide(vectors, genres, als, first, decayed, AS_OF)
+    side = ItemSide(vectors, genres, als, first)
     events = {i: 1000 - 10 * n for n, i in enumerate(ids)}
     u1 = UserState(als=U1_ALS)
     for n, item in enumerate(["i0", "i4", "i8"]):
@@ -169,36 +168,12 @@ def test_feed_is_ranked_by_the_model_on_online_features_and_skips_seen(model):
                 :, None
             ],
             np.log1p((NOW - np.array([snap.view.side.first_ms[i] for i in ids])) / 86_400_000)[:, None],
-            np.log1p([snap.view.side.decayed.get(i, 0.0) * 0.5 ** (3_600_000 / HALF_LIFE_MS) for i in ids])[
-                :, None
-            ],
-            _provenance_by_definition(snap, feed, side, {snap.view.matrix.ids[r] for r in found.seen}),
         ]
     )
     assert found.evidence.score.any() and {"i0", "i3"} <= {snap.view.matrix.ids[r] for r in found.seen}
     expected = snap.ranker.predict(x)
     np.testing.assert_allclose([i.score for i in feed.items], expected, rtol=1e-6)
     assert feed.signal_age_ms == NOW - (AS_OF + 100)
-
-
-def _provenance_by_definition(snap: ServedVersion, feed, side, seen: set[str]) -> np.ndarray:
-    """src_* from each item's sources, rank_* its place among the unseen of the ALS list, the
-    movers (none here) and the global popular list as their sources propose them."""
-    family = {RECENT_NEIGHBOURS: 0, SPEED_FRESH: 0, BATCH_ALS: 1, TRENDING: 2, SPEED_POPULAR: 2}
-    family |= {CLUSTER_POPULAR: 3, BATCH_POPULAR: 3}
-    flags = [[any(family.get(s) == f for s in i.sources) for f in range(4)] for i in feed.items]
-    als = [i for i in side.als if i not in seen][: FeedConfig().als_candidates_n]
-    popular = [i for i in snap.view.popular() if i not in seen][: side.n_popular]
-    ranks = [
-        [
-            als.index(i) if i in als else RANK_ABSENT,
-            RANK_ABSENT,
-            popular.index(i) if i in popular else RANK_ABSENT,
-        ]
-        for i in (i.item_id for i in feed.items)
-    ]
-    assert any(r[0] < RANK_ABSENT for r in ranks) and any(r[2] < RANK_ABSENT for r in ranks)
-    return np.hstack([np.array(flags, dtype=float), np.log1p(ranks)])
 
 
 def test_every_source_is_named_on_the_items_it_proposed(model):

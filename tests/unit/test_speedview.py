@@ -148,14 +148,12 @@ def test_minute_windows_read_redis_bytes_and_custom_windows():
 
 def test_the_signals_script_reply_decodes_per_user_and_per_item():
     recent = encode_recent([Interaction("i1", "view", 1.0, 5)])
-    movers = [["m", 4], ["a", 3], ["z", 4]]
-    reply = {"recent": [recent, None], "counts": [3, False], "movers": movers, "live": "total"}
-    users, counts, top, from_total = decode_signals_reply(reply, ["u1", "u2"], ["a", "b"], 2)
+    reply = {"recent": [recent, None], "counts": [3, False], "movers": {}, "live": "total"}
+    users, counts, from_total = decode_signals_reply(reply, ["u1", "u2"], ["a", "b"])
     assert users == {"u1": (Interaction("i1", "view", 1.0, 5),), "u2": ()}
     assert counts == {"a": 3} and from_total
-    assert top == (("m", 4), ("z", 4))  # the movers_n most engaged, ties by id
     empty = decode_signals_reply({"recent": {}, "counts": {}, "movers": {}, "live": "buckets"}, [], [])
-    assert empty == ({}, {}, (), False)
+    assert empty == ({}, {}, False)
     with pytest.raises(ValueError, match="read 1 of 2 users"):
         decode_signals_reply({**reply, "recent": [recent]}, ["u1", "u2"], ["a", "b"])
     with pytest.raises(ValueError, match="counted 2 of 1"):
