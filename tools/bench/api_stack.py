@@ -19,7 +19,7 @@ from lambdastack.errors import ServiceError
 from lambdastack.settings import Settings
 from lambdastack.versions import VersionLayout
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # the unit of /proc/PID/stat's CPU times
 
 
 def private_redis_argv(binary: str, port: int, home: Path, *extra: str) -> list[str]:

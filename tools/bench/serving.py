@@ -229,29 +229,24 @@ def _points(
     return points
 
 
+def _target(target: float, measured: float, met: bool) -> dict[str, Any]:
+    return {"target": target, "measured": measured, "met": met}
+
+
 def _targets(out: dict[str, Any]) -> dict[str, Any]:
     at8 = out["connections"].get("8")
     if at8 is None:
         return {}
+    p99, ratio = at8["feed"]["p99_ms"], at8["feed_over_trivial_rps"]
     targets = {
-        "feed_p99_ms_at_8": {
-            "target": TARGET_P99_MS,
-            "measured": at8["feed"]["p99_ms"],
-            "met": at8["feed"]["p99_ms"] <= TARGET_P99_MS,
-        },
-        "feed_over_trivial_at_8": {
-            "target": TARGET_RATIO,
-            "measured": at8["feed_over_trivial_rps"],
-            "met": at8["feed_over_trivial_rps"] >= TARGET_RATIO,
-        },
+        "feed_p99_ms_at_8": _target(TARGET_P99_MS, p99, p99 <= TARGET_P99_MS),
+        "feed_over_trivial_at_8": _target(TARGET_RATIO, ratio, ratio >= TARGET_RATIO),
     }
     if "current_over_baseline" in out:
-        measured = out["current_over_baseline"]["8"]["feed_rps"]
-        targets["feed_rps_over_baseline_at_8"] = {
-            "target": TARGET_OVER_BASELINE,
-            "measured": measured,
-            "met": measured >= TARGET_OVER_BASELINE,
-        }
+        over = out["current_over_baseline"]["8"]["feed_rps"]
+        targets["feed_rps_over_baseline_at_8"] = _target(
+            TARGET_OVER_BASELINE, over, over >= TARGET_OVER_BASELINE
+        )
     return targets
 
 
