@@ -17,6 +17,10 @@
   `{p}:trending:latest` STRING -> window_end_ms of the newest complete window.
 - `{p}:drift` HASH feature -> PSI against the batch baseline, plus `alert` (0/1),
   `window_end_ms`, `view_version` and `events` (rows in the window).
+- `{p}:speed:epoch` STRING, written by the loader only: `ready <token>` or `rebuilding <token>`;
+  missing when Redis lost what the loader wrote, which then replays its topics (speed.store_epoch).
+- `{p}:speed:loader` HASH, the loader's heartbeat: `beat_ms` (epoch ms), `lag` (records of its
+  topics not loaded yet, -1 unknown), `replaying` (0/1).
 
 Buckets are event-time intervals of `batch.bucket_s` starting at `bucket_ms`. A batch version
 as-of T (aligned to a bucket start) holds every event before T, so the serving layer adds
@@ -60,6 +64,12 @@ class KeyLayout:
 
     def drift(self) -> str:
         return f"{self.prefix}:drift"
+
+    def speed_epoch(self) -> str:
+        return f"{self.prefix}:speed:epoch"
+
+    def speed_loader(self) -> str:
+        return f"{self.prefix}:speed:loader"
 
     @staticmethod
     def item_field(bucket_ms: int, etype: str) -> str:

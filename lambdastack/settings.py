@@ -135,6 +135,15 @@ class SpeedSettings(_Section):
     baseline_check_s: float = Field(5.0, gt=0)
     since_keep_s: float = Field(300.0, ge=0)  # the previous as-of's live total is kept (and fed) this long
     job_unreachable_s: float = Field(8.0, gt=0)
+    # the loader through Redis faults (speed/store_epoch.py): retry waits, and how often it looks
+    # whether Redis still holds the speed view (the epoch key)
+    store_retry_first_s: float = Field(0.2, gt=0)
+    store_retry_max_s: float = Field(5.0, gt=0)
+    epoch_check_s: float = Field(1.0, gt=0)
+    # a reader (the API's /ready and metrics, `stack status`) calls the speed layer unhealthy when
+    # its heartbeat or the Flink job's last answer is older than this, or the loader lags more
+    stale_after_s: float = Field(8.0, gt=0)
+    max_lag_records: int = Field(100_000, ge=0)
     trending_window_s: int = Field(600, gt=0)
     trending_slide_s: int = Field(60, gt=0)
     trending_min_users: int = Field(5, ge=1)

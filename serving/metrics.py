@@ -6,6 +6,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from lambdastack.speed_health import SpeedHealth
+
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 AGE_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 86400)
 
@@ -57,6 +59,7 @@ class Metrics:
         )
         self.swaps = Counter("lambdastack_version_swaps_total", "Snapshots swapped in", registry=r)
         self._version_loads(r)
+        self._speed_health(r)
         self.signal_age = Histogram(
             "lambdastack_feed_signal_age_seconds",
             "Age of the freshest speed signal a feed used",
@@ -78,6 +81,30 @@ class Metrics:
             registry=r,
         )
         self._failures_seen = 0
+
+    def _speed_health(self, r: CollectorRegistry) -> None:
+        self.speed_ok = Gauge(
+            "lambdastack_speed_ok",
+            "1 while the speed layer's heartbeat is fresh, its Flink job answers, and its loader "
+            "neither lags nor replays (lambdastack.speed_health); read at each scrape",
+            registry=r,
+        )
+        self.speed_heartbeat_age = Gauge(
+            "lambdastack_speed_heartbeat_age_seconds",
+            "Age of the speed loader's heartbeat (-1: none)",
+            registry=r,
+        )
+        self.speed_lag = Gauge(
+            "lambdastack_speed_loader_lag_records",
+            "Records of the signals and users topics the loader has not loaded yet (-1: unknown)",
+            registry=r,
+        )
+
+    def speed_state(self, health: SpeedHealth) -> None:
+        self.speed_ok.set(int(health.ok))
+        age = health.beat_age_ms
+        self.speed_heartbeat_age.set(-1 if age is None else age / 1000)
+        self.speed_lag.set(-1 if health.lag is None else health.lag)
 
     def child(self, metric: Any, *labels: str) -> Any:
         """`metric.labels(*labels)`, looked up once (prometheus_client's lookup takes a lock)."""

@@ -205,6 +205,20 @@ class VersionOut(Out):
 
 
 @dataclass(slots=True)
+class SpeedHealthOut(Out):
+    """The speed layer as its loader's heartbeat shows it (lambdastack.speed_health); feeds are
+    served without it, degraded, so it does not decide `ready`."""
+
+    ok: bool
+    problem: str  # "" when ok, else a sentence
+    heartbeat_age_ms: int | None
+    job_age_ms: int | None
+    lag_records: int | None
+    replaying: bool
+
+
+@dataclass(slots=True)
 class ReadyOut(Out):
     ready: bool
     checks: dict[str, bool]
+    speed: SpeedHealthOut

@@ -88,6 +88,14 @@ class SpeedView:
             log.warning("redis read failed, serving without the speed view: %s", type(e).__name__)
             return None
 
+    async def loader_heartbeat(self) -> dict[bytes, bytes] | None:
+        """The loader's heartbeat hash (lambdastack.speed_health; {} when absent); None when Redis
+        failed."""
+        replies = await self._run(
+            self._client.pipeline(transaction=False).hgetall(self._layout.speed_loader())
+        )
+        return None if replies is None else dict(replies[0])
+
     async def ping(self) -> bool:
         try:
             return bool(await self._client.ping())

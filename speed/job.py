@@ -111,15 +111,28 @@ def _status(client: Any) -> str:
     return str(client.get_job_status().result()).rsplit(".", 1)[-1]
 
 
+class JobSeen:
+    """When the Flink job last answered RUNNING (epoch ms; None before): set by the watch thread,
+    read by the loader for its heartbeat (lambdastack.speed_health)."""
+
+    def __init__(self) -> None:
+        self.ms: int | None = None
+
+    def __call__(self) -> int | None:
+        return self.ms
+
+
 def _watch(
     client: Any,
     stop: threading.Event,
     on_end: Callable[[str], None],
     unreachable_s: float,
+    seen: JobSeen | None = None,
     every_s: float = 2.0,
 ) -> None:
     """Stop the process when the job ends by itself (e.g. restarts exhausted) or when its cluster
-    has not answered for `unreachable_s` (a JobManager or mini-cluster JVM that died)."""
+    has not answered for `unreachable_s` (a JobManager or mini-cluster JVM that died); note in
+    `seen` each time it answers RUNNING."""
     last_seen = time.monotonic()
     while not stop.wait(every_s):
         try:
@@ -130,6 +143,8 @@ def _watch(
                 return
             continue
         last_seen = time.monotonic()
+        if seen is not None and status == "RUNNING":
+            seen.ms = int(time.time() * 1000)
         if status in TERMINAL:
             on_end(f"the job ended by itself ({status})")
             return
@@ -202,7 +217,10 @@ def _companions(settings: Settings) -> tuple[FreshnessMetrics | None, Any, Archi
         settings,
         on_applied=metrics.observe if metrics else None,
         on_drift=metrics.drift.observe if metrics else None,
+        job_seen=JobSeen(),
     )
+    if metrics is not None:
+        metrics.watch(loader)
     on_archived = metrics.archived.inc if metrics else None
     archiver = Archiver(settings, on_archived) if s.archive_enabled else None
     return metrics, loader, archiver
@@ -268,7 +286,7 @@ def _run_beside(settings: Settings, client: Any, stopping: _Stopping) -> None:
     threads = [
         threading.Thread(
             target=_watch,
-            args=(client, stopping.event, stopping.fail, settings.speed.job_unreachable_s),
+            args=(client, stopping.event, stopping.fail, settings.speed.job_unreachable_s, loader.job_seen),
             daemon=True,
         )
     ]
@@ -280,7 +298,7 @@ def _run_beside(settings: Settings, client: Any, stopping: _Stopping) -> None:
         t.start()
     print(f"[speed] job {client.get_job_id()} running; loading signals into Redis", flush=True)
     try:
-        loader.run()
+        _guarded("Redis loader", loader.run, stopping.fail)()  # a failure stops all, with its reason
     finally:
         stopping.event.set()
         if archiver is not None:

@@ -1,10 +1,9 @@
 """Signals and users topics -> the speed store: absolute writes, offsets committed only after them.
 
-The signals topic carries several record shapes, told apart by the key's `kind`: none (hourly
-bucket counts, which also feed the live totals since CURRENT's as-of: speed.totals), "min" (minute
-counters), "trend" (one closed trending window), "drift" (feature bin counts of one closed window).
-The store is `lambdastack.speedstore`'s Redis one (one MULTI/EXEC pipeline per batch, a TTL on
-every key); the unit tests replay into the in-memory one."""
+The records become writes in `speed.signal_router` (signals) and `speed.user_writes` (users). The
+store is `lambdastack.speedstore`'s Redis one (one MULTI/EXEC pipeline per batch, a TTL on every
+key); the unit tests replay into the in-memory one. Through Redis faults the loader waits with
+backoff, and rebuilds a speed view Redis lost by replaying its topics (speed.store_epoch)."""
 
 from __future__ import annotations
 
@@ -14,147 +13,26 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
-import orjson
-
-from lambdastack.events import EVENT_TYPES
-from lambdastack.keys import ALL_TYPES, KeyLayout
+from lambdastack.keys import KeyLayout
 from lambdastack.settings import Settings
-from lambdastack.speedstore.base import SpeedStore, Write
+from lambdastack.speed_health import heartbeat
+from lambdastack.speedstore.base import SpeedStore
 from lambdastack.speedstore.redis import RedisSpeedStore
-from lambdastack.versions import VersionLayout
-from speed import drift, trending
-from speed.baseline import Baseline, baseline_follower
-from speed.signals import decode_counts, minute_writes, stale_minute_fields, writes_for
-from speed.totals import LiveTotals
+from speed import drift
+from speed.signal_router import SignalRouter
+from speed.store_epoch import (
+    Backoff,
+    Epoch,
+    caught_up,
+    epoch_of,
+    epoch_write,
+    heartbeat_writes,
+    lag_of,
+    new_token,
+)
 from speed.user_writes import user_writes
 
-PRUNE_EVERY_MS = 10_000
 BATCH_MAX = 10_000  # records taken from Kafka per Redis pipeline
-MINUTE_TYPES = (*EVENT_TYPES, ALL_TYPES)
-
-
-class SignalRouter:
-    """Turns signal records into store writes; holds what spans records (baseline, newest window)."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        writer: SpeedStore,
-        clock: Callable[[], float] = time.time,
-        on_drift: Callable[[drift.DriftReport], None] | None = None,
-    ):
-        s = self._speed = settings.speed
-        self._ttl_s, self._on_drift = settings.redis.signal_ttl_s, on_drift
-        self._drift_latest: int | None = None
-        self._layout = KeyLayout(settings.redis.key_prefix)
-        self._writer, self._clock = writer, clock
-        self._baseline = baseline_follower(
-            VersionLayout(settings.path(settings.data.views_dir)), s.baseline_check_s
-        )
-        self._retention_ms = s.minute_retention_s * 1000
-        self._totals = LiveTotals.from_settings(settings)
-        self._rule = trending.TrendingRule(
-            s.trending_window_s,
-            s.trending_min_users,
-            s.trending_min_z,
-            s.trending_min_expected,
-            s.trending_top_n,
-        )
-        self._trending_ttl_s = s.trending_ttl_s
-        self._latest: int | None = None
-        self._minutes: dict[str, set[int]] = {}  # minutes written per item, for pruning
-        self._scanned: set[str] = set()
-        self._unscanned: set[str] = set()
-        self._pruned_ms = 0
-
-    def start(self) -> None:
-        raw = self._writer.get(self._layout.trending_latest())
-        self._latest = int(raw) if raw else None
-        raw = self._writer.hget(self._layout.drift(), "window_end_ms")
-        self._drift_latest = int(raw) if raw else None
-
-    def writes(self, records: Iterable[tuple[bytes, bytes | None]]) -> list[Write]:
-        """The writes of a batch of (key, value) records, in order."""
-        now_ms = int(self._clock() * 1000)
-        as_of = (self._baseline.current() or Baseline()).as_of_ms
-        out: list[Write] = self._totals.follow(as_of, self._writer, now_ms)
-        for raw_key, raw_value in records:
-            key = orjson.loads(raw_key)
-            kind = key.get("kind")
-            if kind is None:
-                bucket_ms = int(key["bucket_ms"])
-                totals = self._totals.totals_for(bucket_ms)
-                out += writes_for(
-                    str(key["item_id"]), bucket_ms, decode_counts(raw_value), self._layout, totals
-                )
-            elif kind == "min":
-                out += self._minute(key, decode_counts(raw_value), now_ms)
-            elif kind == "trend" and raw_value is not None:
-                out += self._trending(int(key["window_end_ms"]), orjson.loads(raw_value).get("items"))
-            elif kind == "drift" and raw_value is not None:
-                out += self._drift(int(key["window_end_ms"]), orjson.loads(raw_value).get("bins"))
-            elif kind not in ("trend", "drift"):
-                print(f"[loader] skipping a signal record of unknown kind {kind!r}", file=sys.stderr)
-        return out
-
-    def _minute(self, key: dict[str, Any], counts: dict[str, int] | None, now_ms: int) -> list[Write]:
-        item, minute_ms = str(key["item_id"]), int(key["minute_ms"])
-        out = minute_writes(item, minute_ms, counts, self._layout, self._retention_ms, now_ms)
-        if out and out[0].op == "hset":  # remember what was written, to delete it when it ages out
-            self._minutes.setdefault(item, set()).add(minute_ms)
-            if item not in self._scanned:
-                self._scanned.add(item)
-                self._unscanned.add(item)
-        return out
-
-    def _drift(self, window_end_ms: int, bins: str | None) -> list[Write]:
-        if self._drift_latest is not None and window_end_ms <= self._drift_latest:
-            return []  # the hash holds the newest window only
-        self._drift_latest = window_end_ms
-        baseline, s = self._baseline.current() or Baseline(), self._speed
-        r = drift.report(
-            window_end_ms,
-            drift.decode_bins(bins),
-            baseline.features,
-            s.drift_psi_alert,
-            s.drift_min_events,
-            baseline.version,
-        )
-        if self._on_drift is not None:
-            self._on_drift(r)
-        return drift.drift_writes(r, self._layout, self._ttl_s)
-
-    def _trending(self, window_end_ms: int, items: str | None) -> list[Write]:
-        baseline = self._baseline.current() or Baseline()
-        ranked = trending.rank(trending.decode_counts(items), baseline.rates_per_hour, self._rule)
-        newest = self._latest is None or window_end_ms > self._latest
-        if newest:
-            self._latest = window_end_ms
-        return trending.trending_writes(window_end_ms, ranked, self._layout, self._trending_ttl_s, newest)
-
-    def prune_writes(self) -> list[Write]:
-        """HDELs of the minute fields past the retention (at most every PRUNE_EVERY_MS). Minutes
-        this process wrote are known; an item's hash is scanned once for older fields."""
-        now_ms = int(self._clock() * 1000)
-        if now_ms - self._pruned_ms < PRUNE_EVERY_MS:
-            return []
-        self._pruned_ms = now_ms
-        cutoff = now_ms - self._retention_ms
-        out = []
-        if self._unscanned:
-            keys = {self._layout.item_minutes(i): i for i in self._unscanned}
-            for key, fields in self._writer.fields(list(keys)).items():
-                out += [
-                    Write("hdel", key, f) for f in stale_minute_fields(fields, self._retention_ms, now_ms)
-                ]
-            self._unscanned.clear()
-        for item, minutes in self._minutes.items():
-            old = [m for m in minutes if m < cutoff]
-            minutes.difference_update(old)
-            key = self._layout.item_minutes(item)
-            out += [Write("hdel", key, KeyLayout.item_field(m, t)) for m in old for t in MINUTE_TYPES]
-        self._minutes = {i: m for i, m in self._minutes.items() if m}
-        return out
 
 
 class SignalRecord(NamedTuple):
@@ -179,7 +57,8 @@ def newest_per_key(records: Iterable[SignalRecord]) -> list[SignalRecord]:
 class SignalLoader:
     """Consumes the signals and users topics and upserts the store until `stop()`; a batch's
     offsets are committed only after its writes were acknowledged (a crash replays them: same
-    values)."""
+    values). A store that is away is waited for with backoff, never a reason to exit; a store
+    that lost the speed view (speed.store_epoch) gets it back by a replay from the earliest offset."""
 
     def __init__(
         self,
@@ -187,22 +66,39 @@ class SignalLoader:
         writer: SpeedStore | None = None,
         on_applied: Callable[[list[Any]], None] | None = None,
         on_drift: Callable[[drift.DriftReport], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        make_consumer: Callable[[dict[str, Any]], Any] | None = None,
+        job_seen: Callable[[], int | None] | None = None,
     ):
         self._settings = settings
+        self._make_consumer = make_consumer or _kafka_consumer
+        self.job_seen = job_seen  # when the Flink job last answered RUNNING (for the heartbeat)
         self._writer = writer or RedisSpeedStore(settings)
         self._on_applied = on_applied  # sees the signal records of a batch once in Redis (metrics)
         self._on_drift = on_drift  # sees each new drift report (e.g. metrics.DriftGauges.observe)
+        self._layout = KeyLayout(settings.redis.key_prefix)
         self._stop = threading.Event()
+        self._clock = clock
+        self._backoff = Backoff(settings.speed.store_retry_first_s, settings.speed.store_retry_max_s)
+        self._consumer: Any = None
+        self._router: SignalRouter | None = None  # None: to be made (again) before the next batch
+        self._closed = True  # the store: opened by the first step, and again after each failure
+        self._token = new_token()
+        self._replay_ends: dict[tuple[str, int], tuple[int, int] | None] = {}  # partition -> (low, high)
+        self._epoch_checked = float("-inf")
+        self._replay_started = 0.0
+        self._beat_ttl_s = max(60, int(settings.speed.epoch_check_s * 30))
         self.records = 0
+        self.store_errors = 0  # store calls that failed and were retried
+        self.replays = 0  # replays from the earliest offset (the first start of a loader group too)
+        self.replaying = False
 
     def stop(self) -> None:
         self._stop.set()
 
-    def _consumer(self) -> Any:
-        from confluent_kafka import Consumer
-
+    def _new_consumer(self) -> Any:
         s = self._settings
-        consumer = Consumer(
+        consumer = self._make_consumer(
             {
                 "bootstrap.servers": s.kafka.bootstrap,
                 "group.id": s.speed.loader_group,
@@ -212,48 +108,206 @@ class SignalLoader:
                 "fetch.wait.max.ms": 10,
             }
         )
-        consumer.subscribe([s.topics.signals, s.topics.users])
+        consumer.subscribe([s.topics.signals, s.topics.users], on_assign=self._on_assign)
         return consumer
 
+    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        """In a replay, a partition assigned for the first time is read from its earliest offset."""
+        from confluent_kafka import OFFSET_BEGINNING
+
+        for p in partitions:
+            if self.replaying and (p.topic, p.partition) not in self._replay_ends:
+                self._replay_ends[(p.topic, p.partition)] = None  # its end is read after the assignment
+                p.offset = OFFSET_BEGINNING
+        consumer.assign(partitions)
+
     def run(self) -> None:
-        s = self._settings
-        users_topic = s.topics.users  # user state of speed/users.py
-        user_layout = KeyLayout(s.redis.key_prefix)
-        consumer = self._consumer()
-        self._writer.open()
-        router = SignalRouter(self._settings, self._writer, on_drift=self._on_drift)
-        router.start()
         try:
             while not self._stop.is_set():
-                messages = consumer.consume(num_messages=BATCH_MAX, timeout=0.01)
-                signals: list[SignalRecord] = []
-                users: list[SignalRecord] = []
-                for m in messages:
-                    if m.error() is not None:
-                        print(f"[loader] {m.error()}", file=sys.stderr, flush=True)
-                        continue
-                    rec = SignalRecord(m.key(), m.value(), m.timestamp()[1])
-                    (users if m.topic() == users_topic else signals).append(rec)
-                if keyless := sum(r.key is None for r in (*signals, *users)):
-                    print(f"[loader] skipping {keyless} record(s) without a key", file=sys.stderr, flush=True)
-                signals, users = newest_per_key(signals), newest_per_key(users)
-                # (newest_per_key keeps keyed records only; the filter tells the type checker)
-                writes = router.writes((r.key, r.value) for r in signals if r.key is not None)
-                writes += user_writes(
-                    ((r.key, r.value) for r in users if r.key is not None),
-                    user_layout,
-                    s.speed.user_recent_n,
-                    s.speed.seen_max,
-                )
-                self.records += len(signals) + len(users)
-                if writes:
-                    self._writer.apply(writes)
-                    if self._on_applied is not None:
-                        self._on_applied(signals)
-                if messages:
-                    consumer.commit(asynchronous=False)
-                if pruned := router.prune_writes():
-                    self._writer.apply(pruned)
+                self._step()
         finally:
-            consumer.close()
+            if self._consumer is not None:
+                self._consumer.close()
             self._writer.close()
+
+    def _step(self) -> None:
+        """Open the store and make the router when needed, then load one batch; a store error
+        waits with backoff, reopens the store and loads the same batch again from a new router
+        (what a restart would do) unless the store lost the view, which a replay then rebuilds."""
+        taken: _Taken | None = None
+        while not self._stop.is_set():
+            try:
+                if self._closed:
+                    self._writer.open()
+                    self._closed = False
+                if self._router is None and self._begin():
+                    taken = _Taken([], [], False)  # a replay starts: a batch taken comes again
+                if taken is None:
+                    taken = self._take()
+                self._load(taken)
+                self._watch_epoch()
+                self._backoff.reset()
+                return
+            except self._writer.transient_errors() as e:
+                self._store_failed(e)
+
+    def _store_failed(self, error: Exception) -> None:
+        self.store_errors += 1
+        self._router = None
+        wait = self._backoff.next_wait()
+        _say(
+            f"the speed store failed ({type(error).__name__}: {error}); "
+            f"retrying in {wait:.1f} s (failure {self._backoff.failures} in a row)"
+        )
+        self._stop.wait(wait)
+        self._writer.close()
+        self._closed = True  # opened again by the next try
+
+    def _begin(self) -> bool:
+        """After (re)opening the store: a new router, and a replay from the earliest offset when
+        the epoch key says the store lost the view (True then)."""
+        raw = self._writer.get(self._layout.speed_epoch())
+        state = epoch_of(raw)
+        ours = raw is not None and raw.decode(errors="replace").endswith(self._token)
+        lost = not (state is Epoch.READY or (state is Epoch.REBUILDING and ours))
+        if lost:
+            self._start_replay(state)
+        elif self._consumer is None:
+            self._consumer = self._new_consumer()
+        self._router = SignalRouter(self._settings, self._writer, on_drift=self._on_drift)
+        self._router.start()
+        return lost
+
+    def _start_replay(self, state: Epoch) -> None:
+        why = {
+            Epoch.MISSING: "Redis holds no speed view of this loader (a first start, or Redis lost it)",
+            Epoch.REBUILDING: "the last replay of this loader's topics was cut short",
+        }.get(state, "")
+        _say(f"{why}: replaying the signals and users topics from the earliest offset")
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+        self._writer.close()
+        self._writer.open()  # forgets the TTLs it set: the keys are written again
+        self._token = new_token()
+        self._writer.apply([epoch_write(self._layout, Epoch.REBUILDING, self._token)])
+        self.replaying, self._replay_ends, self._replay_started = True, {}, self._clock()
+        self.replays += 1
+        self._consumer = self._new_consumer()
+
+    def _watch_epoch(self) -> None:
+        """At most every `speed.epoch_check_s`: a replay that caught up is marked ready; an epoch
+        key gone (Redis restarted empty between two batches) starts a replay."""
+        now = self._clock()
+        if now - self._epoch_checked < self._settings.speed.epoch_check_s:
+            return
+        self._epoch_checked = now
+        job_ms = self.job_seen() if self.job_seen is not None else None
+        beat = heartbeat(int(time.time() * 1000), job_ms, self._lag(), self.replaying)
+        self._writer.apply(heartbeat_writes(self._layout, beat, self._beat_ttl_s))
+        if self.replaying and self._replay_done():
+            self._writer.apply([epoch_write(self._layout, Epoch.READY, self._token)])
+            self.replaying = False
+            _say(f"the speed view is rebuilt: replayed to the end in {now - self._replay_started:.1f} s")
+        elif epoch_of(self._writer.get(self._layout.speed_epoch())) is Epoch.MISSING:
+            self._router = None  # the next step starts the replay
+
+    def _lag(self) -> int | None:
+        """Records of the assigned partitions not loaded yet, from the end offsets the consumer
+        last saw in its fetches (no broker round trip); None before an assignment."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        try:
+            assigned = self._consumer.assignment()
+            if not assigned:
+                return None
+            ends = [self._consumer.get_watermark_offsets(p, cached=True) for p in assigned]
+            positions = self._consumer.position([TopicPartition(p.topic, p.partition) for p in assigned])
+        except KafkaException:
+            return None
+        if any(e is None for e in ends):
+            return None
+        return lag_of((p.offset, e[0], e[1]) for p, e in zip(positions, ends, strict=True))
+
+    def _replay_done(self) -> bool:
+        """Whether every assigned partition was read to the end offset it had when the replay
+        started (read once, after its assignment)."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        assigned = [(p.topic, p.partition) for p in self._consumer.assignment()]
+        if not assigned or any(tp not in self._replay_ends for tp in assigned):
+            return False
+        try:
+            for tp in assigned:
+                if self._replay_ends[tp] is None:
+                    got = self._consumer.get_watermark_offsets(TopicPartition(*tp), timeout=2, cached=False)
+                    if got is None:
+                        return False
+                    self._replay_ends[tp] = (int(got[0]), int(got[1]))
+            positions = self._consumer.position([TopicPartition(*tp) for tp in assigned])
+        except KafkaException:
+            return False  # the broker is away: look again at the next check
+        ends = {tp: e for tp, e in self._replay_ends.items() if e is not None}
+        return caught_up((p.offset, *ends[(p.topic, p.partition)]) for p in positions)
+
+    def _take(self) -> _Taken:
+        """One batch from Kafka, split by topic, the last record per key kept."""
+        messages = self._consumer.consume(num_messages=BATCH_MAX, timeout=0.01)
+        signals: list[SignalRecord] = []
+        users: list[SignalRecord] = []
+        users_topic = self._settings.topics.users
+        for m in messages:
+            if m.error() is not None:
+                _say(str(m.error()))
+                continue
+            rec = SignalRecord(m.key(), m.value(), m.timestamp()[1])
+            (users if m.topic() == users_topic else signals).append(rec)
+        if keyless := sum(r.key is None for r in (*signals, *users)):
+            _say(f"skipping {keyless} record(s) without a key")
+        return _Taken(newest_per_key(signals), newest_per_key(users), bool(messages))
+
+    def _load(self, taken: _Taken) -> None:
+        """The batch's writes applied, then its offsets committed; then the pruning that is due."""
+        assert self._router is not None
+        s = self._settings
+        # (newest_per_key keeps keyed records only; the filter tells the type checker)
+        writes = self._router.writes((r.key, r.value) for r in taken.signals if r.key is not None)
+        writes += user_writes(
+            ((r.key, r.value) for r in taken.users if r.key is not None),
+            self._layout,
+            s.speed.user_recent_n,
+            s.speed.seen_max,
+        )
+        if writes:
+            self._writer.apply(writes)
+            if self._on_applied is not None:
+                self._on_applied(taken.signals)
+        self.records += len(taken.signals) + len(taken.users)
+        if taken.consumed:
+            self._commit()
+        if pruned := self._router.prune_writes():
+            self._writer.apply(pruned)
+
+    def _commit(self) -> None:
+        from confluent_kafka import KafkaException
+
+        try:
+            self._consumer.commit(asynchronous=False)
+        except KafkaException as e:  # the broker is away: the next commit covers these offsets
+            _say(f"could not commit the offsets ({e}); a later commit covers them")
+
+
+class _Taken(NamedTuple):
+    signals: list[SignalRecord]
+    users: list[SignalRecord]
+    consumed: bool  # whether Kafka gave any record (then there are offsets to commit)
+
+
+def _kafka_consumer(config: dict[str, Any]) -> Any:
+    from confluent_kafka import Consumer
+
+    return Consumer(config)
+
+
+def _say(message: str) -> None:
+    print(f"[loader] {message}", file=sys.stderr, flush=True)

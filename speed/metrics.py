@@ -1,5 +1,5 @@
 """The metrics `speed run` exports to Prometheus: the freshness of the speed view, the records
-loaded and archived, and the newest drift report.
+loaded and archived, the loader's store faults, and the newest drift report.
 
 A signal record (absolute count per item x bucket x type) is derived from many events. Its
 freshness is measured from the newest event time it covers (`max_event_ms` in the record value,
@@ -76,6 +76,33 @@ class DriftGauges:
         self.alert.set(int(r.alert))
 
 
+class LoaderCollector:
+    """The loader's fault counters, read when Prometheus scrapes: store failures retried, replays
+    from the earliest offset, and whether one is running (speed.store_epoch)."""
+
+    def __init__(self, loader: Any):
+        self._loader = loader
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        yield CounterMetricFamily(
+            "lambdastack_loader_store_errors",
+            "Speed-store (Redis) calls of the loader that failed and were retried",
+            value=self._loader.store_errors,
+        )
+        yield CounterMetricFamily(
+            "lambdastack_loader_replays",
+            "Replays of the loader topics from the earliest offset (first start, Redis lost the view)",
+            value=self._loader.replays,
+        )
+        yield GaugeMetricFamily(
+            "lambdastack_loader_replaying",
+            "1 while the loader rebuilds the speed view by a replay",
+            value=int(self._loader.replaying),
+        )
+
+
 class FreshnessMetrics:
     """The speed process's metrics and their HTTP exporter (a registry of its own; started by
     `start()`): freshness histogram, record counters, drift gauges."""
@@ -117,6 +144,10 @@ class FreshnessMetrics:
         for label, seconds in freshness_seconds(records, now_ms):
             self.freshness.labels(label).observe(seconds)
             self.records.inc()
+
+    def watch(self, loader: Any) -> None:
+        """Export the loader's fault counters (LoaderCollector)."""
+        self.registry.register(LoaderCollector(loader))
 
     def stop(self) -> None:
         if self._server is not None:

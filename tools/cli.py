@@ -55,6 +55,9 @@ def _stack_commands(sub: Subcommands) -> None:
     ss.add_parser("up", help="start Kafka and Redis (idempotent)").set_defaults(func=stack.stack_up)
     ss.add_parser("down", help="stop every process of the stack").set_defaults(func=stack.down)
     ss.add_parser("status", help="what runs where").set_defaults(func=stack.stack_status)
+    ss.add_parser(
+        "supervise", help="restart what `up` started when it dies, with backoff (what `up` leaves running)"
+    ).set_defaults(func=stack.stack_supervise)
 
 
 def _data_commands(sub: Subcommands) -> None:

@@ -75,6 +75,10 @@ class SpeedStore(ABC):
     def close(self) -> None:
         return None
 
+    def transient_errors(self) -> tuple[type[Exception], ...]:
+        """The errors of a store that is away for a while (the loader waits and retries them)."""
+        return ()
+
     @abstractmethod
     def apply(self, writes: Sequence[Write]) -> None:
         """Apply a batch of writes in order, atomically where the backend can."""

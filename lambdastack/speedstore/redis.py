@@ -83,6 +83,7 @@ class RedisSpeedStore(SpeedStore):
 
         r = self._settings.redis
         timeout_s = r.loader_socket_timeout_ms / 1000
+        self._ttl_set.clear()  # a reopened store may be a Redis restarted empty: every TTL again
         self._client = redis.Redis(host=r.host, port=r.port, db=r.db, socket_timeout=timeout_s)
         self._client.ping()
         self._script = self._client.register_script(FEED_LUA)  # EVALSHA, EVAL on NOSCRIPT
@@ -128,6 +129,11 @@ class RedisSpeedStore(SpeedStore):
             self._ttl_set = {
                 k: (t, ttl) for k, (t, ttl) in self._ttl_set.items() if now - t <= ttl * EXPIRE_REFRESH
             }
+
+    def transient_errors(self) -> tuple[type[Exception], ...]:
+        import redis
+
+        return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
     def get(self, key: str) -> bytes | None:
         return self._client.get(key)  # type: ignore[no-any-return]

@@ -3,11 +3,14 @@ endpoint."""
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter, Request, Response
 
 from lambdastack import __version__
+from lambdastack.speed_health import SpeedHealth, judge
 from serving.routes.context import context, json_response
-from serving.schemas import HealthOut, ReadyOut, VersionOut
+from serving.schemas import HealthOut, ReadyOut, SpeedHealthOut, VersionOut
 
 router = APIRouter(tags=["ops"])
 
@@ -24,7 +27,8 @@ async def health() -> Response:
     responses={503: {"model": ReadyOut, "description": "not ready"}},
 )
 async def ready(request: Request) -> Response:
-    """A version and its model are loaded and Redis answers."""
+    """A version and its model are loaded and Redis answers. `speed` shows the speed layer's
+    health (dead, lagging, rebuilding) without deciding readiness: feeds are served without it."""
     ctx = context(request)
     snap = ctx.state.served
     checks = {
@@ -33,7 +37,24 @@ async def ready(request: Request) -> Response:
         "redis": await ctx.state.speed.ping(),
     }
     ok = all(checks.values())
-    return json_response(ReadyOut(ok, checks), 200 if ok else 503)
+    h = await _speed_health(request)
+    speed = SpeedHealthOut(h.ok, h.problem, h.beat_age_ms, h.job_age_ms, h.lag, h.replaying)
+    return json_response(ReadyOut(ok, checks, speed), 200 if ok else 503)
+
+
+async def _speed_health(request: Request) -> SpeedHealth:
+    """The speed layer's health from its heartbeat in Redis, also set in the metrics."""
+    ctx = context(request)
+    s = ctx.state.settings.speed
+    beat = await ctx.state.speed.loader_heartbeat()
+    if beat is None:
+        health = SpeedHealth(
+            False, "Redis does not answer, so the speed layer cannot be seen", None, None, None, False
+        )
+    else:
+        health = judge(beat, int(time.time() * 1000), s.stale_after_s, s.max_lag_records)
+    ctx.metrics.speed_state(health)
+    return health
 
 
 @router.get("/version", response_model=VersionOut)
@@ -58,6 +79,7 @@ async def version(request: Request) -> Response:
 )
 async def metrics(request: Request) -> Response:
     """Prometheus metrics."""
+    await _speed_health(request)  # the speed layer's gauges as of this scrape
     body = context(request).metrics.render()
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 

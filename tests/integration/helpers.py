@@ -38,6 +38,13 @@ class OwnRedis:
             self.proc.wait(10)
             self.proc = None
 
+    def kill(self) -> None:
+        """SIGKILL: what it held is gone (no persistence), its clients see refused connections."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
+
     def client(self) -> Any:
         import redis
 

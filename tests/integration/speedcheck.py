@@ -8,6 +8,7 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import redis as redis_client
 
@@ -115,3 +116,21 @@ def start_speed(
     m = re.search(r"\[speed\] job ([0-9a-f]{32}) running", proc.log_file.read_text())
     assert m, proc.log_tail(20)
     return proc, m.group(1)
+
+
+def redis_snapshot(r: Any, prefix: str) -> dict[str, object]:
+    """Every key of the speed view with its value (not the loader's own keys, `{p}:speed:*`: the
+    epoch's token differs per replay, the heartbeat per second) after checking it has a TTL."""
+    out: dict[str, object] = {}
+    for key in r.scan_iter(f"{prefix}:*"):
+        if key.decode().startswith(f"{prefix}:speed:"):
+            continue
+        kind = r.type(key).decode()
+        if kind == "hash":
+            out[key.decode()] = r.hgetall(key)
+        elif kind == "zset":
+            out[key.decode()] = r.zrange(key, 0, -1, withscores=True)
+        else:
+            out[key.decode()] = r.get(key)
+        assert r.ttl(key) > 0, f"{key!r} has no TTL"
+    return out

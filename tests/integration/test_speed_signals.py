@@ -25,6 +25,7 @@ from tests.conftest import Isolated, make_isolated
 from tests.integration import speed_versions
 from tests.integration.conftest import start_speed_job
 from tests.integration.helpers import eventually
+from tests.integration.speedcheck import redis_snapshot
 from tools.stack.process import ManagedProcess
 
 pytestmark = pytest.mark.integration
@@ -187,31 +188,17 @@ def test_a_shifted_stream_raises_the_drift_alert_and_an_in_distribution_one_does
     assert 0 < job.r.ttl(job.layout.drift()) <= job.settings.redis.signal_ttl_s
 
 
-def _snapshot(r: redis_client.Redis, prefix: str) -> dict[str, object]:
-    out: dict[str, object] = {}
-    for key in r.scan_iter(f"{prefix}:*"):
-        kind = r.type(key).decode()
-        if kind == "hash":
-            out[key.decode()] = r.hgetall(key)
-        elif kind == "zset":
-            out[key.decode()] = r.zrange(key, 0, -1, withscores=True)
-        else:
-            out[key.decode()] = r.get(key)
-        assert r.ttl(key) > 0, f"{key!r} has no TTL"
-    return out
-
-
 def test_a_replay_of_the_signals_topic_rebuilds_the_same_redis_state(job: Job):
     prefix = job.settings.redis.key_prefix
     seen: list[dict[str, object]] = []
 
     def settled() -> bool:
-        seen.append(_snapshot(job.r, prefix))
+        seen.append(redis_snapshot(job.r, prefix))
         return len(seen) > 8 and seen[-1] == seen[-8]
 
     eventually(settled, 60, "the speed view settling", interval_s=0.5)
     job.proc.stop(timeout_s=20)
-    before = _snapshot(job.r, prefix)
+    before = redis_snapshot(job.r, prefix)
     assert before == seen[-1] and any(":trending:" in k for k in before) and f"{prefix}:drift" in before
     # the live total since the version's as-of is every bucket at or after it, summed
     (since,) = [k for k in before if k.startswith(f"{prefix}:since:")]
@@ -228,7 +215,7 @@ def test_a_replay_of_the_signals_topic_rebuilds_the_same_redis_state(job: Job):
     thread = threading.Thread(target=loader.run, daemon=True)
     thread.start()
     try:
-        eventually(lambda: _snapshot(job.r, prefix) == before, 60, "the replay rebuilding Redis")
+        eventually(lambda: redis_snapshot(job.r, prefix) == before, 60, "the replay rebuilding Redis")
     finally:
         loader.stop()
         thread.join(10)

@@ -1,9 +1,12 @@
-"""`lambdastack up` / `down` as a user runs them: a feed URL that works, a burst that shows, and
-nothing left behind. A second, independent stack on its own ports and state directory."""
+"""`lambdastack up` / `down` as a user runs them: a feed URL that works, a burst that shows, what
+dies restarted by the supervisor with nothing lost, and nothing left behind by `down`. A second,
+independent stack on its own ports and state directory."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import time
 
 import httpx
@@ -13,7 +16,7 @@ import pytest
 from tests.conftest import PORT_SHIFT
 from tests.integration.helpers import eventually, run_cli
 from tools.stack.manager import MEMBER_ENV
-from tools.stack.process import port_open
+from tools.stack.process import ManagedProcess, port_open
 
 pytestmark = pytest.mark.integration
 PORTS = {
@@ -64,6 +67,29 @@ def test_up_prints_a_working_feed_url_and_down_leaves_nothing(base_env, tmp_path
         eventually(lambda: count() >= before + 200, 30, "the whole burst in the feed")
         time.sleep(1.0)
         assert count() == before + 200  # every event once, none twice
+
+        # the supervisor `up` left running brings back what dies; a Redis restarted empty is
+        # refilled by the loader's replay, so the feed shows the same counts again
+        state = tmp_path / "state"
+        for name in ("redis", "api"):
+            pid = ManagedProcess(name, state).pid()
+            assert pid is not None, name
+            os.killpg(pid, signal.SIGKILL)
+        killed = time.monotonic()
+
+        def whole_again() -> bool:
+            try:
+                return count() == before + 200
+            except (httpx.HTTPError, StopIteration, KeyError):
+                return False
+
+        eventually(whole_again, 90, "the feed whole again after the supervisor's restarts", 0.5)
+        print(f"feed whole again {time.monotonic() - killed:.1f} s after Redis and the API were killed")
+        shown = run_cli(["stack", "status"], env).stdout
+        assert re.search(r"^redis .*restarts 1 ", shown, re.M) and re.search(
+            r"^api .*restarts 1 ", shown, re.M
+        ), shown
+        assert re.search(r"^supervisor +running", shown, re.M), shown
     finally:
         down = run_cli(["down"], env, timeout_s=120)
     assert down.returncode == 0, down.stderr

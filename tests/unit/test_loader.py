@@ -7,7 +7,7 @@ import pytest
 from lambdastack.settings import load_settings
 from lambdastack.speedstore.base import Write
 from lambdastack.speedstore.memory import MemorySpeedStore
-from speed.loader import SignalRouter
+from speed.signal_router import SignalRouter
 
 pytestmark = pytest.mark.unit
 NOW_S = 10_000.0  # the loader's clock: 10,000,000 ms

@@ -146,11 +146,14 @@ def test_no_version_and_no_redis_degrade_the_feed_and_fail_readiness(client):
         "model": False,
         "redis": False,
     }
+    speed = ready.json()["speed"]
+    assert speed["ok"] is False and "Redis does not answer" in speed["problem"]
     assert client.get("/v1/trending").json()["degraded"] is True
     assert (
         client.post("/v1/predict", json={"instances": [{"user_id": "u", "item_id": "i"}]}).status_code == 503
     )
     metrics = client.get("/metrics").text
+    assert "lambdastack_speed_ok 0.0" in metrics and "lambdastack_speed_heartbeat_age_seconds -1.0" in metrics
     assert 'lambdastack_degraded_responses_total{route="/v1/users/{user_id}/feed"} 1.0' in metrics
     assert 'lambdastack_request_seconds_count{method="GET",route="/v1/users/{user_id}/feed"} 1.0' in metrics
 
@@ -221,6 +224,14 @@ class FakeSpeedView:
 
     async def ping(self) -> bool:
         return True
+
+    async def loader_heartbeat(self):
+        import time
+
+        from lambdastack.speed_health import heartbeat
+
+        now = int(time.time() * 1000)
+        return {k.encode(): str(v).encode() for k, v in heartbeat(now, now, 0, False).items()}
 
     async def read_feed(self, user_id: str, as_of_ms: int, now_ms: int, candidates) -> SpeedRead:
         counts = {c: 2 for c in candidates[:3]} | {"i33": 40}

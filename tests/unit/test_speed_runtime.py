@@ -176,13 +176,16 @@ def test_the_watch_stops_the_process_when_the_cluster_stops_answering():
 
 def test_the_watch_stops_the_process_when_the_job_ends_and_tolerates_a_brief_outage():
     import threading
+    import time
 
-    from speed.job import _watch
+    from speed.job import JobSeen, _watch
 
     ended: list[str] = []
+    seen = JobSeen()
     client = _Client(["RUNNING", ConnectionError("blip"), "RUNNING", "FAILED"])
-    _watch(client, threading.Event(), ended.append, unreachable_s=5.0, every_s=0.01)
+    _watch(client, threading.Event(), ended.append, unreachable_s=5.0, seen=seen, every_s=0.01)
     assert ended == ["the job ended by itself (FAILED)"]
+    assert seen() is not None and abs(seen() - time.time() * 1000) < 5000  # noted at each RUNNING
 
 
 def test_a_failing_companion_stops_the_process_with_its_reason():

@@ -33,6 +33,19 @@ def stack_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def stack_supervise(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from tools.stack.manager import supervise
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _signum, _frame: stop.set())
+    supervise(settings_of(args), stop)
+    return 0
+
+
 def down(args: argparse.Namespace) -> int:
     from tools.stack.manager import down as stop_all
 
@@ -42,18 +55,27 @@ def down(args: argparse.Namespace) -> int:
 
 
 def stack_status(args: argparse.Namespace) -> int:
-    from tools.stack.manager import status
+    from tools.stack.manager import speed_health, status
 
-    rows = status(settings_of(args))
+    s = settings_of(args)
+    rows = status(s)
     for r in rows:
         state = f"running (pid {r.pid})" if r.running else "stopped"
-        print(f"{r.name:<6} {state:<22} {r.address:<18} log: {r.log}")
+        again = "" if r.restarts is None else f"restarts {r.restarts:<3} "
+        print(f"{r.name:<10} {state:<22} {r.address:<18} {again}log: {r.log}")
+    h = speed_health(s)
+    if h.ok:
+        lag = "unknown" if h.lag is None else f"{h.lag:,} records"
+        print(f"speed layer: healthy (heartbeat {(h.beat_age_ms or 0) / 1000:.1f} s ago, loader lag {lag})")
+    else:
+        running = any(r.name == "speed" and r.running for r in rows)
+        print(f"speed layer: {'UNHEALTHY' if running else 'down'}: {h.problem}")
     return 0
 
 
 def up(args: argparse.Namespace) -> int:
     from lambdastack.versions import VersionLayout
-    from tools.stack.manager import start_app, up_infra
+    from tools.stack.manager import start_app, start_supervisor, up_infra
 
     s = settings_of(args)
     up_infra(s)
@@ -80,6 +102,7 @@ def up(args: argparse.Namespace) -> int:
     start_app(s, "speed", ["speed", "run"])
     print("starting the API ...")
     start_app(s, "api", ["serve"])
+    start_supervisor(s)
     user = _demo_user(s)
     url = f"http://{s.serving.host}:{s.serving.port}/v1/users/{user}/feed?k=10"
     feed = _wait_for_feed(url, s.stack.ready_timeout_s)
@@ -90,6 +113,7 @@ def up(args: argparse.Namespace) -> int:
         last = items[-1]
         print(f"Make item {last['item_id']} (count {last['count']}) rise in that feed, then fetch it again:")
         print(f"  .venv/bin/lambdastack produce --simulate --item {last['item_id']} --count 300")
+    print("A supervisor restarts what dies (`lambdastack stack status` shows the restarts).")
     print("Stop everything:  make down")
     return 0
 

@@ -5,19 +5,26 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import psutil
 
 from lambdastack.errors import ServiceError
+from lambdastack.keys import KeyLayout
 from lambdastack.settings import Settings
+from lambdastack.speed_health import SpeedHealth, judge
 from tools.stack import kafka, redis
 from tools.stack.process import ManagedProcess, port_open, wait_until
+from tools.stack.supervisor import Supervisor, restarts
 
 # set in the environment of every process the stack starts, so `down` finds orphans after a crash
 MEMBER_ENV = "LSTACK_MEMBER_OF"
 APPS = ("api", "speed")
+SUPERVISOR = "supervisor"  # what `up` leaves running beside the stack (tools.stack.supervisor)
 SPEED_READY = "running; loading signals into Redis"  # what `lambdastack speed run` prints when ready
 INFRA = ("kafka", "redis")
 
@@ -28,6 +35,7 @@ class Status:
     pid: int | None
     address: str
     log: str
+    restarts: int | None = None  # by the supervisor; None when no supervisor ever watched it
 
     @property
     def running(self) -> bool:
@@ -93,9 +101,34 @@ def _orphans(settings: Settings) -> list[psutil.Process]:
     return found
 
 
+def supervisor_record(settings: Settings) -> Path:
+    return settings.state_dir / "run" / "supervisor.json"
+
+
+def start_supervisor(settings: Settings) -> int:
+    """Start the supervisor of the stack (`lambdastack stack supervise`) in the background."""
+    proc = ManagedProcess(SUPERVISOR, settings.state_dir)
+    return proc.start([sys.executable, "-m", "tools", "stack", "supervise"], env=_member_env(settings))
+
+
+def supervise(settings: Settings, stop: threading.Event) -> None:
+    """Watch and restart the stack's members until `stop` (tools.stack.supervisor)."""
+    members = ("kafka", "redis", "speed", "api")
+    starters: dict[str, Callable[[], object]] = {
+        "kafka": lambda: kafka.start(settings),
+        "redis": lambda: redis.start(settings),
+        "speed": lambda: start_app(settings, "speed", ["speed", "run"]),
+        "api": lambda: start_app(settings, "api", ["serve"]),
+    }
+    alive = {name: ManagedProcess(name, settings.state_dir).running for name in members}
+    os.environ[MEMBER_ENV] = str(settings.state_dir)
+    Supervisor(alive, starters, supervisor_record(settings), echo=lambda m: print(m, flush=True)).run(stop)
+
+
 def down(settings: Settings, echo: Callable[[str], None] = print) -> None:
-    """Stop everything the stack started, including orphans of a crashed run; free the ports."""
-    for name in (*APPS, *INFRA):
+    """Stop everything the stack started, including orphans of a crashed run; free the ports. The
+    supervisor first, so nothing stopped here is started again."""
+    for name in (SUPERVISOR, *APPS, *INFRA):
         if ManagedProcess(name, settings.state_dir).stop():
             echo(f"stopped {name}")
     leftovers = _orphans(settings)
@@ -111,9 +144,31 @@ def down(settings: Settings, echo: Callable[[str], None] = print) -> None:
         raise ServiceError(f"ports still in use after stopping the stack: {', '.join(busy)}")
 
 
+def speed_health(settings: Settings) -> SpeedHealth:
+    """The speed layer's health as its loader's heartbeat in Redis shows it (lambdastack.speed_health)."""
+    import time
+
+    import redis as redis_client
+
+    r = settings.redis
+    try:
+        client = redis_client.Redis(host=r.host, port=r.port, db=r.db, socket_timeout=2)
+        beat: Any = client.hgetall(KeyLayout(r.key_prefix).speed_loader())
+    except (redis_client.RedisError, OSError):
+        return SpeedHealth(
+            False, "Redis does not answer, so the speed layer cannot be seen", None, None, None, False
+        )
+    s = settings.speed
+    return judge(beat, int(time.time() * 1000), s.stale_after_s, s.max_lag_records)
+
+
 def status(settings: Settings) -> list[Status]:
+    counts = restarts(supervisor_record(settings))
     out = []
     for name, (host, port) in _addresses(settings).items():
         proc = ManagedProcess(name, settings.state_dir)
-        out.append(Status(name, proc.pid(), f"{host}:{port}" if port else "-", str(proc.log_file)))
+        address = f"{host}:{port}" if port else "-"
+        out.append(Status(name, proc.pid(), address, str(proc.log_file), counts.get(name)))
+    proc = ManagedProcess(SUPERVISOR, settings.state_dir)
+    out.append(Status(SUPERVISOR, proc.pid(), "-", str(proc.log_file)))
     return out
