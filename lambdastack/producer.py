@@ -21,9 +21,12 @@ SEND_BLOCK_MS = 10_000  # how long a send may wait for broker metadata before it
 class EventProducer:
     """Sends wire events to the events topic; invalid input goes to the dead-letter topic."""
 
-    def __init__(self, settings: Settings, topic: str | None = None):
+    def __init__(self, settings: Settings, topic: str | None = None, deadline_ms: int | None = None):
+        """`deadline_ms`: how long a send may wait for its acknowledgement in all (blocking for
+        metadata included); `kafka.delivery_timeout_ms` when not given."""
         self._settings = settings
         self.topic = topic or settings.topics.events
+        self._deadline_ms = deadline_ms or settings.kafka.delivery_timeout_ms
         self._producer: Any = None
         self.failures: list[tuple[str, str]] = []  # (source, reason) of every record not delivered
 
@@ -40,7 +43,11 @@ class EventProducer:
                 batch_size=64 * 1024,
                 compression_type=None,
                 client_id="lambdastack-producer",
-                max_block_ms=SEND_BLOCK_MS,
+                max_block_ms=min(SEND_BLOCK_MS, self._deadline_ms),
+                # a request to a broker that does not answer (stopped, partitioned) fails after
+                # this, and the record once its whole deadline passed: never a hang
+                request_timeout_ms=max(1000, self._deadline_ms // 2),
+                delivery_timeout_ms=self._deadline_ms,
             )
         except KafkaError as e:
             raise ServiceError(
@@ -89,8 +96,10 @@ class EventProducer:
         topic = self._settings.topics.dead_letter
         return self._watched(lambda: self._producer.send(topic, value=json.dumps(record).encode()), source)
 
-    def flush(self) -> None:
-        self._producer.flush()
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Wait for every send's outcome (at most `timeout_s`: kafka-python raises
+        KafkaTimeoutError after it)."""
+        self._producer.flush(timeout=timeout_s)
 
     def close(self) -> None:
         if self._producer is not None:

@@ -38,6 +38,9 @@ class KafkaSettings(_Section):
     controller_port: int = Field(9093, ge=1, le=65535)
     heap: str = "512m"
     partitions: int = Field(2, ge=1)
+    # a record the broker has not acknowledged this long after its send is failed (`produce`
+    # exits non-zero naming it); kafka-python's own default is 2 minutes
+    delivery_timeout_ms: int = Field(30_000, ge=1000)
 
     @property
     def bootstrap(self) -> str:
@@ -211,6 +214,8 @@ class ABSettings(_Section):
 class ServingSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    # POST /v1/events answers 503 when Kafka has not acknowledged every event within this
+    ingest_timeout_ms: int = Field(5000, ge=100, le=60_000)
     environment: Literal["development", "production"] = "development"
     feed_k_default: int = Field(20, ge=1)
     feed_k_max: int = Field(200, ge=1)
