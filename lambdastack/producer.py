@@ -48,6 +48,7 @@ class EventProducer:
                 # this, and the record once its whole deadline passed: never a hang
                 request_timeout_ms=max(1000, self._deadline_ms // 2),
                 delivery_timeout_ms=self._deadline_ms,
+                bootstrap_timeout_ms=self._deadline_ms,
             )
         except KafkaError as e:
             raise ServiceError(
@@ -101,10 +102,12 @@ class EventProducer:
         KafkaTimeoutError after it)."""
         self._producer.flush(timeout=timeout_s)
 
-    def close(self) -> None:
+    def close(self, timeout_s: float | None = None) -> None:
+        """Flush and close (waiting at most `timeout_s` when given: a producer given up on)."""
         if self._producer is not None:
-            self._producer.flush()
-            self._producer.close()
+            if timeout_s is None:
+                self._producer.flush()
+            self._producer.close(timeout=timeout_s)
             self._producer = None
 
 

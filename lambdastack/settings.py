@@ -101,6 +101,7 @@ class SpeedSettings(_Section):
     buffer_timeout_ms: int = Field(20, ge=0)
     startup_mode: str = "earliest-offset"
     state_ttl_s: int = Field(172800, gt=0)
+    dedupe_ttl_s: int = Field(600, gt=0)  # an event id is remembered this long after it arrived
     consumer_group: str = "lambdastack-speed"
     loader_group: str = "lambdastack-redis-loader"
     # fault tolerance (speed/job.py): empty dirs mean {state_dir}/flink/checkpoints|savepoints

@@ -38,6 +38,9 @@ class EventSink:
         deadline = time.monotonic() + self._timeout_s
         try:
             producer = self._open()
+        except Exception as e:  # noqa: BLE001 - any Kafka client failure is "Kafka unavailable"
+            raise self._unavailable(type(e).__name__) from None
+        try:
             futures: list[Any] = [producer.send(e) for e in events]
             if any(f is None for f in futures):
                 raise RuntimeError("a send was refused")
@@ -45,7 +48,20 @@ class EventSink:
             for f in futures:
                 f.get(timeout=max(0.001, deadline - time.monotonic()))
         except Exception as e:  # noqa: BLE001 - any Kafka client failure is "Kafka unavailable"
+            self._drop(producer)
             raise self._unavailable(type(e).__name__) from None
+        finally:
+            producer.failures.clear()  # the futures tell this request's outcome; keep the list bounded
+
+    def _drop(self, producer: EventProducer) -> None:
+        """Forget a producer that failed: the next request opens a new one (an idempotent producer
+        can be left in a state it never leaves, e.g. after the broker restarted and lost its
+        sequence numbers); the old one is closed in the background."""
+        with self._lock:
+            if self._producer is not producer:
+                return
+            self._producer = None
+        threading.Thread(target=producer.close, args=(1.0,), daemon=True).start()
 
     def _unavailable(self, why: str) -> ServiceError:
         return ServiceError(

@@ -14,7 +14,7 @@ from typing import Any
 from lambdastack import jars
 from lambdastack.errors import ServiceError
 from lambdastack.settings import Settings
-from speed import sql, users
+from speed import plan, sql, users
 from speed.archive import Archiver
 from speed.control import forget_run, record_run, record_savepoint
 from speed.metrics import FreshnessMetrics
@@ -90,7 +90,7 @@ def submit(settings: Settings, parallelism: int | None = None, options: RunOptio
     statements.add_insert_sql(sql.insert_trending(settings))
     drift_pipeline.add_to(t_env, statements, settings)
     users.add_to(t_env, statements, settings)
-    return statements.execute()
+    return plan.execute(t_env, statements, settings.speed.dedupe_ttl_s)
 
 
 def _wait_running(client: Any, timeout_s: float) -> None:

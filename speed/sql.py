@@ -1,5 +1,11 @@
 """Flink SQL of the speed job: Kafka source with event time, validation, dead letters, counts per
-hour bucket and per minute, trending windows; every result goes to an upsert sink (signals topic)."""
+hour bucket and per minute, trending windows; every result goes to an upsert sink (signals topic).
+
+Valid events are de-duplicated by `event_id` before anything counts them (`unique_events_sql`):
+a client that retries a batch the API answered 503 to, although Kafka took it, or a producer that
+sends a file twice, counts once. Flink keeps the first record of each event id (processing time)
+and forgets the id `speed.dedupe_ttl_s` after it arrived (speed.plan sets that TTL on the
+operators), so the state is bounded by rate × TTL; the batch layer de-duplicates all history."""
 
 from __future__ import annotations
 
@@ -41,6 +47,7 @@ CREATE TABLE raw_events (
   `partition` INT METADATA VIRTUAL,
   `offset` BIGINT METADATA VIRTUAL,
   ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
+  pt AS PROCTIME(),  -- arrival order, which the de-duplication keeps the first of
   WATERMARK FOR ts AS ts - {interval(s.watermark_delay_ms)}
 ) WITH (
   'connector' = 'kafka',
@@ -99,14 +106,28 @@ def parsed_view() -> str:
     shares the result (were their projections to differ, it would plan one Python call each)."""
     return """
 CREATE TEMPORARY VIEW parsed AS
-SELECT parse_event(payload, `partition`, `offset`) AS e, ts FROM raw_events"""
+SELECT parse_event(payload, `partition`, `offset`) AS e, ts, pt FROM raw_events"""
+
+
+def unique_events_sql(source: str, where: str, columns: str = "") -> str:
+    """The rows of `source` (with a parsed event `e` and a proctime `pt`) whose event is the first
+    of its `event_id`: Flink's keep-first-row de-duplication (the ROW_NUMBER pattern the planner
+    turns into one insert-only Deduplicate operator). `e`, `pt` and `columns` are kept."""
+    more = f", {columns}" if columns else ""
+    return f"""SELECT e, pt{more} FROM (
+  SELECT e, pt{more}, ROW_NUMBER() OVER (PARTITION BY k ORDER BY pt ASC) AS rn FROM (
+    SELECT e, e.event_id AS k, pt{more} FROM {source} WHERE {where}
+  )
+) WHERE rn = 1"""
 
 
 def valid_view(bucket_s: int) -> str:
-    """Valid events with their buckets. `ts IS NOT NULL` drops nothing (a rowtime is never null:
-    the watermark assigner fails the job on one); it makes the counters read `ts` too, so that
-    they share the one parse with the trending and drift pipelines (see `parsed_view`)."""
+    """Valid events, each event id once, with their buckets. `ts IS NOT NULL` drops nothing (a
+    rowtime is never null: the watermark assigner fails the job on one); it makes the counters
+    read `ts` too, so that they share the one parse with the trending and drift pipelines (see
+    `parsed_view`)."""
     size = bucket_s * 1000
+    unique = unique_events_sql("parsed", "e.ok AND ts IS NOT NULL", "ts")
     return f"""
 CREATE TEMPORARY VIEW valid_events AS
 SELECT e.event_id AS event_id, e.user_id AS user_id, e.item_id AS item_id, e.type AS type,
@@ -114,7 +135,7 @@ SELECT e.event_id AS event_id, e.user_id AS user_id, e.item_id AS item_id, e.typ
        e.event_time_ms - MOD(e.event_time_ms, CAST({size} AS BIGINT)) AS bucket_ms,
        e.event_time_ms - MOD(e.event_time_ms, CAST({MINUTE_MS} AS BIGINT)) AS minute_ms,
        ts
-FROM parsed WHERE e.ok AND ts IS NOT NULL"""
+FROM ({unique})"""
 
 
 def insert_dead_letters(settings: Settings) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 from lambdastack.events import EVENT_TYPES
 from lambdastack.features import event_weight
 from lambdastack.settings import Settings
+from speed.sql import unique_events_sql
 from speed.user_window import ENTRY_SEP, entry_sql
 from speed.user_writes import SEEN_PREFIX
 
@@ -47,11 +48,13 @@ def source_ddl(settings: Settings) -> str:
 
 
 def events_view() -> str:
+    """The valid events, each event id once (speed.sql.unique_events_sql), in arrival order."""
+    parsed = f"(SELECT parse_event(payload) AS e, pt FROM {RAW_TABLE})"
     return f"""
 CREATE TEMPORARY VIEW {EVENTS_VIEW} AS
 SELECT e.event_id AS event_id, e.user_id AS user_id, e.item_id AS item_id, e.type AS type,
        e.`value` AS `value`, e.event_time_ms AS event_time_ms, pt
-FROM (SELECT parse_event(payload) AS e, pt FROM {RAW_TABLE}) WHERE e.ok"""
+FROM ({unique_events_sql(parsed, "e.ok")})"""
 
 
 def window_view(name: str, rows: int) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ import httpx
 import pytest
 
 from lambdastack.settings import Settings, load_settings
-from tests.conftest import Isolated
+from tests.conftest import Isolated, make_isolated
 from tests.integration.conftest import start_api
 from tests.integration.helpers import eventually, run_cli
 from tests.integration.test_spark_cluster import _free_ports
@@ -28,7 +29,7 @@ TIMEOUT_MS = 2000
 
 
 @pytest.fixture(scope="module")
-def broker(base_env, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Isolated]:
+def broker(services, base_env, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Isolated]:
     tmp = tmp_path_factory.mktemp("broker-faults")
     port, controller, api_port = _free_ports(3)
     env = dict(
@@ -41,6 +42,13 @@ def broker(base_env, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Isola
         LAMBDASTACK_SERVING__INGEST_TIMEOUT_MS=str(TIMEOUT_MS),
         LAMBDASTACK_SERVING__API_KEYS=f"[{{name: test, key: {KEY}, scopes: ['events:write']}}]",
         LAMBDASTACK_DATA__VIEWS_DIR=str(tmp / "views"),
+        LAMBDASTACK_DATA__MASTER_DIR=str(tmp / "master"),
+        LAMBDASTACK_DATA__CATALOGUE_DIR=str(tmp / "catalogue"),
+        LAMBDASTACK_REDIS__KEY_PREFIX=f"bf{uuid.uuid4().hex[:8]}",
+        LAMBDASTACK_BATCH__BUCKET_S="60",
+        LAMBDASTACK_SPEED__METRICS_PORT="0",
+        LAMBDASTACK_SPEED__SAVEPOINT_ON_STOP="false",
+        LAMBDASTACK_SPEED__ARCHIVE_ROLL_S="1",
     )
     s = load_settings(environ=env)
     kafka.start(s)
@@ -56,16 +64,15 @@ def _event(n: int) -> dict[str, object]:
         "user_id": f"u{n % 5}",
         "item_id": f"i{n % 7}",
         "type": "view",
-        "event_time": int(time.time() * 1000),
+        "event_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
 
-def _post(s: Settings, n: int = 20) -> tuple[int, float, str]:
+def _post(s: Settings, n: int = 20, events: list[dict[str, object]] | None = None) -> tuple[int, float, str]:
     url = f"http://{s.serving.host}:{s.serving.port}/v1/events"
     started = time.monotonic()
-    r = httpx.post(
-        url, json={"events": [_event(i) for i in range(n)]}, headers={"X-API-Key": KEY}, timeout=30
-    )
+    body = {"events": events if events is not None else [_event(i) for i in range(n)]}
+    r = httpx.post(url, json=body, headers={"X-API-Key": KEY}, timeout=30)
     return r.status_code, time.monotonic() - started, r.text
 
 
@@ -111,3 +118,101 @@ def test_a_stopped_then_killed_broker_gets_503_within_the_ingest_timeout_and_pro
         assert api.running()
     finally:
         api.stop(timeout_s=20)
+
+
+class RetryingClient(threading.Thread):
+    """POSTs batches of fresh events, and a batch answered anything but 202 again (same event
+    ids) until it is taken, as a client should; keeps every event Kafka acknowledged."""
+
+    def __init__(self, s: Settings, batch: int = 10):
+        super().__init__(daemon=True)
+        self.url = f"http://{s.serving.host}:{s.serving.port}/v1/events"
+        self.batch, self.acked, self.answers = batch, [], []  # type: ignore[var-annotated]
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        n = 0
+        with httpx.Client(timeout=30) as client:
+            while not self.done.is_set():
+                events = [_event(n + i) for i in range(self.batch)]
+                n += self.batch
+                while True:  # the same batch until it is taken, even after `done`
+                    started = time.monotonic()
+                    try:
+                        status = client.post(
+                            self.url, json={"events": events}, headers={"X-API-Key": KEY}
+                        ).status_code
+                    except httpx.HTTPError:
+                        status = 0
+                    self.answers.append((status, time.monotonic() - started))
+                    if status == 202:
+                        self.acked += events
+                        break
+                    time.sleep(0.2)
+                time.sleep(0.05)
+
+
+def test_broker_faults_under_load_lose_nothing_acknowledged_and_count_nothing_twice(
+    broker: Isolated, tmp_path
+):
+    from lambdastack.events import decode
+    from lambdastack.master import read
+    from tests.integration.conftest import start_speed_job
+    from tests.integration.speedcheck import expected_counts, wait_exact
+
+    iso = make_isolated(broker.env, tmp_path)  # topics of its own on the module's broker
+    s = iso.settings
+    job = start_speed_job(iso)
+    api = start_api(iso)
+    client = RetryingClient(s)
+    try:
+        first = [_event(-1)]  # counted like the others once taken
+        eventually(lambda: _post(s, events=first)[0] == 202, 30, "events accepted")
+        client.start()
+        time.sleep(3)
+        lines = tmp_path / "produced.jsonl"
+        lines.write_text("\n".join(json.dumps(_event(10_000 + n)) for n in range(200)) + "\n")
+        _signal_broker(s, signal.SIGSTOP)  # 30 s, with both kinds of client sending
+        try:
+            done = run_cli(["produce", "--file", str(lines)], iso.env, timeout_s=60)
+            assert done.returncode != 0, done.stdout
+            time.sleep(max(0.0, 30 - 8))
+        finally:
+            _signal_broker(s, signal.SIGCONT)
+        eventually(
+            lambda: run_cli(["produce", "--file", str(lines)], iso.env).returncode == 0,
+            60,
+            "produce taking the file again (idempotent by event_id)",
+            1.0,
+        )
+        time.sleep(3)
+        _signal_broker(s, signal.SIGKILL)
+        eventually(lambda: not kafka.process(s).running(), 10, "the broker gone")
+        time.sleep(3)
+        kafka.start(s)
+        time.sleep(5)
+        client.done.set()
+        client.join(120)
+        assert not client.is_alive(), f"a batch never taken: {client.answers[-5:]}\n{api.log_tail(30)}"
+
+        slow = [took for status, took in client.answers if status != 202 and took > TIMEOUT_MS / 1000 + 1.0]
+        assert not slow, f"answers slower than the ingest timeout: {slow[:5]}"
+        assert any(status == 503 for status, _ in client.answers), "the faults were seen"
+        now = int(time.time() * 1000)
+        produced = [decode(line.encode(), now_ms=now)[0] for line in lines.read_text().splitlines()]
+        posted = [decode(json.dumps(e).encode(), now_ms=now)[0] for e in client.acked]
+        posted += [decode(json.dumps(e).encode(), now_ms=now)[0] for e in first]
+        events = [e for e in (*produced, *posted) if e is not None]
+        assert len({e.event_id for e in events}) == len(events) == 200 + len(client.acked) + 1
+        wait_exact(s, expected_counts(events, s.batch.bucket_s), 120, job)  # every event once
+        master = s.path(s.data.master_dir)
+        want = {e.event_id for e in events}
+        eventually(lambda: want <= set(read(master)["event_id"].to_pylist()), 90, "every event archived", 1.0)
+        assert set(read(master)["event_id"].to_pylist()) == want  # nothing else (dupes are allowed on disk)
+        assert job.running() and api.running(), job.log_tail(40)
+        retried = sum(1 for status, _ in client.answers if status != 202)
+        print(f"{len(client.acked)} posted events acknowledged, {retried} answers to retry; 200 produced")
+    finally:
+        client.done.set()
+        api.stop(timeout_s=20)
+        job.stop(timeout_s=20)

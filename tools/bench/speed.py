@@ -65,8 +65,10 @@ def percentiles(values_ms: list[float]) -> dict[str, float | None]:
     return {"p50": rank(0.5), "p95": rank(0.95), "p99": rank(0.99), "max": round(v[-1], 1), "n": len(v)}
 
 
-def payloads(n: int, items: int, users: int, time_ms: int) -> list[bytes]:
-    """`n` wire events (every INVALID_EVERY-th one invalid) spread over items and users."""
+def payloads(n: int, items: int, users: int, time_ms: int, run_id: str = "") -> list[bytes]:
+    """`n` wire events (every INVALID_EVERY-th one invalid) spread over items and users, their ids
+    unique to the run (the speed job counts an event id once: a run reusing the warm-up's ids
+    would be dropped as copies)."""
     types = ("view", "click", "like", "watch")
     stamp = format_time(time_ms)
     out = []
@@ -75,7 +77,7 @@ def payloads(n: int, items: int, users: int, time_ms: int) -> list[bytes]:
             out.append(b'{"event_id": "bench-invalid"}')
             continue
         event = {
-            "event_id": f"b{i}",
+            "event_id": f"b{run_id}-{i}",
             "user_id": f"u{i % users}",
             "item_id": f"i{(i * 7919) % items}",
             "type": types[i % len(types)],
@@ -250,7 +252,7 @@ def _one_run(settings: Settings, job_pid: int, rate: float, seconds: float, run_
     start_ms = int(time.time() * 1000)
     buckets = {bucket_start(start_ms, settings.batch.bucket_s)}
     buckets.add(bucket_start(start_ms + int(seconds * 1000) + 600_000, settings.batch.bucket_s))
-    batch = payloads(int(rate * seconds), 1000, 5000, start_ms)
+    batch = payloads(int(rate * seconds), 1000, 5000, start_ms, run_id)
     valid = sum(1 for p in batch if b"bench-invalid" not in p)
     base, dead_before = _counted(settings, buckets), _dead_letters(settings)
     probes = _Probes(settings, run_id)
