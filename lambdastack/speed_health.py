@@ -35,6 +35,12 @@ class SpeedHealth:
     replaying: bool
 
 
+# what a reader says when the heartbeat cannot be read at all
+REDIS_AWAY = SpeedHealth(
+    False, "Redis does not answer, so the speed layer cannot be seen", None, None, None, False
+)
+
+
 def _int(raw: Mapping[str, str | bytes], field: str) -> int | None:
     value = raw.get(field)
     if value is None:

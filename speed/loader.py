@@ -29,6 +29,7 @@ from speed.store_epoch import (
     heartbeat_writes,
     lag_of,
     new_token,
+    read_epoch,
 )
 from speed.user_writes import user_writes
 
@@ -166,10 +167,8 @@ class SignalLoader:
     def _begin(self) -> bool:
         """After (re)opening the store: a new router, and a replay from the earliest offset when
         the epoch key says the store lost the view (True then)."""
-        raw = self._writer.get(self._layout.speed_epoch())
-        state = epoch_of(raw)
-        ours = raw is not None and raw.decode(errors="replace").endswith(self._token)
-        lost = not (state is Epoch.READY or (state is Epoch.REBUILDING and ours))
+        state, token = read_epoch(self._writer.get(self._layout.speed_epoch()))
+        lost = not (state is Epoch.READY or (state is Epoch.REBUILDING and token == self._token))
         if lost:
             self._start_replay(state)
         elif self._consumer is None:

@@ -39,15 +39,21 @@ class Epoch(Enum):
     READY = "ready"
 
 
-def epoch_of(raw: bytes | str | None) -> Epoch:
-    """The state an epoch key's value says (anything unreadable: MISSING, so a replay follows)."""
+def read_epoch(raw: bytes | str | None) -> tuple[Epoch, str]:
+    """The state and token an epoch key's value says (anything unreadable: MISSING, so a replay
+    follows)."""
     if raw is None:
-        return Epoch.MISSING
-    word = (raw.decode(errors="replace") if isinstance(raw, bytes) else raw).partition(" ")[0]
+        return Epoch.MISSING, ""
+    word, _, token = (raw.decode(errors="replace") if isinstance(raw, bytes) else raw).partition(" ")
     try:
-        return Epoch(word)
+        return Epoch(word), token
     except ValueError:
-        return Epoch.MISSING
+        return Epoch.MISSING, ""
+
+
+def epoch_of(raw: bytes | str | None) -> Epoch:
+    """The state an epoch key's value says."""
+    return read_epoch(raw)[0]
 
 
 def epoch_write(layout: KeyLayout, state: Epoch, token: str) -> Write:

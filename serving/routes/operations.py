@@ -8,7 +8,7 @@ import time
 from fastapi import APIRouter, Request, Response
 
 from lambdastack import __version__
-from lambdastack.speed_health import SpeedHealth, judge
+from lambdastack.speed_health import REDIS_AWAY, SpeedHealth, judge
 from serving.routes.context import context, json_response
 from serving.schemas import HealthOut, ReadyOut, SpeedHealthOut, VersionOut
 
@@ -48,9 +48,7 @@ async def _speed_health(request: Request) -> SpeedHealth:
     s = ctx.state.settings.speed
     beat = await ctx.state.speed.loader_heartbeat()
     if beat is None:
-        health = SpeedHealth(
-            False, "Redis does not answer, so the speed layer cannot be seen", None, None, None, False
-        )
+        health = REDIS_AWAY
     else:
         health = judge(beat, int(time.time() * 1000), s.stale_after_s, s.max_lag_records)
     ctx.metrics.speed_state(health)

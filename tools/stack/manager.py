@@ -16,7 +16,7 @@ import psutil
 from lambdastack.errors import ServiceError
 from lambdastack.keys import KeyLayout
 from lambdastack.settings import Settings
-from lambdastack.speed_health import SpeedHealth, judge
+from lambdastack.speed_health import REDIS_AWAY, SpeedHealth, judge
 from tools.stack import kafka, redis
 from tools.stack.process import ManagedProcess, port_open, wait_until
 from tools.stack.supervisor import Supervisor, restarts
@@ -155,9 +155,7 @@ def speed_health(settings: Settings) -> SpeedHealth:
         client = redis_client.Redis(host=r.host, port=r.port, db=r.db, socket_timeout=2)
         beat: Any = client.hgetall(KeyLayout(r.key_prefix).speed_loader())
     except (redis_client.RedisError, OSError):
-        return SpeedHealth(
-            False, "Redis does not answer, so the speed layer cannot be seen", None, None, None, False
-        )
+        return REDIS_AWAY
     s = settings.speed
     return judge(beat, int(time.time() * 1000), s.stale_after_s, s.max_lag_records)
 
