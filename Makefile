@@ -5,6 +5,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 LS := $(VENV)/bin/lambdastack
 PYTEST_ARGS ?=
+# `make test` spreads the suite over this many pytest-xdist workers, each on its own test stack
+# (tests/conftest.py: the next LSTACK_TEST_SLOT) with whole modules as work units (tests/schedule.py)
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 .DEFAULT_GOAL := help
 .PHONY: help venv jars up down status test test-unit test-integration test-chaos lint format clean
@@ -33,16 +37,16 @@ status: venv ## what runs where
 	$(LS) stack status
 
 test: jars ## install what is missing, start the services the tests need, run unit, integration and chaos tests
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-unit: venv ## unit tests only (no service)
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)
 
 test-integration: jars ## integration tests against real Kafka, Redis, Spark and Flink
-	$(PY) -m pytest -m integration $(PYTEST_ARGS)
+	$(PY) -m pytest -m integration $(XDIST) $(PYTEST_ARGS)
 
 test-chaos: jars ## the fault-injection tests (hostile clients, ...) against the real services
-	$(PY) -m pytest -m chaos $(PYTEST_ARGS)
+	$(PY) -m pytest -m chaos $(XDIST) $(PYTEST_ARGS)
 
 MOVIELENS ?= ../shared/datasets/ml-latest-small
 RESULTS := bench/results

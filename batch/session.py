@@ -32,6 +32,7 @@ def spark_session(
         .appName(app)
         .config("spark.driver.memory", b.driver_memory)
         .config("spark.sql.shuffle.partitions", str(b.shuffle_partitions))
+        .config("spark.sql.adaptive.enabled", str(b.adaptive).lower())
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")

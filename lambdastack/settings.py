@@ -77,6 +77,7 @@ class BatchSettings(_Section):
     driver_memory: str = "2g"
     shuffle_partitions: int = Field(4, ge=1)
     jvm_opts: str = ""  # JVM options of the Spark driver and executors
+    adaptive: bool = True  # Spark's adaptive query execution (spark.sql.adaptive.enabled)
     bucket_s: int = Field(3600, gt=0)
     popular_n: int = Field(500, gt=0)
     keep_versions: int = Field(5, ge=1)

@@ -9,15 +9,19 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from lambdastack.settings import Settings, load_settings
+from tests.schedule import unit_of, work_units
 
 ROOT = Path(__file__).resolve().parents[1]
 # LSTACK_TEST_SLOT=N (0-9) moves the test stack to its own ports and state directory, so two
-# checkouts (or two people) can run the integration tests on one machine at the same time.
-SLOT = int(os.environ.get("LSTACK_TEST_SLOT", "0"))
+# checkouts (or two people) can run the integration tests on one machine at the same time. Under
+# `make test` each pytest-xdist worker (gw0, gw1, ...) takes the next slot: its own stack.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+SLOT = int(os.environ.get("LSTACK_TEST_SLOT", "0")) + (int(WORKER.removeprefix("gw")) if WORKER else 0)
 PORT_SHIFT = 10 * SLOT
 TEST_ENV = {
     "LAMBDASTACK_STACK__STATE_DIR": str(ROOT / ".state" / ("test" if SLOT == 0 else f"test{SLOT}")),
@@ -29,7 +33,37 @@ TEST_ENV = {
     # C1 only in the Spark JVMs (the speed job's JVM has it by default): the suite's batch runs are
     # short and cold, and on 2 cores C2 compiling took about half of their time
     "LAMBDASTACK_BATCH__JVM_OPTS": "-XX:TieredStopAtLevel=1",
+    # and no adaptive re-planning after each shuffle: a fifth of a small run's CPU (conf/)
+    "LAMBDASTACK_BATCH__ADAPTIVE": "false",
 }
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(UnitScheduler(), "lambdastack-units")
+
+
+class UnitScheduler:
+    """`make test`'s `--dist loadscope`, with tests/schedule.py's work units as the scopes."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        if config.getoption("dist") != "loadscope":
+            return None
+        from xdist.scheduler import LoadScopeScheduling
+
+        class Units(LoadScopeScheduling):  # type: ignore[misc]
+            def _split_scope(self, nodeid: str) -> str:
+                return unit_of(nodeid.split("::")[0])
+
+        return Units(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In an xdist worker: the work units longest first (the controller hands them out in the
+    order a worker collected them)."""
+    if WORKER:
+        items[:] = work_units(items, lambda item: item.nodeid.split("::")[0])
 
 
 @pytest.fixture(scope="session")
