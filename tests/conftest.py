@@ -29,6 +29,8 @@ TEST_ENV = {
     # C1 only in the Spark JVMs (the speed job's JVM has it by default): the suite's batch runs are
     # short and cold, and on 2 cores C2 compiling took about half of their time
     "LAMBDASTACK_BATCH__JVM_OPTS": "-XX:TieredStopAtLevel=1",
+    # many speed jobs start: Flink's Prometheus reporter only where a test gives it a free port
+    "LAMBDASTACK_SPEED__FLINK_METRICS_PORT": "0",
 }
 
 
