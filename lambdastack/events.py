@@ -103,6 +103,11 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def is_key_id(s: str) -> bool:
+    """Whether a user or item id may be part of a Redis key (KEY_ID_PATTERN)."""
+    return _KEY_ID_RE.fullmatch(s) is not None
+
+
 def _check_id(field: str, v: Any, errors: list[tuple[str, str]]) -> str:
     if isinstance(v, float) and v.is_integer():  # an integer as JSON Schema means it: 7.0 is 7
         v = int(v)

@@ -131,6 +131,7 @@ class SpeedSettings(_Section):
     # freshness histogram (speed/metrics.py) on this port; 0 turns the exporter off
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9249, ge=0, le=65535)
+    flink_metrics_port: int = Field(9250, ge=0, le=65535)  # Flink's Prometheus reporter; 0: off
     # event time, windows, trending and drift (speed/sql.py, speed/trending.py, speed/drift.py)
     watermark_delay_ms: int = Field(2000, ge=0)
     source_idle_timeout_ms: int = Field(5000, gt=0)

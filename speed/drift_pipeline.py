@@ -41,8 +41,10 @@ def bins_udf(settings: Settings) -> Any:
         def open(self, function_context: Any) -> None:
             from lambdastack.follower import VersionFollower
             from lambdastack.versions import VersionLayout
+            from speed.udf_metrics import follower_gauges
 
             self.follower = VersionFollower(VersionLayout(Path(views_dir)), drift_state, check_s)
+            follower_gauges(function_context, "drift_bins", self.follower)
 
         def eval(self, users: pd.Series, items: pd.Series, times: pd.Series) -> pd.Series:
             from speed.drift import bin_row

@@ -14,7 +14,7 @@ from typing import Any
 from lambdastack import jars
 from lambdastack.errors import ServiceError
 from lambdastack.settings import Settings
-from speed import plan, sql, users
+from speed import plan, sql, udf_metrics, users
 from speed.archive import Archiver
 from speed.control import forget_run, record_run, record_savepoint
 from speed.metrics import FreshnessMetrics
@@ -38,6 +38,8 @@ def _table_env(settings: Settings, parallelism: int | None, options: RunOptions 
     # the local mini-cluster runs in the JVM pyflink launches next; JVM_ARGS reaches its command line
     if settings.speed.jvm_opts and options.cluster is None:
         os.environ.setdefault("JVM_ARGS", settings.speed.jvm_opts)
+    if settings.speed.flink_metrics_port and options.cluster is None:
+        udf_metrics.put_reporter_on_classpath()
     config = Configuration()
     for key, value in flink_config(settings, options, connector.as_uri()).items():
         config.set_string(key, value)

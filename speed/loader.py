@@ -31,7 +31,7 @@ from speed.store_epoch import (
     new_token,
     read_epoch,
 )
-from speed.user_writes import user_writes
+from speed.user_writes import report_skip, user_writes
 
 BATCH_MAX = 10_000  # records taken from Kafka per Redis pipeline
 
@@ -92,6 +92,7 @@ class SignalLoader:
         self.records = 0
         self.store_errors = 0  # store calls that failed and were retried
         self.replays = 0  # replays from the earliest offset (the first start of a loader group too)
+        self.skipped = 0  # records of the loader topics that were not records of theirs (on stderr)
         self.replaying = False
 
     def stop(self) -> None:
@@ -173,7 +174,7 @@ class SignalLoader:
             self._start_replay(state)
         elif self._consumer is None:
             self._consumer = self._new_consumer()
-        self._router = SignalRouter(self._settings, self._writer, on_drift=self._on_drift)
+        self._router = SignalRouter(self._settings, self._writer, on_drift=self._on_drift, on_skip=self._skip)
         self._router.start()
         return lost
 
@@ -276,6 +277,7 @@ class SignalLoader:
             self._layout,
             s.speed.user_recent_n,
             s.speed.seen_max,
+            self._skip,
         )
         if writes:
             self._writer.apply(writes)
@@ -286,6 +288,10 @@ class SignalLoader:
             self._commit()
         if pruned := self._router.prune_writes():
             self._writer.apply(pruned)
+
+    def _skip(self, reason: str) -> None:
+        self.skipped += 1
+        report_skip(reason)
 
     def _commit(self) -> None:
         from confluent_kafka import KafkaException

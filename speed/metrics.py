@@ -96,6 +96,11 @@ class LoaderCollector:
             "Replays of the loader topics from the earliest offset (first start, Redis lost the view)",
             value=self._loader.replays,
         )
+        yield CounterMetricFamily(
+            "lambdastack_loader_skipped_records",
+            "Records of the signals and users topics that were not such records, skipped with their reason",
+            value=self._loader.skipped,
+        )
         yield GaugeMetricFamily(
             "lambdastack_loader_replaying",
             "1 while the loader rebuilds the speed view by a replay",

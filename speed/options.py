@@ -19,6 +19,7 @@ from pathlib import Path
 
 from lambdastack.errors import ConfigError
 from lambdastack.settings import Settings
+from speed.udf_metrics import reporter_config
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,8 @@ def flink_config(settings: Settings, options: RunOptions, connector_uri: str) ->
         **_restart(settings),
         **_target(settings, options),
     }
+    if s.flink_metrics_port and options.cluster is None:  # a cluster's reporter is its own (stack/flink.py)
+        conf.update(reporter_config(s.flink_metrics_port))
     if s.mini_batch_latency_ms > 0:
         conf["table.exec.mini-batch.enabled"] = "true"
         conf["table.exec.mini-batch.allow-latency"] = f"{s.mini_batch_latency_ms} ms"

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from lambdastack.events import EVENT_TYPES
+from lambdastack.events import EVENT_TYPES, is_key_id
 from lambdastack.keys import ALL_TYPES, KeyLayout
 from lambdastack.settings import Settings
 from lambdastack.speedstore.base import SpeedStore, Write
@@ -22,10 +22,29 @@ from speed import drift, trending
 from speed.baseline import Baseline, baseline_follower
 from speed.signals import decode_counts, minute_writes, stale_minute_fields, writes_for
 from speed.totals import LiveTotals
+from speed.user_writes import report_skip
 
 PRUNE_EVERY_MS = 10_000
 BATCH_MAX = 10_000  # records taken from Kafka per Redis pipeline
 MINUTE_TYPES = (*EVENT_TYPES, ALL_TYPES)
+
+
+# what a record that is not a signal record raises on its way to writes
+MALFORMED = (ValueError, KeyError, TypeError, AttributeError, OverflowError, IndexError)
+
+
+def _item(key: dict[str, Any]) -> str:
+    """The record's item id, held to the event contract's rule: ids become parts of Redis keys."""
+    item = key["item_id"]
+    if not isinstance(item, str) or not is_key_id(item):
+        raise ValueError(f"item_id {str(item)[:60]!r} is not an id the event contract allows")
+    return item
+
+
+def _text(value: object) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"a string was expected, not {type(value).__name__}")
+    return value
 
 
 class SignalRouter:
@@ -37,8 +56,10 @@ class SignalRouter:
         writer: SpeedStore,
         clock: Callable[[], float] = time.time,
         on_drift: Callable[[drift.DriftReport], None] | None = None,
+        on_skip: Callable[[str], None] = report_skip,
     ):
         s = self._speed = settings.speed
+        self._on_skip = on_skip  # given the reason of each record that is not a signal record
         self._ttl_s, self._on_drift = settings.redis.signal_ttl_s, on_drift
         self._drift_latest: int | None = None
         self._layout = KeyLayout(settings.redis.key_prefix)
@@ -74,26 +95,38 @@ class SignalRouter:
         as_of = (self._baseline.current() or Baseline()).as_of_ms
         out: list[Write] = self._totals.follow(as_of, self._writer, now_ms)
         for raw_key, raw_value in records:
-            key = orjson.loads(raw_key)
-            kind = key.get("kind")
-            if kind is None:
-                bucket_ms = int(key["bucket_ms"])
-                totals = self._totals.totals_for(bucket_ms)
-                out += writes_for(
-                    str(key["item_id"]), bucket_ms, decode_counts(raw_value), self._layout, totals
-                )
-            elif kind == "min":
-                out += self._minute(key, decode_counts(raw_value), now_ms)
-            elif kind == "trend" and raw_value is not None:
-                out += self._trending(int(key["window_end_ms"]), orjson.loads(raw_value).get("items"), now_ms)
-            elif kind == "drift" and raw_value is not None:
-                out += self._drift(int(key["window_end_ms"]), orjson.loads(raw_value).get("bins"))
-            elif kind not in ("trend", "drift"):
-                print(f"[loader] skipping a signal record of unknown kind {kind!r}", file=sys.stderr)
+            try:
+                out += self._record(raw_key, raw_value, now_ms)
+            except MALFORMED as e:  # it would fail again at the same offset after every restart
+                self._on_skip(f"signal record with key {raw_key[:100]!r}: {type(e).__name__}: {e}")
         return out
 
+    def _record(self, raw_key: bytes, raw_value: bytes | None, now_ms: int) -> list[Write]:
+        """The writes of one record; raises one of MALFORMED when it is not a signal record."""
+        key = orjson.loads(raw_key)
+        if not isinstance(key, dict):
+            raise ValueError("the key is not a JSON object")
+        kind = key.get("kind")
+        if kind is None:
+            bucket_ms = int(key["bucket_ms"])
+            counts = decode_counts(raw_value)
+            return writes_for(_item(key), bucket_ms, counts, self._layout, self._totals.totals_for(bucket_ms))
+        if kind == "min":
+            return self._minute(key, decode_counts(raw_value), now_ms)
+        if kind in ("trend", "drift"):
+            if raw_value is None:
+                return []
+            value = orjson.loads(raw_value)
+            if not isinstance(value, dict):
+                raise ValueError("the value is not a JSON object")
+            if kind == "trend":
+                return self._trending(int(key["window_end_ms"]), _text(value.get("items")), now_ms)
+            return self._drift(int(key["window_end_ms"]), _text(value.get("bins")))
+        print(f"[loader] skipping a signal record of unknown kind {str(kind)[:40]!r}", file=sys.stderr)
+        return []
+
     def _minute(self, key: dict[str, Any], counts: dict[str, int] | None, now_ms: int) -> list[Write]:
-        item, minute_ms = str(key["item_id"]), int(key["minute_ms"])
+        item, minute_ms = _item(key), int(key["minute_ms"])
         out = minute_writes(item, minute_ms, counts, self._layout, self._retention_ms, now_ms)
         if out and out[0].op == "hset":  # remember what was written, to delete it when it ages out
             self._minutes.setdefault(item, set()).add(minute_ms)
@@ -105,11 +138,12 @@ class SignalRouter:
     def _drift(self, window_end_ms: int, bins: str | None) -> list[Write]:
         if self._drift_latest is not None and window_end_ms <= self._drift_latest:
             return []  # the hash holds the newest window only
+        counts = drift.decode_bins(bins)  # before the window is taken as the newest
         self._drift_latest = window_end_ms
         baseline, s = self._baseline.current() or Baseline(), self._speed
         r = drift.report(
             window_end_ms,
-            drift.decode_bins(bins),
+            counts,
             baseline.features,
             s.drift_psi_alert,
             s.drift_min_events,

@@ -17,11 +17,12 @@ as a user's interactions with one item arrive in event-time order).
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import orjson
 
 from lambdastack.errors import DataError
+from lambdastack.events import is_key_id
 from lambdastack.keys import KeyLayout
 from lambdastack.speedstore.base import Write
 from lambdastack.speedview import FRESH_FIELD, RECENT_FIELD, decode_fresh, encode_recent
@@ -37,8 +38,8 @@ def seen_field(item_id: str) -> str:
 
 def _seen_write(user_id: str, field: str, payload: object, layout: KeyLayout) -> Write:
     item = field.removeprefix(SEEN_PREFIX)
-    if not item:
-        raise ValueError(f"field {field!r} names no item")
+    if not is_key_id(item):
+        raise ValueError(f"field {field[:80]!r} names no item id the event contract allows")
     if payload is None:
         return Write("zrem", layout.seen(user_id), item)
     if not isinstance(payload, str | int) or not str(payload).isdigit():
@@ -51,6 +52,8 @@ def user_write(key: bytes, value: bytes | None, layout: KeyLayout, recent_n: int
     try:
         k = orjson.loads(key)
         user_id, field = str(k["user_id"]), str(k["field"])
+        if not is_key_id(user_id):  # ids are parts of Redis keys: "u:seen" would name u's seen set
+            raise ValueError(f"user_id {user_id[:80]!r} is not an id the event contract allows")
         payload = None if value is None else orjson.loads(value)["payload"]
         if field.startswith(SEEN_PREFIX):
             return _seen_write(user_id, field, payload, layout)
@@ -70,17 +73,25 @@ def user_write(key: bytes, value: bytes | None, layout: KeyLayout, recent_n: int
         raise DataError(f"users topic record with key {key!r}: {e}") from None
 
 
+def report_skip(reason: str) -> None:
+    print(f"[loader] skipping a record: {reason}", file=sys.stderr)
+
+
 def user_writes(
-    records: Iterable[tuple[bytes, bytes | None]], layout: KeyLayout, recent_n: int, seen_max: int
+    records: Iterable[tuple[bytes, bytes | None]],
+    layout: KeyLayout,
+    recent_n: int,
+    seen_max: int,
+    on_skip: Callable[[str], None] = report_skip,
 ) -> list[Write]:
     """The writes of a batch of (key, value) users-topic records, in order, then a trim of each
-    seen set written to its newest `seen_max` items; a malformed record is reported on stderr
-    with its reason and skipped (it would fail again on every restart)."""
+    seen set written to its newest `seen_max` items; a malformed record is skipped and given to
+    `on_skip` with its reason (it would fail again at the same offset after every restart)."""
     out = []
     for key, value in records:
         try:
             out.append(user_write(key, value, layout, recent_n))
         except DataError as e:
-            print(f"[loader] skipping a record: {e}", file=sys.stderr)
+            on_skip(str(e))
     seen = dict.fromkeys(w.key for w in out if w.op == "zadd")
     return out + [Write("ztrim", key, value=seen_max) for key in seen]

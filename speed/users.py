@@ -124,8 +124,10 @@ def fresh_udf(settings: Settings) -> Any:
             from lambdastack.follower import VersionFollower
             from lambdastack.versions import VersionLayout
             from speed import scoring_view
+            from speed.udf_metrics import follower_gauges
 
             self.follower = VersionFollower(VersionLayout(Path(views_dir)), scoring_view.load, check_s)
+            follower_gauges(function_context, "score_fresh", self.follower)
 
         def eval(self, user_ids: pd.Series, windows: pd.Series) -> pd.Series:
             from speed.scoring import fresh_values

@@ -35,6 +35,8 @@ TEST_ENV = {
     "LAMBDASTACK_BATCH__JVM_OPTS": "-XX:TieredStopAtLevel=1",
     # and no adaptive re-planning after each shuffle: a fifth of a small run's CPU (conf/)
     "LAMBDASTACK_BATCH__ADAPTIVE": "false",
+    # many speed jobs start: Flink's Prometheus reporter only where a test gives it a free port
+    "LAMBDASTACK_SPEED__FLINK_METRICS_PORT": "0",
 }
 
 

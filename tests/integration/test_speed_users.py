@@ -7,10 +7,13 @@ the earliest offset writes the same bytes."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import socket
 import time
 import uuid
 
+import httpx
 import pytest
 import redis as redis_client
 
@@ -19,11 +22,12 @@ from lambdastack.keys import KeyLayout
 from lambdastack.producer import EventProducer
 from lambdastack.published import PublishedVersion
 from lambdastack.registry import promote
-from lambdastack.settings import load_settings
+from lambdastack.settings import Settings, load_settings
 from lambdastack.speedview import Interaction, decode_fresh, decode_recent
 from lambdastack.versions import VersionLayout
 from speed import scoring_view
 from speed.scoring import score
+from speed.udf_metrics import version_number
 from tests.conftest import Isolated, make_isolated
 from tests.integration.conftest import SharedVersion, start_speed_job
 from tests.integration.helpers import eventually
@@ -55,6 +59,64 @@ def _seen_set(r: redis_client.Redis, layout: KeyLayout, user: str) -> dict[str, 
     return {m.decode(): int(t) for m, t in r.zrange(layout.seen(user), 0, -1, withscores=True)}
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _gauges(port: int, function: str) -> dict[str, float]:
+    """The function's model gauges from Flink's Prometheus reporter (the highest over subtasks)."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return {}
+    found: dict[str, float] = {}
+    prefix = f"flink_taskmanager_job_task_operator_lambdastack_{function}_"
+    for name, value in re.findall(rf"^{prefix}(\w+)\{{[^}}]*\}} (\S+)$", text, re.M):
+        found[name] = max(found.get(name, float("-inf")), float(value))
+    return found
+
+
+def _a_corrupt_model_keeps_the_version_in_use(
+    s: Settings,
+    r: redis_client.Redis,
+    keys: KeyLayout,
+    layout: VersionLayout,
+    user: str,
+    unseen: list[str],
+    in_use: str,
+) -> list[Event]:
+    """CURRENT moved to a version whose model is corrupt: the job scores on with the version it
+    holds, retries with backoff, and Flink's metrics show the failure; repaired, it is loaded.
+    Returns the events it sent."""
+    bad = _copy_as_new_version(layout, in_use)
+    model = layout.model_file(bad)
+    good = model.read_bytes()
+    model.write_bytes(b"not an onnx model")
+    layout.set_current(bad)  # a publish gone wrong: past promote's check
+    port, sent = s.speed.flink_metrics_port, list[Event]()
+
+    def scored_by(vid: str, gauges: dict[str, float]) -> bool:
+        item = unseen[len(sent) % len(unseen)]
+        sent.append(Event(f"e{uuid.uuid4().hex}", user, item, "like", 1.0, int(time.time() * 1000)))
+        e = sent[-1]
+        with EventProducer(s) as producer:
+            producer.send(e)
+        time.sleep(0.5)
+        f = decode_fresh(_user_hash(r, keys, user).get(b"fresh"))
+        shown = _gauges(port, "score_fresh")
+        return f is not None and f.view_version == vid and all(shown.get(k) == v for k, v in gauges.items())
+
+    failing = {"model_load_failing": 1.0, "model_version": float(version_number(in_use))}
+    eventually(lambda: scored_by(in_use, failing), 60, "the failing load in Flink's metrics", 0.1)
+    assert _gauges(port, "score_fresh")["model_load_failures"] >= 1
+    model.write_bytes(good)
+    loaded = {"model_load_failing": 0.0, "model_version": float(version_number(bad))}
+    eventually(lambda: scored_by(bad, loaded), 90, "the repaired version loaded", 0.1)
+    return sent
+
+
 def _entries(events: list[Event]) -> list[Interaction]:
     return [Interaction(e.item_id, e.type, e.value, e.event_time_ms, e.event_id) for e in events]
 
@@ -64,7 +126,13 @@ def test_recent_and_fresh_follow_the_user_and_the_published_version(
 ):
     # a copy of the session's versions (this test promotes one), the older one (3 days ago) current
     views = shared_version.copy_views(tmp_path / "shared-views")
-    iso = make_isolated(base_env, tmp_path, LAMBDASTACK_DATA__VIEWS_DIR=str(views), **SETTINGS_ENV)
+    iso = make_isolated(
+        base_env,
+        tmp_path,
+        LAMBDASTACK_DATA__VIEWS_DIR=str(views),
+        LAMBDASTACK_SPEED__FLINK_METRICS_PORT=str(_free_port()),
+        **SETTINGS_ENV,
+    )
     s = iso.settings
     layout = VersionLayout(views)
     v1 = shared_version.versions[0]
@@ -155,6 +223,12 @@ def test_recent_and_fresh_follow_the_user_and_the_published_version(
     for e in later:  # a repeated item keeps the time of its newest interaction
         everything[e.item_id] = e.event_time_ms
     eventually(lambda: _seen_set(r, keys, user) == everything, 30, "the later items in the seen set")
+    # a version whose model is corrupt: scored on with v2, the failure in Flink's metrics
+    after = _a_corrupt_model_keeps_the_version_in_use(s, r, keys, layout, user, unseen, v2)
+    for e in after:
+        everything[e.item_id] = e.event_time_ms
+    eventually(lambda: fresh_after(after[-1]), 30, "fresh candidates after the last event")
+    eventually(lambda: _seen_set(r, keys, user) == everything, 30, "those items in the seen set")
     before = _user_hash(r, keys, user)
     stopper.pop().stop(timeout_s=30)
 

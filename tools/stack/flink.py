@@ -25,6 +25,7 @@ import psutil
 
 from lambdastack.errors import ServiceError
 from lambdastack.settings import Settings
+from speed.udf_metrics import reporter_config
 from tools.stack.process import ManagedProcess, port_open, wait_until
 
 
@@ -46,7 +47,11 @@ def cluster_dir(state_dir: Path) -> Path:
 def cluster_config(settings: Settings, state_dir: Path) -> dict[str, str]:
     """config.yaml of the standalone cluster (flat keys), from the `speed:` settings."""
     s = settings.speed
+    # the JobManager and each TaskManager take the next free port of the range for their reporter
+    port = s.flink_metrics_port
+    reporter = reporter_config(f"{port}-{port + 8}") if port else {}
     return {
+        **reporter,
         "jobmanager.rpc.address": s.cluster_host,
         "jobmanager.rpc.port": str(s.cluster_rpc_port),
         "jobmanager.bind-host": s.cluster_host,
