@@ -1,7 +1,8 @@
 """Poison input never stops anything (#13): poison records interleaved with valid events on the
 real Kafka, Flink and Redis. The job may not restart even once (fixed-delay, 0 attempts: a single
 failure would end it and `speed run` with it), Redis counts are exact, every poison record is in
-the dead-letter topic once with its source offset, and the archive holds exactly the valid events."""
+the dead-letter topic once with its source offset, the users pipeline's seen sets hold every valid
+interaction, and the archive holds exactly the valid events."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import json
 import time
 
 import pytest
+import redis as redis_client
 
 from lambdastack.events import decode
+from lambdastack.keys import KeyLayout
 from lambdastack.master import read
 from lambdastack.producer import EventProducer
 from tests.conftest import make_isolated
@@ -80,6 +83,18 @@ def test_poison_interleaved_with_valid_events_stops_nothing_and_loses_nothing(
                 producer.send_raw(b"poison", poison[n // every])
 
     wait_exact(s, expected_counts(events, 60), 120, job)
+    # the users pipeline read the same poison: each user's seen set holds every item of theirs
+    r, keys = redis_client.Redis(port=s.redis.port), KeyLayout(s.redis.key_prefix)
+    seen: dict[str, dict[str, int]] = {}
+    for e in events:  # an item's score: the event time of its newest record, in the order sent
+        seen.setdefault(e.user_id, {})[e.item_id] = e.event_time_ms
+
+    def seen_sets() -> dict[str, dict[str, int]]:
+        return {
+            u: {m.decode(): int(t) for m, t in r.zrange(keys.seen(u), 0, -1, withscores=True)} for u in seen
+        }
+
+    eventually(lambda: seen_sets() == seen, 60, "every user's seen set")
     master = s.path(s.data.master_dir)
     eventually(lambda: read(master).num_rows >= len(events), 90, "the valid events archived", 0.5)
 
