@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from lambdastack.settings import Settings, load_settings
-from tests.schedule import unit_of, work_units
+from tests.schedule import module_of, unit_of, work_units
 
 ROOT = Path(__file__).resolve().parents[1]
 # LSTACK_TEST_SLOT=N (0-9) moves the test stack to its own ports and state directory, so two
@@ -56,7 +56,7 @@ class UnitScheduler:
 
         class Units(LoadScopeScheduling):  # type: ignore[misc]
             def _split_scope(self, nodeid: str) -> str:
-                return unit_of(nodeid.split("::")[0])
+                return unit_of(module_of(nodeid))
 
         return Units(config, log)
 
@@ -65,7 +65,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """In an xdist worker: the work units longest first (the controller hands them out in the
     order a worker collected them)."""
     if WORKER:
-        items[:] = work_units(items, lambda item: item.nodeid.split("::")[0])
+        items[:] = work_units(items, lambda item: module_of(item.nodeid))
 
 
 @pytest.fixture(scope="session")

@@ -64,16 +64,20 @@ MEASURED_S = {
 }
 
 
+def module_of(nodeid: str) -> str:
+    """The test module (its path from the repository root) of a pytest node id."""
+    return nodeid.split("::")[0]
+
+
 def unit_of(module: str) -> str:
-    """The work unit of a test module (its path from the repository root)."""
+    """The work unit of a test module."""
     return SHARED if module in SHARED_MODULES else module
 
 
 def _seconds(module: str) -> float:
-    stem = module.rsplit("/", 1)[-1].removesuffix(".py")
-    if stem in MEASURED_S and "/unit/" not in f"/{module}":
-        return MEASURED_S[stem]
-    return DEFAULT_S["unit" if "/unit/" in f"/{module}" else "integration"]
+    if module.startswith("tests/unit/"):
+        return DEFAULT_S["unit"]
+    return MEASURED_S.get(module.rsplit("/", 1)[-1].removesuffix(".py"), DEFAULT_S["integration"])
 
 
 def work_units(tests: Iterable[T], module_of: Callable[[T], str]) -> list[T]:

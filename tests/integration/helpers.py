@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -117,3 +118,20 @@ def load_synthetic(settings: Settings, *, duplicates: int = 0, **world: Any) -> 
 
 def jloads(raw: bytes) -> Any:
     return json.loads(raw)
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct loopback ports free at this moment (bound together, then released)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def seen_set(r: Any, seen_key: str) -> dict[str, int]:
+    """A user's seen set in Redis: item -> the event time (epoch ms) it holds."""
+    return {m.decode(): int(ms) for m, ms in r.zrange(seen_key, 0, -1, withscores=True)}

@@ -19,8 +19,7 @@ import pytest
 from lambdastack.settings import Settings, load_settings
 from tests.conftest import Isolated, make_isolated
 from tests.integration.conftest import start_api
-from tests.integration.helpers import eventually, run_cli
-from tests.integration.test_spark_cluster import _free_ports
+from tests.integration.helpers import eventually, free_ports, run_cli
 from tools.stack import kafka
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
@@ -31,7 +30,7 @@ TIMEOUT_MS = 2000
 @pytest.fixture(scope="module")
 def broker(services, base_env, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Isolated]:
     tmp = tmp_path_factory.mktemp("broker-faults")
-    port, controller, api_port = _free_ports(3)
+    port, controller, api_port = free_ports(3)
     env = dict(
         base_env,
         LAMBDASTACK_STACK__STATE_DIR=str(tmp / "state"),

@@ -16,7 +16,7 @@ from lambdastack.keys import KeyLayout
 from lambdastack.producer import EventProducer
 from tests.conftest import make_isolated
 from tests.integration.conftest import SharedVersion, start_api, start_speed_job
-from tests.integration.helpers import eventually
+from tests.integration.helpers import eventually, seen_set
 from tools.simulate import burst
 
 pytestmark = pytest.mark.integration
@@ -78,11 +78,8 @@ def test_feed_merges_batch_and_speed_and_reacts_to_a_burst(
     r = redis_client.Redis(host=s.redis.host, port=s.redis.port)
     seen_key = KeyLayout(s.redis.key_prefix).seen("seen-user")
 
-    def seen_set() -> dict[str, int]:
-        return {m.decode(): int(ms) for m, ms in r.zrange(seen_key, 0, -1, withscores=True)}
-
     want = {item: start + k for k, item in enumerate(shown)}
-    eventually(lambda: seen_set() == want, 60, f"the {n} items in the seen set")
+    eventually(lambda: seen_set(r, seen_key) == want, 60, f"the {n} items in the seen set")
     again = httpx.get(f"{base}/v1/users/seen-user/feed", params={"k": 200}).json()
     assert again["degraded"] is False and again["items"]
     assert not {i["item_id"] for i in again["items"]} & set(shown)

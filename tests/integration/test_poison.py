@@ -18,7 +18,7 @@ from lambdastack.master import read
 from lambdastack.producer import EventProducer
 from tests.conftest import make_isolated
 from tests.integration.conftest import start_speed_job
-from tests.integration.helpers import consume_all, eventually
+from tests.integration.helpers import consume_all, eventually, seen_set
 from tests.integration.speedcheck import expected_counts, make_events, wait_exact
 from tests.unit.test_events import GOOD
 
@@ -89,12 +89,7 @@ def test_poison_interleaved_with_valid_events_stops_nothing_and_loses_nothing(
     for e in events:  # an item's score: the event time of its newest record, in the order sent
         seen.setdefault(e.user_id, {})[e.item_id] = e.event_time_ms
 
-    def seen_sets() -> dict[str, dict[str, int]]:
-        return {
-            u: {m.decode(): int(t) for m, t in r.zrange(keys.seen(u), 0, -1, withscores=True)} for u in seen
-        }
-
-    eventually(lambda: seen_sets() == seen, 60, "every user's seen set")
+    eventually(lambda: {u: seen_set(r, keys.seen(u)) for u in seen} == seen, 60, "every user's seen set")
     master = s.path(s.data.master_dir)
     eventually(lambda: read(master).num_rows >= len(events), 90, "the valid events archived", 0.5)
 

@@ -3,7 +3,6 @@ pyspark's own scripts) gives the same views as local mode."""
 
 from __future__ import annotations
 
-import socket
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -15,28 +14,17 @@ import pytest
 from lambdastack.versions import VersionLayout
 from tests.conftest import Isolated
 from tests.integration.conftest import SharedVersion
-from tests.integration.helpers import eventually, run_cli
+from tests.integration.helpers import eventually, free_ports, run_cli
 from tools.stack import spark
 
 pytestmark = pytest.mark.integration
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[tuple[str, int, Path]]:
     """A standalone master and one worker (1 core, 1g); (master URL, UI port, state dir)."""
     state = tmp_path / "spark-cluster"
-    master_port, ui_port, worker_ui_port = _free_ports(3)
+    master_port, ui_port, worker_ui_port = free_ports(3)
     url = spark.start_standalone(state, master_port, ui_port, worker_ui_port, cores=1, memory="1g")
     try:
         yield url, ui_port, state

@@ -25,9 +25,8 @@ from lambdastack.settings import load_settings
 from speed.loader import SignalLoader
 from tests.conftest import SLOT, Isolated, make_isolated
 from tests.integration.conftest import SharedVersion, start_api, start_speed_job
-from tests.integration.helpers import OwnRedis, eventually, run_cli
+from tests.integration.helpers import OwnRedis, eventually, free_ports, run_cli
 from tests.integration.speedcheck import expected_counts, make_events, redis_snapshot, send, wait_exact
-from tests.integration.test_spark_cluster import _free_ports
 from tools.stack.process import ManagedProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
@@ -83,7 +82,7 @@ def stack(
     tmp = tmp_path_factory.mktemp("speed-faults")
     own = OwnRedis(tmp / "redis", PORT)
     own.start()
-    (metrics_port,) = _free_ports(1)
+    (metrics_port,) = free_ports(1)
     iso = make_isolated(
         base_env,
         tmp,

@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from tests.conftest import Isolated
-from tests.integration.helpers import eventually
+from tests.integration.helpers import eventually, free_ports
 from tests.integration.speedcheck import (
     expected_counts,
     make_events,
@@ -23,7 +23,6 @@ from tests.integration.speedcheck import (
     start_speed,
     wait_exact,
 )
-from tests.integration.test_spark_cluster import _free_ports
 from tools.stack import flink, kafka
 from tools.stack.process import ManagedProcess
 
@@ -33,7 +32,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def on_cluster(services, base_env, tmp_path) -> Iterator[Isolated]:
     """Isolated settings plus a running standalone cluster on free ports (stopped afterwards)."""
-    rpc, rest = _free_ports(2)  # the Spark cluster test's helper
+    rpc, rest = free_ports(2)
     iso = speed_isolated(
         base_env,
         tmp_path,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import time
 import uuid
 
@@ -30,7 +29,7 @@ from speed.scoring import score
 from speed.udf_metrics import version_number
 from tests.conftest import Isolated, make_isolated
 from tests.integration.conftest import SharedVersion, start_speed_job
-from tests.integration.helpers import eventually
+from tests.integration.helpers import eventually, free_ports, seen_set
 
 pytestmark = pytest.mark.integration
 RECENT_N = 5
@@ -56,13 +55,7 @@ def _user_hash(r: redis_client.Redis, layout: KeyLayout, user: str) -> dict[byte
 
 
 def _seen_set(r: redis_client.Redis, layout: KeyLayout, user: str) -> dict[str, int]:
-    return {m.decode(): int(t) for m, t in r.zrange(layout.seen(user), 0, -1, withscores=True)}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return seen_set(r, layout.seen(user))
 
 
 def _gauges(port: int, function: str) -> dict[str, float]:
@@ -130,7 +123,7 @@ def test_recent_and_fresh_follow_the_user_and_the_published_version(
         base_env,
         tmp_path,
         LAMBDASTACK_DATA__VIEWS_DIR=str(views),
-        LAMBDASTACK_SPEED__FLINK_METRICS_PORT=str(_free_port()),
+        LAMBDASTACK_SPEED__FLINK_METRICS_PORT=str(free_ports(1)[0]),
         **SETTINGS_ENV,
     )
     s = iso.settings
