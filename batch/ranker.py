@@ -25,9 +25,9 @@ PARITY_TOLERANCE = 1e-4  # scores, not probabilities: trees compare float32 feat
 NDCG_K = 10
 PARAMS: dict[str, Any] = {
     "objective": "lambdarank",
-    "n_estimators": 200,
-    "learning_rate": 0.05,
-    "num_leaves": 31,
+    "n_estimators": 100,
+    "learning_rate": 0.1,
+    "num_leaves": 15,
     "min_child_samples": 50,
     "deterministic": True,
     "force_row_wise": True,

@@ -22,6 +22,10 @@ from typing import Protocol
 
 import numpy as np
 
+# _grouped marks rows in a table up to the largest row while it has at most this many rows per
+# gathered entry (a pass over it costs less than sorting the entries), and sorts them beyond that
+DENSE_ROWS_PER_ENTRY = 16
+
 
 class Timed(Protocol):
     """An interaction as the recent sequence reads it (lambdastack.speedview.Interaction, Event)."""
@@ -82,44 +86,44 @@ class KnnEvidence:
 
     rows: np.ndarray
     score: np.ndarray
-    # the gathered neighbour entries sorted by row: similarity, which recent interaction listed
-    # it, and where each row's entries start
+    # the gathered neighbour entries in gather order (the newest interaction's list first): the
+    # position of each entry's item in `rows`, its similarity, which recent interaction listed it
+    at: np.ndarray = field(repr=False)
     sims: np.ndarray = field(repr=False)
     which: np.ndarray = field(repr=False)
-    heads: np.ndarray = field(repr=False)
 
     @cached_property
     def best(self) -> np.ndarray:
-        return np.maximum.reduceat(self.sims, self.heads) if len(self.heads) else np.zeros(0)
+        out = np.full(len(self.rows), -np.inf)
+        np.maximum.at(out, self.at, self.sims)
+        return out
 
     @cached_property
     def votes(self) -> np.ndarray:
-        return np.diff(np.append(self.heads, len(self.sims))).astype(np.float64)
+        return np.bincount(self.at, minlength=len(self.rows)).astype(np.float64)
 
     @cached_property
     def last(self) -> np.ndarray:
-        # an item is listed at most once per recent interaction: the sum is the one value, if any
-        if not len(self.heads):
-            return np.zeros(0)
-        return np.add.reduceat(np.where(self.which == 0, self.sims, 0.0), self.heads)
+        # the newest interaction's list comes first: its entries are a prefix
+        n = int(np.searchsorted(self.which, 1))
+        return np.bincount(self.at[:n], self.sims[:n], minlength=len(self.rows))
 
     def newest(self, m: int, weights: np.ndarray) -> KnnEvidence:
         """The evidence of the newest m interactions alone, with their `weights`: exactly what
-        knn_evidence gives for them (the same entries in the same order), without gathering and
-        sorting the neighbour lists again. The session's evidence is this prefix of the recent
+        knn_evidence gives for them (their entries are a prefix of the gathered ones), without
+        gathering the neighbour lists again. The session's evidence is this prefix of the recent
         sequence's."""
         if m <= 0 or not len(self.rows):
             return EMPTY
-        if m > int(self.which.max()):
-            return self
-        keep = self.which < m
-        if not keep.any():
+        n = int(np.searchsorted(self.which, m))
+        if n == 0:
             return EMPTY
-        owner = np.repeat(np.arange(len(self.rows)), np.diff(np.append(self.heads, len(self.sims))))[keep]
-        sims, which = self.sims[keep], self.which[keep]
-        heads = np.concatenate([[0], np.flatnonzero(np.diff(owner)) + 1])
-        weighted = sims * np.asarray(weights, dtype=np.float64)[which]
-        return KnnEvidence(self.rows[owner[heads]], np.add.reduceat(weighted, heads), sims, which, heads)
+        if n == len(self.which):
+            return self
+        local, at = _distinct(self.at[:n], len(self.rows))  # positions in self.rows
+        weighted = self.sims[:n] * np.asarray(weights, dtype=np.float64)[self.which[:n]]
+        score = np.bincount(at, weighted, minlength=len(local))
+        return KnnEvidence(self.rows[local], score, at, self.sims[:n], self.which[:n])
 
     def best_first(self, n: int, exclude: np.ndarray | None = None) -> np.ndarray:
         """The n rows with the highest score (ties: the lower row first), none of `exclude`."""
@@ -150,7 +154,7 @@ def outside(rows: np.ndarray, exclude: np.ndarray) -> np.ndarray:
     return ~table[rows]
 
 
-EMPTY = KnnEvidence(*(np.zeros(0, dtype=t) for t in (np.int64, float, float, np.int64, np.int64)))
+EMPTY = KnnEvidence(*(np.zeros(0, dtype=t) for t in (np.int64, float, np.int64, float, np.int64)))
 
 
 def decay_weights(n: int, decay: float) -> np.ndarray:
@@ -161,25 +165,43 @@ def decay_weights(n: int, decay: float) -> np.ndarray:
 def knn_evidence(index: NeighbourIndex, recent: np.ndarray, weights: np.ndarray) -> KnnEvidence:
     """The evidence of every item some recent interaction lists (see the module docstring).
     `recent`: item rows newest first (a row out of range, e.g. -1 for an unknown item, gives no
-    evidence); `weights`: aligned with `recent`. One sort of the gathered neighbours, then
-    segment reductions (no per-item loop, no unbuffered `ufunc.at`)."""
+    evidence); `weights`: aligned with `recent`. One gather of the lists, then the items they
+    name and sums over them by position (bincount: no per-item loop, no sort of the entries)."""
     recent = np.asarray(recent, dtype=np.int64)
-    valid = (recent >= 0) & (recent < index.n_rows)
-    starts = np.where(valid, index.indptr[np.clip(recent, 0, index.n_rows)], 0)
-    ends = np.where(valid, index.indptr[np.clip(recent + 1, 0, index.n_rows)], 0)
-    lengths = ends - starts
-    total = int(lengths.sum())
-    if total == 0:
+    if not index.n_rows:
         return EMPTY
-    # positions of every listed neighbour of every recent item, in one gather
+    valid = (recent >= 0) & (recent < index.n_rows)
+    safe = np.where(valid, recent, 0)
+    starts = index.indptr[safe]
+    lengths = (index.indptr[safe + 1] - starts) * valid
+    if not lengths.any():
+        return EMPTY
+    # every listed neighbour of every recent item, newest item's list first, in one gather
     which = np.repeat(np.arange(len(recent)), lengths)
-    offsets = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    flat = starts[which] + offsets
-    order = np.argsort(index.cols[flat], kind="stable")
-    cols, sims, which = index.cols[flat][order], index.scores[flat][order], which[order]
-    heads = np.concatenate([[0], np.flatnonzero(np.diff(cols)) + 1])
+    flat = np.arange(len(which)) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+    return _grouped(index.cols[flat], index.scores[flat], which, weights)
+
+
+def _grouped(cols: np.ndarray, sims: np.ndarray, which: np.ndarray, weights: np.ndarray) -> KnnEvidence:
+    """The evidence of gathered entries (item row, similarity, which recent interaction listed
+    it; `which` ascending): their distinct rows, then one weighted bincount over them."""
+    rows, at = _distinct(cols, int(cols.max()) + 1)
     weighted = sims * np.asarray(weights, dtype=np.float64)[which]
-    return KnnEvidence(cols[heads], np.add.reduceat(weighted, heads), sims, which, heads)
+    return KnnEvidence(rows, np.bincount(at, weighted, minlength=len(rows)), at, sims, which)
+
+
+def _distinct(values: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct `values` (non-negative, below `size`) ascending, and where each value is among
+    them: through a table of `size` while that is small next to the values, else np.unique (a
+    sort)."""
+    if size > DENSE_ROWS_PER_ENTRY * len(values):
+        return np.unique(values, return_inverse=True)
+    mark = np.zeros(size, dtype=bool)
+    mark[values] = True
+    distinct = np.flatnonzero(mark)
+    position = np.empty(size, dtype=np.int64)
+    position[distinct] = np.arange(len(distinct))
+    return distinct, position[values]
 
 
 def sequence_evidence(

@@ -110,17 +110,18 @@ class _Pool:
 
     def merge(self, proposed: Mapping[str, tuple[str, ...]]) -> None:
         """Add what several sources proposed, in order (BatchSide.proposed): the same pool as
-        their `add` calls one after the other, for lists nothing in it has been seen from."""
+        their `add` calls one after the other, for lists nothing in it has been seen from. Once
+        the pool is full the rest can only add sources to items in it: those are looked up."""
         sources, limit = self.sources, self.limit
         for item, by in proposed.items():
-            srcs = sources.get(item)
-            if srcs is None:
-                if len(sources) < limit:
-                    sources[item] = list(by)
-                continue
-            for source in by:
-                if source not in srcs:
-                    srcs.append(source)
+            if len(sources) >= limit:
+                break
+            srcs = sources.setdefault(item, [])
+            srcs.extend(s for s in by if s not in srcs)
+        else:
+            return
+        for item, srcs in sources.items():
+            srcs.extend(s for s in proposed.get(item, ()) if s not in srcs)
 
 
 # A batch list is kept to its first n + RECENT_MARGIN items the batch history has not seen: taking

@@ -131,7 +131,7 @@ def test_the_newest_m_of_an_evidence_are_knn_evidence_of_the_first_m_exactly():
         full = knn_evidence(knn, recent, w)
         for m in range(len(recent) + 2):
             got, want = full.newest(m, w), knn_evidence(knn, recent[:m], w[:m])
-            for a in ("rows", "score", "sims", "which", "heads", "best", "votes", "last"):
+            for a in ("rows", "score", "at", "sims", "which", "best", "votes", "last"):
                 np.testing.assert_array_equal(getattr(got, a), getattr(want, a))
 
 
@@ -147,3 +147,23 @@ def test_sequence_evidence_takes_the_sessions_from_the_sequences_prefix_or_compu
         np.testing.assert_array_equal(got.rows, want.rows)
         np.testing.assert_array_equal(got.score, want.score)
         np.testing.assert_array_equal(evidence.score, knn_evidence(knn, seq, decay_weights(4, 0.9)).score)
+
+
+def test_the_table_and_the_sorting_paths_give_the_same_evidence(monkeypatch: pytest.MonkeyPatch) -> None:
+    import lambdastack.retrieval as retrieval
+
+    rng = np.random.default_rng(11)
+    ids = [f"i{k}" for k in range(300)]
+    index = {i: n for n, i in enumerate(ids)}
+    lists = {i: list(rng.choice(ids, size=int(rng.integers(0, 9)), replace=False)) for i in ids}
+    knn = NeighbourIndex.build(index, lists, {i: list(rng.random(len(v))) for i, v in lists.items()})
+    for _ in range(40):
+        recent = rng.integers(-1, 300, int(rng.integers(1, 20)))
+        w = decay_weights(len(recent), 0.9)
+        got = {}
+        for per_entry in (0, 10**9):  # always sort, always the table
+            monkeypatch.setattr(retrieval, "DENSE_ROWS_PER_ENTRY", per_entry)
+            ev = knn_evidence(knn, recent, w)
+            names = ("rows", "score", "at", "best", "votes", "last")
+            got[per_entry] = [getattr(ev, a).tolist() for a in names]
+        assert got[0] == got[10**9]
