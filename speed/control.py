@@ -3,7 +3,10 @@
 A running `speed run` records `{state}/flink/run-{consumer_group}.json` (its pid and job id).
 `speed stop` signals that process only (SIGTERM, or SIGUSR1 for a savepoint), never its process
 group: the job's JVM must stay up to take the savepoint. The path of the newest savepoint is kept
-in `{savepoint_dir}/latest-{consumer_group}` for `speed run --from-savepoint latest`.
+in `{savepoint_dir}/latest-{consumer_group}` for `speed run --from-savepoint latest`, and the id of
+the newest job in `{state}/flink/job-{consumer_group}` (kept when the process ends, however it
+ends) for `speed run --from-savepoint checkpoint`: that job's newest completed checkpoint, the
+way back after its JobManager died.
 """
 
 from __future__ import annotations
@@ -18,11 +21,15 @@ import psutil
 
 from lambdastack.errors import ConfigError, ServiceError
 from lambdastack.settings import Settings
-from speed.options import savepoint_dir
+from speed.options import checkpoint_dir, savepoint_dir
 
 
 def run_file(settings: Settings) -> Path:
     return settings.state_dir / "flink" / f"run-{settings.speed.consumer_group}.json"
+
+
+def job_file(settings: Settings) -> Path:
+    return settings.state_dir / "flink" / f"job-{settings.speed.consumer_group}"
 
 
 def latest_file(settings: Settings) -> Path:
@@ -34,6 +41,7 @@ def record_run(settings: Settings, pid: int, job_id: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     created = psutil.Process(pid).create_time()
     path.write_text(json.dumps({"pid": pid, "created": created, "job_id": job_id}))
+    job_file(settings).write_text(job_id + "\n")
 
 
 def forget_run(settings: Settings, pid: int) -> None:
@@ -54,7 +62,10 @@ def record_savepoint(settings: Settings, path: str) -> None:
 
 
 def resolve_savepoint(settings: Settings, value: str | None) -> str | None:
-    """`--from-savepoint`: a path or URI as given, or `latest` (the newest recorded savepoint)."""
+    """`--from-savepoint`: a path or URI as given, `latest` (the newest recorded savepoint) or
+    `checkpoint` (the newest completed checkpoint of the newest job)."""
+    if value == "checkpoint":
+        return str(latest_checkpoint(settings))
     if value != "latest":
         return value
     try:
@@ -63,6 +74,22 @@ def resolve_savepoint(settings: Settings, value: str | None) -> str | None:
         raise ConfigError(
             f"--from-savepoint latest: no savepoint recorded in {latest_file(settings)}"
         ) from None
+
+
+def latest_checkpoint(settings: Settings) -> Path:
+    """The newest completed checkpoint (a `chk-N` holding `_metadata`) of the job `speed run` of
+    these settings started last."""
+    try:
+        job_id = job_file(settings).read_text().strip()
+    except FileNotFoundError:
+        raise ConfigError(f"--from-savepoint checkpoint: no job recorded in {job_file(settings)}") from None
+    done = [d for d in (checkpoint_dir(settings) / job_id).glob("chk-*") if (d / "_metadata").exists()]
+    if not done:
+        raise ConfigError(
+            f"--from-savepoint checkpoint: job {job_id} has no completed checkpoint "
+            f"in {checkpoint_dir(settings)}"
+        )
+    return max(done, key=lambda d: int(d.name.removeprefix("chk-")))
 
 
 def _running_pid(settings: Settings) -> int:

@@ -134,22 +134,43 @@ def _watch(
 ) -> None:
     """Stop the process when the job ends by itself (e.g. restarts exhausted) or when its cluster
     has not answered for `unreachable_s` (a JobManager or mini-cluster JVM that died); note in
-    `seen` each time it answers RUNNING."""
-    last_seen = time.monotonic()
-    while not stop.wait(every_s):
-        try:
-            status = _status(client)
-        except Exception as e:  # noqa: BLE001 - briefly unreachable is not the job's end; long is
-            if time.monotonic() - last_seen > unreachable_s:
-                on_end(f"the Flink cluster has not answered for {unreachable_s:.0f} s ({type(e).__name__})")
-                return
-            continue
-        last_seen = time.monotonic()
-        if seen is not None and status == "RUNNING":
-            seen.ms = int(time.time() * 1000)
-        if status in TERMINAL:
-            on_end(f"the job ended by itself ({status})")
+    `seen` each time it answers RUNNING. The status is asked in a thread of its own: a request to a
+    dead JobManager can hang far longer than `unreachable_s` without failing, and the silence
+    counts from the last answer whether the request failed or is still waiting."""
+    poll = _StatusPoll(client, stop, seen, every_s)
+    threading.Thread(target=poll.run, name="flink-job-status", daemon=True).start()
+    while not stop.wait(min(every_s, 0.5)):
+        if poll.ended is not None:
+            on_end(poll.ended)
             return
+        if time.monotonic() - poll.answered > unreachable_s:
+            why = type(poll.error).__name__ if poll.error is not None else "a status request is still waiting"
+            on_end(f"the Flink cluster has not answered for {unreachable_s:.0f} s ({why})")
+            return
+
+
+class _StatusPoll:
+    """The job's status every `every_s`: when it last answered, the last error, how it ended."""
+
+    def __init__(self, client: Any, stop: threading.Event, seen: JobSeen | None, every_s: float) -> None:
+        self.client, self.stop, self.seen, self.every_s = client, stop, seen, every_s
+        self.answered = time.monotonic()
+        self.error: BaseException | None = None
+        self.ended: str | None = None
+
+    def run(self) -> None:
+        while not self.stop.wait(self.every_s):
+            try:
+                status = _status(self.client)
+            except Exception as e:  # noqa: BLE001 - briefly unreachable is not the job's end; long is
+                self.error = e
+                continue
+            self.answered, self.error = time.monotonic(), None
+            if self.seen is not None and status == "RUNNING":
+                self.seen.ms = int(time.time() * 1000)
+            if status in TERMINAL:
+                self.ended = f"the job ended by itself ({status})"
+                return
 
 
 def _guarded(name: str, target: Callable[[], None], on_end: Callable[[str], None]) -> Callable[[], None]:
@@ -179,10 +200,31 @@ def _stop_with_savepoint(client: Any, directory: str) -> str:
     raise AssertionError("unreachable")
 
 
+def _bounded(call: Callable[[], str], timeout_s: float) -> str:
+    """call() in a daemon thread; TimeoutError when it has not returned within timeout_s (a
+    request to a dead JobManager can wait far longer without failing)."""
+    box: list[str | BaseException] = []
+
+    def run() -> None:
+        try:
+            box.append(call())
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            box.append(e)
+
+    t = threading.Thread(target=run, name="flink-request", daemon=True)
+    t.start()
+    t.join(timeout_s)
+    if not box:
+        raise TimeoutError(f"no answer within {timeout_s:.0f} s")
+    if isinstance(box[0], BaseException):
+        raise box[0]
+    return box[0]
+
+
 def _stop_job(settings: Settings, client: Any, savepoint: bool) -> None:
     """Stop with a savepoint (its path printed and recorded for `--from-savepoint latest`), or cancel."""
     try:
-        status = _status(client)
+        status = _bounded(lambda: _status(client), settings.speed.job_unreachable_s)
     except Exception as e:  # noqa: BLE001 - the job's JVM or cluster is gone; nothing to stop
         print(f"[speed] the job cannot be reached to stop it: {e}", file=sys.stderr, flush=True)
         return

@@ -38,7 +38,7 @@ MEASURED_S = {
     "test_eval_retrains": 175.0,
     "test_up": 150.0,
     "test_broker_faults": 140.0,
-    "test_speed_recovery": 130.0,
+    "test_speed_recovery": 310.0,
     "test_eval_consistency": 100.0,
     "test_feed_reacts": 100.0,
     "test_bench_batch": 80.0,

@@ -120,7 +120,12 @@ def _speed_commands(sub: Subcommands) -> None:
     srun.add_argument(
         "--cluster", metavar="HOST:PORT", help="submit to this Flink cluster's REST API (default: local)"
     )
-    srun.add_argument("--from-savepoint", metavar="PATH", help="resume from a savepoint (or `latest`)")
+    srun.add_argument(
+        "--from-savepoint",
+        metavar="PATH",
+        help="resume from a savepoint: PATH, `latest` (the newest one `speed stop` took) or "
+        "`checkpoint` (the newest completed checkpoint of the last job)",
+    )
     srun.set_defaults(func=speed.speed_run)
     sstop = sp.add_parser("stop", help="stop the running `speed run` (as speed.savepoint_on_stop says)")
     sstop.add_argument("--savepoint", action="store_true", help="stop the job with a savepoint in any case")

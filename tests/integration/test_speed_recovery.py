@@ -1,20 +1,34 @@
 """Kill-and-recover on a standalone Flink cluster: the speed job runs on a JobManager and a
 TaskManager started from pyflink's scripts; the TaskManager (with its Python UDF workers) is
 SIGKILLed mid-stream after a checkpoint, a new one takes over, and Redis ends up holding exactly
-the counts computed from the input: nothing lost, nothing counted twice."""
+the counts computed from the input: nothing lost, nothing counted twice. Then three TaskManager
+kills at random moments under load and the JobManager's: `speed run` exits non-zero, and a run
+resumed from the last job's newest checkpoint makes counts and `recent` exact again; every poison
+record sent meanwhile is a dead letter, at most once per run of the job."""
 
 from __future__ import annotations
 
+import json
+import os
+import random
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 
 import psutil
 import pytest
+import redis as redis_client
 
+from lambdastack.events import Event, decode
+from lambdastack.keys import KeyLayout
+from lambdastack.producer import EventProducer
+from lambdastack.settings import Settings
+from lambdastack.speedview import Interaction, decode_recent
 from tests.conftest import Isolated
-from tests.integration.helpers import eventually, free_ports
+from tests.integration.helpers import consume_all, eventually, free_ports
 from tests.integration.speedcheck import (
+    diff,
     expected_counts,
     make_events,
     redis_counts,
@@ -101,3 +115,119 @@ def test_a_killed_taskmanager_is_replaced_and_redis_stays_exact(on_cluster: Isol
     finally:
         for p in procs:
             p.stop(timeout_s=20)
+
+
+def _checkpoint_after(iso: Isolated, job_id: str) -> None:
+    done = _checkpoints(iso, job_id).get("completed", 0)
+    eventually(lambda: _checkpoints(iso, job_id).get("completed", 0) > done, 60, "a new checkpoint")
+
+
+def _recent_expected(s: Settings, events: list[Event]) -> dict[str, list[Interaction]]:
+    """Each user's `recent` computed from the input: their newest user_recent_n in the order their
+    partition (keyed by user) holds them, oldest first."""
+    per_user: dict[str, list[Event]] = defaultdict(list)
+    for e in events:
+        per_user[e.user_id].append(e)
+    return {
+        user: [
+            Interaction(e.item_id, e.type, e.value, e.event_time_ms) for e in evs[-s.speed.user_recent_n :]
+        ]
+        for user, evs in per_user.items()
+    }
+
+
+# a few shapes of bad input (tests/integration/test_poison.py sends twenty)
+POISON = (b"[" * 5000, b"{}", b"not json", b'{"event_id": 1}', b"\xff\xfe\x00")
+
+
+def _send_with_poison(s: Settings, events: list[Event], rate: float) -> None:
+    """`events` at `rate` per second, then every POISON shape."""
+    send(s, events, rate)
+    with EventProducer(s) as producer:
+        for bad in POISON:
+            producer.send_raw(b"poison", bad)
+
+
+def _dead_letters_bounded(s: Settings, valid: int, restarts: int) -> None:
+    """Every poison record is a dead letter, and at most once per run of the job (the dead-letter
+    sink is at-least-once: a restore from a checkpoint sends again what followed it)."""
+    source = consume_all(s, s.topics.events, valid + 3 * len(POISON))
+    now = int(time.time() * 1000)
+    poison_at = [(m.partition, m.offset) for m in source if decode(m.value or b"", now_ms=now)[0] is None]
+    assert len(poison_at) == 3 * len(POISON)
+    dead = [json.loads(m.value) for m in consume_all(s, s.topics.dead_letter, len(poison_at))]
+    copies: dict[tuple[int, int], int] = defaultdict(int)
+    for d in dead:
+        copies[(d["partition"], d["offset"])] += 1
+    assert set(copies) == set(poison_at), "every poison record a dead letter, and nothing else"
+    assert max(copies.values()) <= 1 + restarts, copies
+
+
+def _recent_in_redis(s: Settings, users: set[str]) -> dict[str, list[Interaction]]:
+    r = redis_client.Redis(host=s.redis.host, port=s.redis.port)
+    keys = KeyLayout(s.redis.key_prefix)
+    return {u: decode_recent(r.hget(keys.user(u), "recent")) for u in users}
+
+
+@pytest.mark.chaos
+def test_three_taskmanager_kills_then_the_jobmanagers_leave_counts_and_recent_exact(
+    on_cluster: Isolated, tmp_path
+):
+    iso, s = on_cluster, on_cluster.settings
+    state, rest = tmp_path / "flink", f"127.0.0.1:{on_cluster.settings.speed.cluster_rest_port}"
+    kafka.create_topics(s)
+    proc, job_id = start_speed(iso, "speed-kills", "--cluster", rest)
+    resumed = None
+    rng, sent = random.Random(17), make_events(300, 11)
+    try:
+        send(s, sent)
+        wait_exact(s, expected_counts(sent, 60), 120, proc)
+        for k in range(3):  # each time at a random moment of a stream of events
+            _checkpoint_after(iso, job_id)
+            batch = make_events(600, 20 + k)
+            producer = threading.Thread(target=_send_with_poison, args=(s, batch, 200.0))
+            producer.start()
+            time.sleep(rng.uniform(0.2, 2.8))
+            flink.kill_taskmanager(state, k)
+            flink.start_taskmanager(s, state, k + 1, timeout_s=120)
+            producer.join()
+            sent += batch
+            wait_exact(s, expected_counts(sent, 60), 180, proc)
+            assert proc.running(), proc.log_tail(30)
+        assert _checkpoints(iso, job_id).get("restored", 0) >= 3
+
+        _checkpoint_after(iso, job_id)
+        pid = proc.pid()
+        assert pid is not None
+        flink.kill_jobmanager(state)
+        eventually(lambda: not proc.running(), 30, "`speed run` ending after its JobManager died", 0.2)
+        assert "the Flink cluster has not answered" in proc.log_tail(40), proc.log_tail(40)
+        _, status = os.waitpid(pid, 0)  # its parent is this process
+        assert os.waitstatus_to_exitcode(status) != 0
+        flink.stop_cluster(state)  # the TaskManager left behind
+
+        later = make_events(300, 40)
+        send(s, later)  # while no job runs: waiting in Kafka
+        sent += later
+        flink.start_cluster(s, state, timeout_s=120)
+        resumed, _ = start_speed(iso, "speed-resumed", "--cluster", rest, "--from-savepoint", "checkpoint")
+        wait_exact(s, expected_counts(sent, 60), 180, resumed)
+        expected = _recent_expected(s, sent)
+        assert len(expected) >= 10
+        try:
+            eventually(
+                lambda: _recent_in_redis(s, set(expected)) == expected, 60, "every user's recent exact"
+            )
+        except AssertionError as e:
+            got = _recent_in_redis(s, set(expected))
+            wrong = {u: (got[u], want) for u, want in expected.items() if got[u] != want}
+            raise AssertionError(
+                f"{e}\n{len(wrong)} users differ, e.g. (got, expected): {next(iter(wrong.items()))}"
+            ) from None
+        time.sleep(3)  # still exact a moment later (no late duplicates from the replay)
+        assert not diff(s, expected_counts(sent, 60))
+        _dead_letters_bounded(s, len(sent), restarts=4)
+    finally:
+        for p in (proc, resumed):
+            if p is not None:
+                p.stop(timeout_s=20)

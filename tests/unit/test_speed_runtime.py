@@ -13,7 +13,7 @@ from lambdastack.events import Event
 from lambdastack.master import read
 from lambdastack.settings import load_settings
 from speed import archive
-from speed.control import latest_file, record_savepoint, resolve_savepoint
+from speed.control import job_file, latest_file, record_savepoint, resolve_savepoint
 from speed.metrics import covered_time, freshness_seconds
 from speed.options import RunOptions, flink_config, parse_cluster
 from tools.bench.speed import INVALID_EVERY, payloads, percentiles
@@ -80,6 +80,23 @@ def test_a_missing_savepoint_is_an_error(tmp_path):
     assert resolve_savepoint(s, "latest") == "file:/x/savepoint-1"
     assert resolve_savepoint(s, "/given") == "/given"
     assert latest_file(s).parent == tmp_path / "state" / "flink" / "savepoints"
+
+
+def test_checkpoint_is_the_newest_completed_checkpoint_of_the_last_job(tmp_path):
+    s = _settings(tmp_path)
+    with pytest.raises(ConfigError, match="no job recorded"):
+        resolve_savepoint(s, "checkpoint")
+    job_file(s).parent.mkdir(parents=True, exist_ok=True)
+    job_file(s).write_text("j2\n")
+    root = tmp_path / "state" / "flink" / "checkpoints"
+    with pytest.raises(ConfigError, match="job j2 has no completed checkpoint"):
+        resolve_savepoint(s, "checkpoint")
+    for job, n, done in [("j1", 30, True), ("j2", 9, True), ("j2", 10, True), ("j2", 11, False)]:
+        (root / job / f"chk-{n}").mkdir(parents=True)
+        if done:
+            (root / job / f"chk-{n}" / "_metadata").write_bytes(b"m")
+    # chk-11 is in progress (no _metadata), chk-30 belongs to an older job; chk-10 sorts after chk-9
+    assert resolve_savepoint(s, "checkpoint") == str(root / "j2" / "chk-10")
 
 
 def _events(n: int, day_ms: int = 1_767_225_600_000) -> list[Event]:
@@ -229,3 +246,22 @@ def test_sigusr1_asks_for_a_savepoint_and_a_signal_is_no_failure():
     stopping.on_signal(signal.SIGUSR1, None)
     stopping.on_signal(signal.SIGTERM, None)  # a later SIGTERM keeps the savepoint asked for
     assert stopping.savepoint is True and stopping.event.is_set() and stopping.failure is None
+
+
+def test_the_watch_stops_the_process_when_a_status_request_hangs():
+    import threading
+    import time
+
+    from speed.job import _watch
+
+    class _Hanging:
+        def get_job_status(self):
+            threading.Event().wait(30)  # a request to a dead JobManager: no answer, no error
+
+    ended: list[str] = []
+    stop = threading.Event()
+    started = time.monotonic()
+    _watch(_Hanging(), stop, ended.append, unreachable_s=0.3, every_s=0.01)
+    stop.set()
+    assert ended == ["the Flink cluster has not answered for 0 s (a status request is still waiting)"]
+    assert time.monotonic() - started < 5

@@ -182,15 +182,23 @@ def kill_taskmanager(state_dir: Path, index: int = 0) -> list[int]:
 
     Returns the pids that were in the group.
     """
-    tm = taskmanager_process(state_dir, index)
-    pid = tm.pid()
+    return _kill_group(taskmanager_process(state_dir, index), f"Flink TaskManager {index}")
+
+
+def kill_jobmanager(state_dir: Path) -> list[int]:
+    """SIGKILL the JobManager's process group (a crash; no HA here: its jobs end with it)."""
+    return _kill_group(jobmanager_process(state_dir), "the Flink JobManager")
+
+
+def _kill_group(proc: ManagedProcess, what: str) -> list[int]:
+    pid = proc.pid()
     if pid is None:
-        raise ServiceError(f"Flink TaskManager {index} is not running")
+        raise ServiceError(f"{what} is not running")
     pgid = os.getpgid(pid)
     group = [p.pid for p in psutil.process_iter() if _pgid(p.pid) == pgid]
     os.killpg(pgid, signal.SIGKILL)
     psutil.wait_procs([psutil.Process(p) for p in group if psutil.pid_exists(p)], timeout=10)
-    tm.pid_file.unlink(missing_ok=True)
+    proc.pid_file.unlink(missing_ok=True)
     return group
 
 
