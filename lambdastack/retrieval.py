@@ -22,8 +22,8 @@ from typing import Protocol
 
 import numpy as np
 
-# _grouped marks rows in a table up to the largest row while it has at most this many rows per
-# gathered entry (a pass over it costs less than sorting the entries), and sorts them beyond that
+# _distinct marks values in a table while it has at most this many slots per value (a pass over
+# it costs less than sorting the values), and sorts them (np.unique) beyond that
 DENSE_ROWS_PER_ENTRY = 16
 
 

@@ -85,6 +85,14 @@ def consume_all(settings: Settings, topic: str, expect: int, timeout_s: float = 
     return out
 
 
+def invalid_at(records: list[Any]) -> list[tuple[int, int]]:
+    """(partition, offset) of each consumed events-topic record the event contract refuses."""
+    from lambdastack.events import decode
+
+    now = int(time.time() * 1000)
+    return [(m.partition, m.offset) for m in records if decode(m.value or b"", now_ms=now)[0] is None]
+
+
 def start_cli(name: str, args: list[str], env: dict[str, str], logs: Path) -> ManagedProcess:
     """Run `lambdastack ARGS` in the background with its own log."""
     proc = ManagedProcess(name, logs)

@@ -7,18 +7,16 @@ interaction, and the archive holds exactly the valid events."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 import redis as redis_client
 
-from lambdastack.events import decode
 from lambdastack.keys import KeyLayout
 from lambdastack.master import read
 from lambdastack.producer import EventProducer
 from tests.conftest import make_isolated
 from tests.integration.conftest import start_speed_job
-from tests.integration.helpers import consume_all, eventually, seen_set
+from tests.integration.helpers import consume_all, eventually, invalid_at, seen_set
 from tests.integration.speedcheck import expected_counts, make_events, wait_exact
 from tests.unit.test_events import GOOD
 
@@ -95,8 +93,7 @@ def test_poison_interleaved_with_valid_events_stops_nothing_and_loses_nothing(
 
     source = consume_all(s, s.topics.events, len(events) + len(poison))
     assert len(source) == len(events) + len(poison)
-    now = int(time.time() * 1000)
-    poison_at = {(m.partition, m.offset) for m in source if decode(m.value or b"", now_ms=now)[0] is None}
+    poison_at = set(invalid_at(source))
     assert len(poison_at) == len(poison)
     dead = [json.loads(m.value) for m in consume_all(s, s.topics.dead_letter, len(poison))]
     assert sorted((d["partition"], d["offset"]) for d in dead) == sorted(poison_at), "once each"

@@ -20,13 +20,13 @@ import psutil
 import pytest
 import redis as redis_client
 
-from lambdastack.events import Event, decode
+from lambdastack.events import Event
 from lambdastack.keys import KeyLayout
 from lambdastack.producer import EventProducer
 from lambdastack.settings import Settings
 from lambdastack.speedview import Interaction, decode_recent
 from tests.conftest import Isolated
-from tests.integration.helpers import consume_all, eventually, free_ports
+from tests.integration.helpers import consume_all, eventually, free_ports, invalid_at
 from tests.integration.speedcheck import (
     diff,
     expected_counts,
@@ -70,6 +70,11 @@ def _checkpoints(iso: Isolated, job_id: str) -> dict[str, int]:
     return dict(doc.get("counts", {}))
 
 
+def _checkpoint_after(iso: Isolated, job_id: str) -> None:
+    done = _checkpoints(iso, job_id).get("completed", 0)
+    eventually(lambda: _checkpoints(iso, job_id).get("completed", 0) > done, 60, "a new checkpoint")
+
+
 def test_a_killed_taskmanager_is_replaced_and_redis_stays_exact(on_cluster: Isolated, tmp_path):
     iso, s = on_cluster, on_cluster.settings
     state = tmp_path / "flink"
@@ -80,12 +85,7 @@ def test_a_killed_taskmanager_is_replaced_and_redis_stays_exact(on_cluster: Isol
         before, during, after = make_events(400, 1), make_events(800, 2), make_events(200, 3)
         send(s, before)
         wait_exact(s, expected_counts(before, 60), 120, proc)
-        done = _checkpoints(iso, job_id).get("completed", 0)
-        eventually(
-            lambda: _checkpoints(iso, job_id).get("completed", 0) > done,
-            60,
-            "a checkpoint after the first events",
-        )
+        _checkpoint_after(iso, job_id)
 
         # mid-stream: the TaskManager dies while events keep coming
         producer = threading.Thread(target=send, args=(s, during, 200.0))
@@ -117,11 +117,6 @@ def test_a_killed_taskmanager_is_replaced_and_redis_stays_exact(on_cluster: Isol
             p.stop(timeout_s=20)
 
 
-def _checkpoint_after(iso: Isolated, job_id: str) -> None:
-    done = _checkpoints(iso, job_id).get("completed", 0)
-    eventually(lambda: _checkpoints(iso, job_id).get("completed", 0) > done, 60, "a new checkpoint")
-
-
 def _recent_expected(s: Settings, events: list[Event]) -> dict[str, list[Interaction]]:
     """Each user's `recent` computed from the input: their newest user_recent_n in the order their
     partition (keyed by user) holds them, oldest first."""
@@ -151,9 +146,7 @@ def _send_with_poison(s: Settings, events: list[Event], rate: float) -> None:
 def _dead_letters_bounded(s: Settings, valid: int, restarts: int) -> None:
     """Every poison record is a dead letter, and at most once per run of the job (the dead-letter
     sink is at-least-once: a restore from a checkpoint sends again what followed it)."""
-    source = consume_all(s, s.topics.events, valid + 3 * len(POISON))
-    now = int(time.time() * 1000)
-    poison_at = [(m.partition, m.offset) for m in source if decode(m.value or b"", now_ms=now)[0] is None]
+    poison_at = invalid_at(consume_all(s, s.topics.events, valid + 3 * len(POISON)))
     assert len(poison_at) == 3 * len(POISON)
     dead = [json.loads(m.value) for m in consume_all(s, s.topics.dead_letter, len(poison_at))]
     copies: dict[tuple[int, int], int] = defaultdict(int)
