@@ -3,8 +3,9 @@ TaskManager started from pyflink's scripts; the TaskManager (with its Python UDF
 SIGKILLed mid-stream after a checkpoint, a new one takes over, and Redis ends up holding exactly
 the counts computed from the input: nothing lost, nothing counted twice. Then three TaskManager
 kills at random moments under load and the JobManager's: `speed run` exits non-zero, and a run
-resumed from the last job's newest checkpoint makes counts and `recent` exact again; every poison
-record sent meanwhile is a dead letter, at most once per run of the job."""
+resumed from the last job's newest checkpoint makes counts, `recent` and `fresh` exact again (a
+user's fresh list after the resume is scored over the likes they sent before the kills too);
+every poison record sent meanwhile is a dead letter, at most once per run of the job."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import os
 import random
 import threading
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 
@@ -23,9 +25,14 @@ import redis as redis_client
 from lambdastack.events import Event
 from lambdastack.keys import KeyLayout
 from lambdastack.producer import EventProducer
+from lambdastack.published import PublishedVersion
 from lambdastack.settings import Settings
-from lambdastack.speedview import Interaction, decode_recent
+from lambdastack.speedview import FreshCandidates, Interaction, decode_fresh, decode_recent
+from lambdastack.versions import VersionLayout
+from speed import scoring_view
+from speed.scoring import score
 from tests.conftest import Isolated
+from tests.integration import speed_versions
 from tests.integration.helpers import consume_all, eventually, free_ports, invalid_at
 from tests.integration.speedcheck import (
     diff,
@@ -156,6 +163,42 @@ def _dead_letters_bounded(s: Settings, valid: int, restarts: int) -> None:
     assert max(copies.values()) <= 1 + restarts, copies
 
 
+# a user the version knows, with items of their own (make_events sends u0..u19 and i0..i7): their
+# window holds only the likes the test sends them, so `fresh` can be computed from those alone
+KNOWN, OWN_ITEMS = "known", [f"own{k}" for k in range(12)]
+
+
+def _publish_scoring_version(s: Settings) -> scoring_view.ScoringView:
+    """A version with a model and neighbours among the user's own items; its scoring view."""
+    views = s.path(s.data.views_dir)
+    catalogue = {**{f"i{k}": 10 for k in range(8)}, **{i: 5 for i in OWN_ITEMS}}
+    # each item's neighbours: the three before it and the three after it (so the likes before the
+    # kills are candidates after it unless the window still holds them)
+    n = len(OWN_ITEMS)
+    ring = {i: [OWN_ITEMS[(k + j) % n] for j in (1, -1, 2, -2, 3, -3)] for k, i in enumerate(OWN_ITEMS)}
+    now = int(time.time() * 1000)
+    vid = speed_versions.publish(views, now, catalogue, neighbours=ring, model=speed_versions.ranker_model())
+    return scoring_view.load(PublishedVersion(VersionLayout(views), vid))
+
+
+def _like(s: Settings, item: str, liked: list[Event]) -> None:
+    liked.append(Event(f"e{uuid.uuid4().hex}", KNOWN, item, "like", 1.0, int(time.time() * 1000)))
+    send(s, liked[-1:])
+
+
+def _fresh_expected(s: Settings, view: scoring_view.ScoringView, liked: list[Event]) -> FreshCandidates:
+    window = [Interaction(e.item_id, e.type, e.value, e.event_time_ms, e.event_id) for e in liked]
+    sp = s.speed
+    fresh = score(view, KNOWN, window, sp.fresh_n, sp.fresh_seeds, sp.fresh_neighbours_n)
+    assert fresh is not None and fresh.items, "the scoring function proposes nothing"
+    return fresh
+
+
+def _fresh_in_redis(s: Settings) -> FreshCandidates | None:
+    r = redis_client.Redis(host=s.redis.host, port=s.redis.port)
+    return decode_fresh(r.hget(KeyLayout(s.redis.key_prefix).user(KNOWN), "fresh"))
+
+
 def _recent_in_redis(s: Settings, users: set[str]) -> dict[str, list[Interaction]]:
     r = redis_client.Redis(host=s.redis.host, port=s.redis.port)
     keys = KeyLayout(s.redis.key_prefix)
@@ -163,19 +206,21 @@ def _recent_in_redis(s: Settings, users: set[str]) -> dict[str, list[Interaction
 
 
 @pytest.mark.chaos
-def test_three_taskmanager_kills_then_the_jobmanagers_leave_counts_and_recent_exact(
+def test_three_taskmanager_kills_then_the_jobmanagers_leave_counts_recent_and_fresh_exact(
     on_cluster: Isolated, tmp_path
 ):
     iso, s = on_cluster, on_cluster.settings
     state, rest = tmp_path / "flink", f"127.0.0.1:{on_cluster.settings.speed.cluster_rest_port}"
     kafka.create_topics(s)
+    view = _publish_scoring_version(s)
     proc, job_id = start_speed(iso, "speed-kills", "--cluster", rest)
     resumed = None
-    rng, sent = random.Random(17), make_events(300, 11)
+    rng, sent, liked = random.Random(17), make_events(300, 11), list[Event]()
     try:
         send(s, sent)
         wait_exact(s, expected_counts(sent, 60), 120, proc)
         for k in range(3):  # each time at a random moment of a stream of events
+            _like(s, OWN_ITEMS[k], liked)
             _checkpoint_after(iso, job_id)
             batch = make_events(600, 20 + k)
             producer = threading.Thread(target=_send_with_poison, args=(s, batch, 200.0))
@@ -217,9 +262,15 @@ def test_three_taskmanager_kills_then_the_jobmanagers_leave_counts_and_recent_ex
             raise AssertionError(
                 f"{e}\n{len(wrong)} users differ, e.g. (got, expected): {next(iter(wrong.items()))}"
             ) from None
+        for item in OWN_ITEMS[3:6]:  # liked after the resume: scored over all six
+            _like(s, item, liked)
+        fresh = _fresh_expected(s, view, liked)
+        eventually(lambda: _fresh_in_redis(s) == fresh, 60, "the user's fresh list exact after the resume")
+        assert {i for i, _ in fresh.items}.isdisjoint(e.item_id for e in liked)
+        wait_exact(s, expected_counts(sent + liked, 60), 60, resumed)
         time.sleep(3)  # still exact a moment later (no late duplicates from the replay)
-        assert not diff(s, expected_counts(sent, 60))
-        _dead_letters_bounded(s, len(sent), restarts=4)
+        assert not diff(s, expected_counts(sent + liked, 60))
+        _dead_letters_bounded(s, len(sent) + len(liked), restarts=4)
     finally:
         for p in (proc, resumed):
             if p is not None:
