@@ -61,6 +61,11 @@ bench: jars ## Kafka + Redis up, then the batch, speed and serving benchmarks + 
 	$(LS) report --results $(RESULTS) || rc=1; \
 	exit $$rc
 
+SOAK_MINUTES ?= 30
+.PHONY: soak
+soak: jars ## the whole stack for SOAK_MINUTES (30) at 1,000 events/s and 200 feeds/s -> bench/results/soak.json
+	$(LS) bench soak --minutes $(SOAK_MINUTES) --json $(RESULTS)/soak.json
+
 lint: venv ## ruff (lint and format check) and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

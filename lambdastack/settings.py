@@ -102,7 +102,7 @@ class SpeedSettings(_Section):
     buffer_timeout_ms: int = Field(20, ge=0)
     startup_mode: str = "earliest-offset"
     state_ttl_s: int = Field(172800, gt=0)
-    dedupe_ttl_s: int = Field(600, gt=0)  # an event id is remembered this long after it arrived
+    dedupe_ttl_s: int = Field(300, gt=0)  # an event id is remembered this long after it arrived
     consumer_group: str = "lambdastack-speed"
     loader_group: str = "lambdastack-redis-loader"
     # fault tolerance (speed/job.py): empty dirs mean {state_dir}/flink/checkpoints|savepoints
@@ -174,6 +174,7 @@ class SpeedSettings(_Section):
     users_flush_rows: int = Field(2000, ge=1)  # ... or until it holds this many keys
     score_events: bool = True  # per-event ONNX scoring (fresh candidates); off: `recent` and seen only
     jvm_opts: str = "-XX:TieredStopAtLevel=1"  # JVM options of the job's JVM (local) / the cluster's
+    local_heap_mb: int = Field(1024, ge=256)  # the local mini-cluster JVM's heap, committed at start
     signals_flush_ms: int = Field(50, ge=1)  # the signals sink keeps the newest record per key this long
     signals_flush_rows: int = Field(5000, ge=1)  # ... or until it holds this many keys
 

@@ -12,6 +12,11 @@ staging directory behind; on start such a roll is undone (its files in place del
 offsets are read again, so progress only ever counts complete rolls. Invalid records are skipped
 here: the Flink job sends them to the dead-letter topic with the same validation
 (lambdastack.events).
+
+Copies of an event (the same event id, as a client's retry after a 503 sends it) are archived
+once if they arrive within `speed.dedupe_ttl_s`, the window in which the speed job counts them
+once (speed.recent_ids). The ids remembered survive a restart: on start, the ids of the topic's
+files written within that window are remembered at their files' modification times.
 """
 
 from __future__ import annotations
@@ -26,11 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from lambdastack.events import Event, decode
 from lambdastack.master import append
 from lambdastack.settings import Settings
 from lambdastack.tables import EVENTS_SCHEMA
+from speed.recent_ids import RecentIds
 
 STAGING = "_staging"  # lambdastack.master.append stages each load in _staging/{load_id}
 _NAME = re.compile(
@@ -51,6 +58,19 @@ def next_offsets(master_dir: Path, topic: str) -> dict[int, int]:
             p = int(m["partition"])
             out[p] = max(out.get(p, 0), int(m["last"]) + 1)
     return out
+
+
+def archived_since(master_dir: Path, topic: str, since_s: float) -> list[tuple[float, list[str]]]:
+    """(modification time, event ids) of the topic's files written at or after `since_s` (wall
+    clock seconds), oldest first."""
+    files = []
+    for f in master_dir.glob("event_date=*/part-kafka-*.parquet"):
+        m = _NAME.match(f.name)
+        if m and m["topic"] == topic and (mtime := f.stat().st_mtime) >= since_s:
+            files.append((mtime, f))
+    return [
+        (mtime, pq.read_table(f, columns=["event_id"])["event_id"].to_pylist()) for mtime, f in sorted(files)
+    ]
 
 
 def recover(master_dir: Path) -> int:
@@ -116,7 +136,9 @@ class Archiver:
         self._on_archived = on_archived
         self._stop = threading.Event()
         self._rolls: dict[int, Roll] = {}
+        self._ids = RecentIds(settings.speed.dedupe_ttl_s)
         self.archived = 0
+        self.copies = 0  # records left out as copies of an event archived within the TTL
 
     def stop(self) -> None:
         self._stop.set()
@@ -125,6 +147,9 @@ class Archiver:
         """Archive until `stop()`; what was read is written before returning."""
         self._master.mkdir(parents=True, exist_ok=True)
         recover(self._master)
+        ttl_s = self._settings.speed.dedupe_ttl_s
+        for mtime, ids in archived_since(self._master, self._topic, time.time() - ttl_s):
+            self._ids.remember(ids, mtime)
         consumer = self._open_consumer()
         try:
             while not self._stop.is_set():
@@ -132,11 +157,19 @@ class Archiver:
                 now_ms = int(time.time() * 1000)
                 for tp, records in batches.items():
                     for rec in records:
-                        self._roll(tp.partition, rec.offset).add(rec.offset, _valid(rec.value, now_ms))
+                        self._roll(tp.partition, rec.offset).add(rec.offset, self._once(rec.value, now_ms))
                 self._flush(force=False)
         finally:
             self._flush(force=True)
             consumer.close()
+
+    def _once(self, payload: bytes | None, now_ms: int) -> Event | None:
+        """The record's event, unless it is invalid or a copy of one that arrived within the TTL."""
+        event = _valid(payload, now_ms)
+        if event is not None and not self._ids.first_time(event.event_id, now_ms / 1000):
+            self.copies += 1
+            return None
+        return event
 
     def _open_consumer(self) -> Any:
         from kafka import KafkaConsumer, TopicPartition

@@ -20,6 +20,7 @@ from lambdastack.speedstore.base import SpeedStore, Write
 from lambdastack.versions import VersionLayout
 from speed import drift, trending
 from speed.baseline import Baseline, baseline_follower
+from speed.minutes_written import MinutesWritten
 from speed.signals import decode_counts, minute_writes, stale_minute_fields, writes_for
 from speed.totals import LiveTotals
 from speed.user_writes import report_skip
@@ -78,7 +79,7 @@ class SignalRouter:
         )
         self._trending_ttl_s = s.trending_ttl_s
         self._latest: int | None = None
-        self._minutes: dict[str, set[int]] = {}  # minutes written per item, for pruning
+        self._minutes = MinutesWritten()  # minutes written per item, for pruning
         self._scanned: set[str] = set()
         self._unscanned: set[str] = set()
         self._pruned_ms = 0
@@ -129,7 +130,7 @@ class SignalRouter:
         item, minute_ms = _item(key), int(key["minute_ms"])
         out = minute_writes(item, minute_ms, counts, self._layout, self._retention_ms, now_ms)
         if out and out[0].op == "hset":  # remember what was written, to delete it when it ages out
-            self._minutes.setdefault(item, set()).add(minute_ms)
+            self._minutes.mark(item, minute_ms)
             if item not in self._scanned:
                 self._scanned.add(item)
                 self._unscanned.add(item)
@@ -179,10 +180,7 @@ class SignalRouter:
                     Write("hdel", key, f) for f in stale_minute_fields(fields, self._retention_ms, now_ms)
                 ]
             self._unscanned.clear()
-        for item, minutes in self._minutes.items():
-            old = [m for m in minutes if m < cutoff]
-            minutes.difference_update(old)
+        for item, m in self._minutes.pop_before(cutoff):
             key = self._layout.item_minutes(item)
-            out += [Write("hdel", key, KeyLayout.item_field(m, t)) for m in old for t in MINUTE_TYPES]
-        self._minutes = {i: m for i, m in self._minutes.items() if m}
+            out += [Write("hdel", key, KeyLayout.item_field(m, t)) for t in MINUTE_TYPES]
         return out

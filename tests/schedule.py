@@ -42,6 +42,7 @@ MEASURED_S = {
     "test_eval_consistency": 100.0,
     "test_feed_reacts": 100.0,
     "test_bench_batch": 80.0,
+    "test_bench_soak": 190.0,
     "test_speed_savepoint": 80.0,
     "test_speed": 60.0,
     "test_speed_signals": 60.0,

@@ -180,6 +180,20 @@ def _bench_commands(sub: Subcommands) -> None:
     bsp.add_argument("--repeat", type=int, default=1, help="runs per rate (the JSON reports medians)")
     bsp.add_argument("--json", required=True, help="where to write the results")
     bsp.set_defaults(func=bench.bench_speed)
+    bso = bn.add_parser("soak", help="the whole stack under steady load for minutes: RSS, 5xx, exact counts")
+    bso.add_argument("--minutes", type=float, default=30.0, help="how long the load runs")
+    bso.add_argument("--events-per-s", type=float, default=1000.0)
+    bso.add_argument("--feeds-per-s", type=float, default=200.0)
+    bso.add_argument(
+        "--warmup-minutes", type=float, default=5.0, help="memory growth is measured from this minute on"
+    )
+    bso.add_argument(
+        "--views",
+        help="a views directory with a published version (default: the configured one, "
+        "else one published from synthetic data)",
+    )
+    bso.add_argument("--json", required=True, help="where to write the results")
+    bso.set_defaults(func=bench.bench_soak)
 
 
 def _eval_commands(sub: Subcommands) -> None:

@@ -170,3 +170,52 @@ def test_replays_with_different_retrains_are_compared_in_a_table_and_a_plot(tmp_
     assert "| merged NDCG@3 with 16 retrains >= with none | yes | 1.0000 vs 0.5000 |" in section
     assert (tmp_path / "eval_retrains.png").stat().st_size > 1000
     assert "retrains" not in " ".join(render(tmp_path / "empty")[1])  # optional: never missing
+
+
+def test_a_soak_gets_a_table_of_memory_growth_and_a_plot(tmp_path: Path):
+    samples = [(10.0 * n, 200.0 + n) for n in range(13)]
+    soak = {
+        "config": {"minutes": 2, "warmup_minutes": 1},
+        "machine": {"load_avg_1m_at_start": 0.4},
+        "seconds": 120.1,
+        "feeds": {
+            "per_s": 199.8,
+            "requests": 23976,
+            "statuses": {"200": 23976},
+            "latency_ms": {"p50": 2.5, "p99": 9.1},
+            "api_cpu_ms_per_feed": 1.4,
+        },
+        "events": {
+            "per_s": 999.9,
+            "events_sent": 119988,
+            "counts_exact": True,
+            "archived": 119988,
+            "archived_distinct": 119988,
+            "speed_cpu_us_per_event": 950.0,
+        },
+        "processes": [
+            {
+                "role": "api",
+                "rss_at_warmup_mb": 206.0,
+                "rss_max_after_mb": 212.0,
+                "growth": 0.0291,
+                "samples": samples,
+            },
+            {
+                "role": "speed_run.tee",
+                "rss_at_warmup_mb": 1.6,
+                "rss_max_after_mb": 1.6,
+                "growth": 0.0,
+                "samples": [],
+            },
+        ],
+        "targets": {"server_errors": {"measured": 0, "target": 0, "met": True}},
+    }
+    (tmp_path / "soak.json").write_text(json.dumps(soak))
+    out, missing = render(tmp_path)
+    section = out.read_text().split("## Soak", 1)[1]
+    assert "`lambdastack bench soak --minutes 2 --json bench/results/soak.json`" in section
+    assert "| api | 206.0 | 212.0 | 2.9% |" in section and "| speed_run.tee | 1.6 | 1.6 | 0.0% |" in section
+    assert "counts exact True, archived 119988 (119988 distinct)" in section
+    assert (tmp_path / "soak_rss.png").stat().st_size > 1000 and "soak.json" not in missing
+    assert "soak" not in " ".join(render(tmp_path / "empty")[1])  # optional: never missing

@@ -265,3 +265,27 @@ def test_the_watch_stops_the_process_when_a_status_request_hangs():
     stop.set()
     assert ended == ["the Flink cluster has not answered for 0 s (a status request is still waiting)"]
     assert time.monotonic() - started < 5
+
+
+def test_the_local_jvm_gets_a_fixed_pretouched_heap():
+    from speed.job import local_jvm_args
+
+    s = load_settings(environ={"LAMBDASTACK_SPEED__LOCAL_HEAP_MB": "768"})
+    args = local_jvm_args(s).split()
+    assert args[: len(s.speed.jvm_opts.split())] == s.speed.jvm_opts.split()
+    assert {"-Xms768m", "-Xmx768m", "-XX:+AlwaysPreTouch"} <= set(args)
+    with pytest.raises(ConfigError, match="local_heap_mb"):
+        load_settings(environ={"LAMBDASTACK_SPEED__LOCAL_HEAP_MB": "64"})
+
+
+def test_the_archiver_finds_the_ids_of_the_files_written_within_the_ttl(tmp_path):
+    """The ids of files written within the TTL are remembered on start (speed.archive)."""
+    import time
+
+    ids = [f"e{n}" for n in range(5)]
+    events = [Event(i, "u", "i", "view", 1.0, 1_700_000_000_000) for i in ids]
+    archive.write_roll(events, tmp_path, archive.roll_id("t", 0, 0, 4))
+    found = archive.archived_since(tmp_path, "t", time.time() - 60)
+    assert [sorted(i) for _, i in found] == [ids]
+    assert archive.archived_since(tmp_path, "t", time.time() + 60) == []
+    assert archive.archived_since(tmp_path, "other-topic", 0) == []

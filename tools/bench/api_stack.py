@@ -55,7 +55,8 @@ def _wait(check: Callable[[], bool], timeout_s: float, what: str) -> None:
     raise ServiceError(f"{what} did not happen within {timeout_s:.0f} s")
 
 
-def _up(port: int) -> bool:
+def api_ready(port: int) -> bool:
+    """The API on this port answers /ready with 200."""
     import urllib.request
 
     try:
@@ -112,10 +113,22 @@ def ensure_version(settings: Settings, views: Path | None, work: Path, echo: Cal
     return work / "views"
 
 
+def version_ids(views: Path) -> tuple[list[str], list[str]]:
+    """The users with a batch history and the items of the current version in `views`."""
+    import pyarrow.parquet as pq
+
+    layout = VersionLayout(views)
+    vid = layout.require_current()
+
+    def column(view: str, name: str) -> list[str]:
+        return [str(v) for v in pq.read_table(layout.view_dir(vid, view), columns=[name])[name].to_pylist()]
+
+    return column("user_history", "user_id"), column("item_stats", "item_id")
+
+
 def seed_redis(port: int, prefix: str, views: Path, bucket_s: int) -> list[str]:
     """Speed signals for every batch user (recent, fresh, seen set), trending, bucket counts and the
     live total since the version's as-of (what the speed layer keeps: the feed reads it); the users."""
-    import pyarrow.parquet as pq
     import redis
 
     from lambdastack.keys import KeyLayout, bucket_start
@@ -124,16 +137,7 @@ def seed_redis(port: int, prefix: str, views: Path, bucket_s: int) -> list[str]:
 
     layout = VersionLayout(views)
     vid = layout.require_current()
-    users = [
-        str(u)
-        for u in pq.read_table(layout.view_dir(vid, "user_history"), columns=["user_id"])[
-            "user_id"
-        ].to_pylist()
-    ]
-    items = [
-        str(i)
-        for i in pq.read_table(layout.view_dir(vid, "item_stats"), columns=["item_id"])["item_id"].to_pylist()
-    ]
+    users, items = version_ids(views)
     keys, now = KeyLayout(prefix), int(time.time() * 1000)
     r = redis.Redis(port=port)
     pipe = r.pipeline(transaction=False)
@@ -211,7 +215,7 @@ def api_under_test(
         script.write_text(lua_script(paths))
         # run from the code's own folder: `python -m` puts the working directory first on the path
         with _process(_serve_argv(code, api_port), env, work / "api.log", cwd=root) as proc:
-            _wait(lambda: _up(api_port), 120, f"the {name} API ready (its log: {work / 'api.log'})")
+            _wait(lambda: api_ready(api_port), 120, f"the {name} API ready (its log: {work / 'api.log'})")
             base = f"http://127.0.0.1:{api_port}"
             _check_feed(base, users[0])
             _warm(base, paths)

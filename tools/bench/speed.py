@@ -327,7 +327,7 @@ def _summary(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _start_job(settings: Settings, env: dict[str, str], logs: Path) -> ManagedProcess:
+def start_job(settings: Settings, env: dict[str, str], logs: Path) -> ManagedProcess:
     proc = ManagedProcess("bench-speed-job", logs)
     proc.start([sys.executable, "-m", "tools", "speed", "run"], env=env)
     try:
@@ -347,7 +347,7 @@ def run(settings: Settings, rates: list[float], seconds: float, repeat: int = 1)
     env = {**os.environ, **bench_env(tag)}
     bench_settings = load_settings(environ=env)
     kafka.create_topics(bench_settings)
-    job = _start_job(bench_settings, env, settings.state_dir / "bench" / tag)
+    job = start_job(bench_settings, env, settings.state_dir / "bench" / tag)
     try:
         job_pid = job.pid()
         if job_pid is None:

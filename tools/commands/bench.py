@@ -75,3 +75,34 @@ def bench_speed(args: argparse.Namespace) -> int:
         )
     print(f"results in {args.json}")
     return 0
+
+
+def bench_soak(args: argparse.Namespace) -> int:
+    from tools.bench import soak as bench
+
+    if args.minutes <= 0 or args.events_per_s <= 0 or args.feeds_per_s <= 0:
+        raise DataError("--minutes, --events-per-s and --feeds-per-s must be above 0")
+    if not 0 <= args.warmup_minutes < args.minutes:
+        raise DataError("--warmup-minutes must be at least 0 and less than --minutes")
+    import signal
+
+    def interrupted(signum: int, _frame: object) -> None:
+        raise SystemExit(f"bench soak: stopped by signal {signum}; the stack it started is being stopped")
+
+    signal.signal(signal.SIGTERM, interrupted)  # so that the soak's processes are stopped, not left behind
+    views = Path(args.views) if args.views else None
+    s = settings_of(args)
+    result = bench.run(
+        s,
+        args.minutes,
+        args.events_per_s,
+        args.feeds_per_s,
+        args.warmup_minutes,
+        views,
+        echo=lambda message: print(message, flush=True),
+    )
+    bench.write(result, Path(args.json))
+    for name, t in result["targets"].items():
+        print(f"{name}: measured {t['measured']} (target {t['target']}): {'met' if t['met'] else 'NOT met'}")
+    print(f"results in {args.json}")
+    return 0

@@ -37,7 +37,8 @@ def speed_archive(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda _n, _f: archiver.stop())
     print(f"[archive] {s.topics.events} -> {s.path(s.data.master_dir)}", flush=True)
     archiver.run()
-    print(f"[archive] stopped ({archiver.archived} events archived)", flush=True)
+    done = f"{archiver.archived} events archived, {archiver.copies} copies left out"
+    print(f"[archive] stopped ({done})", flush=True)
     return 0
 
 

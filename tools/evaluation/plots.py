@@ -164,3 +164,19 @@ def freshness_percentiles(summary: Sequence[Mapping[str, Any]], path: Path) -> P
     ax.grid(alpha=0.3, axis="y")
     ax.legend()
     return _save(fig, path)
+
+
+def rss_over_time(processes: Sequence[Mapping[str, Any]], warmup_s: float, path: Path) -> Path:
+    """Each process's resident memory (MB) against the soak's minutes, the warm-up's end marked."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for p in processes:
+        samples = p.get("samples") or []
+        if samples and max(mb for _, mb in samples) >= 20:  # the tiny wrappers (bash, tee) left out
+            ax.plot([t / 60 for t, _ in samples], [mb for _, mb in samples], label=p.get("role", "?"))
+    ax.axvline(warmup_s / 60, color="grey", linestyle="--", linewidth=1, label="end of warm-up")
+    ax.set_xlabel("minutes")
+    ax.set_ylabel("RSS (MB)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return _save(fig, path)

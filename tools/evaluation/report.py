@@ -3,7 +3,8 @@ PNG plots. Renders whatever files exist and names the ones that are missing.
 
 Beside `<layer>.json`, every eval replay JSON in `RETRAINS_DIR` (`bench/results/retrains/*.json`,
 one per `--retrains K`, e.g. `k0.json`, `k4.json`, `k16.json`) is compared in one section: batch
-cadence against the speed layer. That section is optional and never listed as missing."""
+cadence against the speed layer; and `soak.json` (`make soak`: the whole stack for 30 minutes) gets a
+section with each process's memory over time. Both are optional and never listed as missing."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from tools.evaluation.references import REFERENCES
 from tools.evaluation.variants import BATCH_ONLY, MERGED, VARIANTS
 
 LAYERS = ("batch", "speed", "serving", "eval")
+SOAK_FILE = "soak.json"
 RETRAINS_DIR = "retrains"  # under the results folder: eval replay JSONs with different --retrains
 SEGMENTS = ("all", "known", "new")
 TARGET_LIFT = 2.5  # merged NDCG@K over batch_only, overall
@@ -308,6 +310,32 @@ def _retrains_section(results: Sequence[Mapping[str, Any]], out_dir: Path) -> It
     yield "![NDCG and HR against the number of retrains](eval_retrains.png)\n"
 
 
+def _soak_section(result: Mapping[str, Any], out_dir: Path) -> Iterator[str]:
+    c, feeds, events = result["config"], result["feeds"], result["events"]
+    yield "## Soak\n"
+    yield (
+        f"`lambdastack bench soak --minutes {c['minutes']} --json bench/results/soak.json`: "
+        f"{events['per_s']} events/s and {feeds['per_s']} feeds/s for {result['seconds']} s "
+        f"(load average {result['machine']['load_avg_1m_at_start']} at the start); memory growth from "
+        f"minute {c['warmup_minutes']} on.\n"
+    )
+    yield "| process | RSS at the warm-up's end MB | highest after MB | growth |\n|---|---:|---:|---:|"
+    for p in result["processes"]:
+        grown = "" if p["growth"] is None else f"{100 * p['growth']:.1f}%"
+        yield f"| {p['role']} | {p['rss_at_warmup_mb']} | {p['rss_max_after_mb']} | {grown} |"
+    yield (
+        f"\nFeeds: {feeds['requests']} requests, statuses {feeds['statuses']}, p50 "
+        f"{feeds['latency_ms']['p50']} ms, p99 {feeds['latency_ms']['p99']} ms, "
+        f"{feeds['api_cpu_ms_per_feed']} CPU ms per feed. Events: {events['events_sent']} sent, counts "
+        f"exact {events['counts_exact']}, archived {events['archived']} ({events['archived_distinct']} "
+        f"distinct), {events['speed_cpu_us_per_event']} CPU µs per event in the speed job.\n"
+    )
+    plots.rss_over_time(result["processes"], 60 * c["warmup_minutes"], out_dir / "soak_rss.png")
+    yield "![resident memory of each process during the soak](soak_rss.png)\n"
+    yield from _scalars(result.get("targets") or {}, "targets")
+    yield ""
+
+
 def read_retrains(results_dir: Path) -> list[dict[str, Any]]:
     """The eval replay JSONs of `results_dir/RETRAINS_DIR`, by file name."""
     return [json.loads(p.read_text()) for p in sorted((results_dir / RETRAINS_DIR).glob("*.json"))]
@@ -336,6 +364,8 @@ def render(results_dir: Path) -> tuple[Path, list[str]]:
         parts += list(SECTIONS[layer](json.loads(path.read_text()), results_dir))
     if retrains := read_retrains(results_dir):
         parts += list(_retrains_section(retrains, results_dir))
+    if (soak := results_dir / SOAK_FILE).is_file():  # `make soak`, not `make bench`: never missing
+        parts += list(_soak_section(json.loads(soak.read_text()), results_dir))
     if missing:
         parts.append(
             "## Missing\n\nNot rendered (no file): "
