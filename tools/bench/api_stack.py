@@ -40,7 +40,8 @@ def private_redis_argv(binary: str, port: int, home: Path, *extra: str) -> list[
     ]
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on loopback that was free a moment ago."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -190,7 +191,7 @@ def api_under_test(
     """A private Redis seeded for the version in `views_dir` and a `serve` of `code` (None: this
     tree) over both, checked to answer a feed from both views; stopped on exit."""
     work.mkdir(parents=True, exist_ok=True)
-    redis_port, api_port = _free_port(), _free_port()
+    redis_port, api_port = free_port(), free_port()
     root = code if code is not None else settings.root
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAMBDASTACK_")}
     env.update(

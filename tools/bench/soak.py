@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import statistics
 import sys
 import threading
@@ -34,17 +33,12 @@ from lambdastack.errors import ServiceError
 from lambdastack.keys import KeyLayout
 from lambdastack.settings import Settings, load_settings
 from tools.bench.soak_load import EventLoad, FeedLoad, RssSampler, counts_diff, growth, require_delivered
+from tools.bench.speed import tree_cpu
 from tools.stack.process import ManagedProcess, wait_until
 
 GROWTH_TARGET = 0.10
 SETTLE_S = 180  # after the load: how long the counts and the archive may take to be complete
 FEED_THREADS = 8  # a client waits for each answer: 2 held at most ~160 feeds/s at the soak's 12 ms mean
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def soak_env(tag: str, work: Path, views: Path, api_port: int) -> dict[str, str]:
@@ -81,15 +75,6 @@ def _stack(settings: Settings, env: dict[str, str], work: Path) -> Iterator[tupl
     finally:
         api.stop(timeout_s=20)
         job.stop(timeout_s=30)
-
-
-def _cpu_s(pid: int) -> float:
-    """CPU seconds of a process and its children so far."""
-    try:
-        root = psutil.Process(pid)
-        return sum(sum(p.cpu_times()[:2]) for p in [root, *root.children(recursive=True)])
-    except psutil.NoSuchProcess:
-        return 0.0
 
 
 def _redis_counts(settings: Settings, buckets: set[int]) -> dict[tuple[int, str], int]:
@@ -148,7 +133,6 @@ def _progress(
 
 
 def _drive(
-    settings: Settings,
     load: tuple[EventLoad, FeedLoad, RssSampler],
     seconds: float,
     pids: tuple[int, int],
@@ -267,9 +251,9 @@ def _soak(
         events = EventLoad(s, [*users, *new_users], items, events_per_s, work.name)
         feeds = FeedLoad("127.0.0.1", s.serving.port, paths, feeds_per_s)
         rss = RssSampler(roots, sample_s, probe=_redis_dataset(s))
-        cpu0 = {k: _cpu_s(p) for k, p in roots.items()}
-        seconds = _drive(s, (events, feeds, rss), minutes * 60, (job_pid, api_pid), echo)
-        cpu = {k: _cpu_s(p) - cpu0[k] for k, p in roots.items()}
+        cpu0 = {k: tree_cpu([p]) for k, p in roots.items()}
+        seconds = _drive((events, feeds, rss), minutes * 60, (job_pid, api_pid), echo)
+        cpu = {k: tree_cpu([p]) - cpu0[k] for k, p in roots.items()}
         require_delivered(events)
         echo("[soak] load stopped; waiting for the counts and the archive ...")
         end = _settle(s, events, s.path(s.data.master_dir))
@@ -298,7 +282,7 @@ def run(
     sample_s: float = 10.0,
 ) -> dict[str, Any]:
     """Soak the stack for `minutes`; the figures and whether each target was met."""
-    from tools.bench.api_stack import ensure_version
+    from tools.bench.api_stack import ensure_version, free_port
     from tools.stack import kafka
     from tools.stack.manager import up_infra
 
@@ -307,7 +291,7 @@ def run(
     work = settings.state_dir / "bench" / f"soak-{tag}"
     work.mkdir(parents=True, exist_ok=True)
     views_dir = ensure_version(settings, views, work, echo)
-    env = soak_env(tag, work, views_dir, _free_port())
+    env = soak_env(tag, work, views_dir, free_port())
     s = load_settings(environ=env)
     kafka.create_topics(s)
     load_start = os.getloadavg()[0]

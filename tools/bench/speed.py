@@ -89,7 +89,7 @@ def payloads(n: int, items: int, users: int, time_ms: int, run_id: str = "") -> 
     return out
 
 
-def _tree_cpu(pids: list[int], children: bool = True) -> float:
+def tree_cpu(pids: list[int], children: bool = True) -> float:
     """CPU seconds (user + system) of processes and (unless told not to) all their children."""
     total = 0.0
     for pid in pids:
@@ -230,9 +230,9 @@ def _produce(settings: Settings, batch: list[bytes], rate: float, probes: _Probe
 def _cpu_seconds(job_pid: int, infra: list[int]) -> dict[str, float]:
     """CPU seconds so far of the speed job's process tree, this process, and Kafka + Redis."""
     return {
-        "speed_job": _tree_cpu([job_pid]),
-        "bench": _tree_cpu([os.getpid()], children=False),
-        "kafka_redis": _tree_cpu(infra),
+        "speed_job": tree_cpu([job_pid]),
+        "bench": tree_cpu([os.getpid()], children=False),
+        "kafka_redis": tree_cpu(infra),
     }
 
 
