@@ -17,6 +17,7 @@ from lambdastack.settings import Settings
 from speed import plan, sql, udf_metrics, users
 from speed.archive import Archiver
 from speed.control import forget_run, record_run, record_savepoint
+from speed.heap import fix_mmap_threshold
 from speed.metrics import FreshnessMetrics
 from speed.options import RunOptions, flink_config, parse_cluster, savepoint_dir
 
@@ -306,6 +307,7 @@ def run(settings: Settings, options: RunOptions | None = None) -> None:
     """Run the job, the Redis loader, the archiver and the metrics exporter until SIGTERM/SIGINT
     (stop as `speed.savepoint_on_stop` says) or SIGUSR1 (stop with a savepoint)."""
     options = options or RunOptions()
+    fix_mmap_threshold()  # before the loader and the archiver allocate (speed.heap)
     if options.cluster:
         parse_cluster(options.cluster)  # a bad address fails before anything starts
     metrics, loader, archiver = _companions(settings)
