@@ -20,6 +20,8 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip==26.3
 	$(PY) -m pip install -q -c requirements.lock -e '.[dev]'
+	@echo "compiling the feed's kernels (numba; cached under lambdastack/__pycache__)"
+	$(PY) -c 'from lambdastack.candidate_features import warm; warm()'
 	@touch $@
 
 venv: $(VENV)/.installed ## create the virtualenv and install the pinned dependencies

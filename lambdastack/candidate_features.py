@@ -29,37 +29,34 @@ from __future__ import annotations
 
 import numpy as np
 
+from lambdastack import evidence_kernels as kernels
+from lambdastack import feature_kernels
 from lambdastack.features import FEATURE_NAMES, STATE_FEATURES, UserState
 from lambdastack.item_matrix import ItemMatrix
-from lambdastack.retrieval import EMPTY, KnnEvidence, outside
+from lambdastack.retrieval import EMPTY, KnnEvidence
 
 DAY_MS = 86_400_000
+
+
+def warm() -> None:
+    """Compile the features' kernels now (or load them from numba's cache next to their modules;
+    `make venv` fills it), so that no request or scored event waits for it: each loader of a
+    version calls this."""
+    kernels.warm()
+    feature_kernels.warm()
 
 
 def evidence_columns(evidence: KnnEvidence, rows: np.ndarray, seen: np.ndarray, width: int = 6) -> np.ndarray:
     """(len(rows), width): the first `width` of knn_score, knn_share, knn_best, knn_votes,
     knn_last, knn_rank of each candidate row; `seen`: the rows the user interacted with (left out
-    of the rank). Only the columns asked for are computed."""
-    out = np.zeros((len(rows), width))
+    of the rank). Only the columns asked for are computed, in one compiled pass
+    (lambdastack.evidence_kernels.columns)."""
     if not len(evidence.rows) or not len(rows):
-        return out
-    pos = np.minimum(np.searchsorted(evidence.rows, rows), len(evidence.rows) - 1)
-    hit = evidence.rows[pos] == rows
-    at = pos[hit]
-    score = np.where(hit, evidence.score[pos], 0.0)
-    out[:, 0] = score
-    top = float(score.max())
-    if top > 0.0:
-        out[:, 1] = score / top
-    if width <= 2:
-        return out
-    out[hit, 2] = evidence.best[at]
-    out[hit, 3] = evidence.votes[at]
-    out[hit, 4] = evidence.last[at]
-    unseen = np.sort(evidence.score[outside(evidence.rows, seen)])
-    higher = len(unseen) - np.searchsorted(unseen, score, side="right")
-    out[:, 5] = np.log1p(np.where(hit, higher, len(unseen)))
-    return out
+        return np.zeros((len(rows), width))
+    as_rows = np.asarray
+    return kernels.columns(
+        evidence.rows, evidence.stats, as_rows(rows, dtype=np.int64), as_rows(seen, dtype=np.int64), width
+    )
 
 
 def feature_matrix(

@@ -9,17 +9,19 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 
 import numpy as np
 
-from lambdastack.features import STATE_FEATURES, ItemSide, UserState
+from lambdastack.feature_kernels import state_columns
+from lambdastack.features import ItemSide, UserState
 from lambdastack.retrieval import top_scored
 
 
 def _unit(v: np.ndarray | None) -> np.ndarray | None:
     if v is None:
         return None
-    n = float(np.linalg.norm(v))
+    n = math.sqrt(float(v @ v))
     return None if n == 0.0 else v / n
 
 
@@ -77,28 +79,32 @@ class ItemMatrix:
         return top_scored(self.als[: len(self.ids)] @ user, n, exclude)
 
     def rows(self, item_ids: Sequence[str]) -> np.ndarray:
-        unknown, get = len(self.unit) - 1, self.index.get
-        return np.array([get(i, unknown) for i in item_ids], dtype=np.int64)
+        # map over dict.get runs in C: no Python frame per id
+        unknown = repeat(len(self.unit) - 1)
+        return np.fromiter(map(self.index.get, item_ids, unknown), np.int64, len(item_ids))
 
     def features(self, state: UserState, rows: np.ndarray, counts: np.ndarray, t: int) -> np.ndarray:
         """The STATE_FEATURES matrix of (user with `state`, each item row, t), equal to
-        lambdastack.features.features row by row up to float rounding."""
-        x = np.zeros((len(rows), len(STATE_FEATURES)))
-        x[:, 0] = np.log1p(np.maximum(counts, 0))
-        x[:, 1] = math.log1p(state.n)
-        unit = self.unit[rows]
+        lambdastack.features.features row by row up to float rounding (one compiled pass:
+        lambdastack.feature_kernels)."""
+        none = np.zeros(0)
         interest = _unit(state.interest)
-        if interest is not None and unit.shape[1] == len(interest):
-            x[:, 2] = unit @ interest
+        genres = none
         if state.n and self.genre_share.shape[1]:
-            user = np.zeros(self.genre_share.shape[1])
+            genres = np.zeros(self.genre_share.shape[1])
             for g, c in state.genres.items():
                 if (n := self.genre_index.get(g)) is not None:
-                    user[n] = c
-            x[:, 3] = self.genre_share[rows] @ user / state.n
-        last = self.index.get(state.last_item) if state.last_item is not None else None
-        if last is not None:
-            x[:, 4] = unit @ self.unit[last]
-        if state.last_t is not None and t > state.last_t:
-            x[:, 5] = math.log1p((t - state.last_t) / 3_600_000)
-        return x
+                    genres[n] = c / state.n
+        last = self.index.get(state.last_item, -1) if state.last_item is not None else -1
+        hours = (t - state.last_t) / 3_600_000 if state.last_t is not None and t > state.last_t else 0.0
+        return state_columns(
+            self.unit,
+            self.genre_share,
+            np.asarray(rows, dtype=np.int64),
+            np.asarray(counts, dtype=np.float64),
+            none if interest is None else np.asarray(interest, dtype=np.float64),
+            genres,
+            last,
+            math.log1p(state.n),
+            math.log1p(hours),
+        )

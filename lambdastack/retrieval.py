@@ -1,6 +1,7 @@
 """Retrieval evidence from a user's recent sequence: the batch version's item-item neighbours as a
 sparse matrix, and the evidence they give each candidate, aggregated over the user's last
-interactions in a few numpy operations (never a Python loop per item).
+interactions in one compiled pass over their neighbour lists (lambdastack.evidence_kernels; never
+a Python loop per item).
 
 For a user whose recent interactions are j_0 (newest), j_1, ... with weights w_k (the caller's:
 e.g. `decay ** k`), a candidate i gets
@@ -9,22 +10,19 @@ e.g. `decay ** k`), a candidate i gets
 - `votes`: how many of the recent interactions list i among their neighbours;
 - `last`:  sim(j_0, i), its similarity to the newest interaction.
 Only listed neighbours count (sim is 0 outside an item's list). The feed's `recent_neighbours`
-source calls `knn_evidence` (and so the evaluation, which runs the feed); it ranks by `score`, and
-the other three are computed only when read.
+source calls `knn_evidence` (and so the evaluation, which runs the feed); it ranks by `score`; the
+other three are the model's features (lambdastack.candidate_features).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
-# _distinct marks values in a table while it has at most this many slots per value (a pass over
-# it costs less than sorting the values), and sorts them (np.unique) beyond that
-DENSE_ROWS_PER_ENTRY = 16
+from lambdastack import evidence_kernels as kernels
 
 
 class Timed(Protocol):
@@ -81,80 +79,53 @@ class NeighbourIndex:
 
 @dataclass(frozen=True)
 class KnnEvidence:
-    """Every item (row) some recent interaction lists, rows ascending, with its `score`; `best`,
-    `votes` and `last` are worked out when first read (the feed's source needs only the score)."""
+    """Every item (row) some recent interaction lists, rows ascending, with its score, best,
+    votes and last (the rows of `stats`, see the module docstring)."""
 
-    rows: np.ndarray
-    score: np.ndarray
-    # the gathered neighbour entries in gather order (the newest interaction's list first): the
-    # position of each entry's item in `rows`, its similarity, which recent interaction listed it
-    at: np.ndarray = field(repr=False)
-    sims: np.ndarray = field(repr=False)
-    which: np.ndarray = field(repr=False)
+    rows: np.ndarray  # int64
+    stats: np.ndarray  # (4, len(rows)) float64: score, best, votes, last
 
-    @cached_property
+    @property
+    def score(self) -> np.ndarray:
+        return self.stats[0]
+
+    @property
     def best(self) -> np.ndarray:
-        out = np.full(len(self.rows), -np.inf)
-        np.maximum.at(out, self.at, self.sims)
-        return out
+        return self.stats[1]
 
-    @cached_property
+    @property
     def votes(self) -> np.ndarray:
-        return np.bincount(self.at, minlength=len(self.rows)).astype(np.float64)
+        return self.stats[2]
 
-    @cached_property
+    @property
     def last(self) -> np.ndarray:
-        # the newest interaction's list comes first: its entries are a prefix
-        n = int(np.searchsorted(self.which, 1))
-        return np.bincount(self.at[:n], self.sims[:n], minlength=len(self.rows))
-
-    def newest(self, m: int, weights: np.ndarray) -> KnnEvidence:
-        """The evidence of the newest m interactions alone, with their `weights`: exactly what
-        knn_evidence gives for them (their entries are a prefix of the gathered ones), without
-        gathering the neighbour lists again. The session's evidence is this prefix of the recent
-        sequence's."""
-        if m <= 0 or not len(self.rows):
-            return EMPTY
-        n = int(np.searchsorted(self.which, m))
-        if n == 0:
-            return EMPTY
-        if n == len(self.which):
-            return self
-        local, at = _distinct(self.at[:n], len(self.rows))  # positions in self.rows
-        weighted = self.sims[:n] * np.asarray(weights, dtype=np.float64)[self.which[:n]]
-        score = np.bincount(at, weighted, minlength=len(local))
-        return KnnEvidence(self.rows[local], score, at, self.sims[:n], self.which[:n])
+        return self.stats[3]
 
     def best_first(self, n: int, exclude: np.ndarray | None = None) -> np.ndarray:
         """The n rows with the highest score (ties: the lower row first), none of `exclude`."""
-        if n <= 0:
+        if n <= 0 or not len(self.rows):
             return self.rows[:0]
-        keep = np.ones(len(self.rows), dtype=bool) if exclude is None else outside(self.rows, exclude)
-        cand = np.flatnonzero(keep)
-        if n < len(cand):
-            cand = cand[np.argpartition(-self.score[cand], n - 1)[:n]]
-            # the n-th score may be shared by rows outside the partition: take every tied row, then cut
-            cut = self.score[cand].min()
-            cand = np.flatnonzero(keep & (self.score >= cut))
-        order = cand[np.lexsort((self.rows[cand], -self.score[cand]))]
-        return self.rows[order[:n]]
+        none = np.zeros(0, dtype=np.int64)
+        return kernels.best_first(self.rows, self.score, n, none if exclude is None else _rows(exclude))
+
+
+def _rows(values: np.ndarray) -> np.ndarray:
+    return np.asarray(values, dtype=np.int64)
 
 
 def outside(rows: np.ndarray, exclude: np.ndarray) -> np.ndarray:
     """~np.isin(rows, exclude) for item rows (non-negative ints) through a table as long as the
-    largest row: one allocation and two gathers, where np.isin sorts or checks its arguments
-    (a tenth of a feed's time when it ran three times per request)."""
+    largest row, in one compiled pass (lambdastack.evidence_kernels), where np.isin sorts or
+    checks its arguments; negative values take np.isin."""
     if not len(rows) or not len(exclude):
         return np.ones(len(rows), dtype=bool)
-    lo = min(int(rows.min()), int(exclude.min()))
-    if lo < 0:
+    rows, exclude = _rows(rows), _rows(exclude)
+    if min(int(rows.min()), int(exclude.min())) < 0:
         return ~np.isin(rows, exclude)
-    table = np.zeros(max(int(rows.max()), int(exclude.max())) + 1, dtype=bool)
-    table[exclude] = True
-    return ~table[rows]
+    return kernels.outside(rows, exclude)
 
 
-EMPTY = KnnEvidence(*(np.zeros(0, dtype=t) for t in (np.int64, float, np.int64, float, np.int64)))
+EMPTY = KnnEvidence(np.zeros(0, dtype=np.int64), np.zeros((4, 0)))
 
 
 def decay_weights(n: int, decay: float) -> np.ndarray:
@@ -162,60 +133,39 @@ def decay_weights(n: int, decay: float) -> np.ndarray:
     return np.power(decay, np.arange(n, dtype=np.float64))
 
 
+def _evidence(
+    index: NeighbourIndex, recent: np.ndarray, weights: np.ndarray, m: int
+) -> tuple[KnnEvidence, KnnEvidence]:
+    """The evidence of `recent` and of its newest m (one pass: lambdastack.evidence_kernels)."""
+    if not index.n_rows or not len(recent):
+        return EMPTY, EMPTY
+    rows, whole, newer, newest = kernels.sequence_evidence(
+        index.indptr, index.cols, index.scores, _rows(recent), np.asarray(weights, dtype=np.float64), m
+    )
+    return KnnEvidence(rows, whole) if len(rows) else EMPTY, KnnEvidence(newer, newest) if len(
+        newer
+    ) else EMPTY
+
+
 def knn_evidence(index: NeighbourIndex, recent: np.ndarray, weights: np.ndarray) -> KnnEvidence:
     """The evidence of every item some recent interaction lists (see the module docstring).
     `recent`: item rows newest first (a row out of range, e.g. -1 for an unknown item, gives no
-    evidence); `weights`: aligned with `recent`. One gather of the lists, then the items they
-    name and sums over them by position (bincount: no per-item loop, no sort of the entries)."""
-    recent = np.asarray(recent, dtype=np.int64)
-    if not index.n_rows:
-        return EMPTY
-    valid = (recent >= 0) & (recent < index.n_rows)
-    safe = np.where(valid, recent, 0)
-    starts = index.indptr[safe]
-    lengths = (index.indptr[safe + 1] - starts) * valid
-    if not lengths.any():
-        return EMPTY
-    # every listed neighbour of every recent item, newest item's list first, in one gather
-    which = np.repeat(np.arange(len(recent)), lengths)
-    flat = np.arange(len(which)) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
-    return _grouped(index.cols[flat], index.scores[flat], which, weights)
-
-
-def _grouped(cols: np.ndarray, sims: np.ndarray, which: np.ndarray, weights: np.ndarray) -> KnnEvidence:
-    """The evidence of gathered entries (item row, similarity, which recent interaction listed
-    it; `which` ascending): their distinct rows, then one weighted bincount over them."""
-    rows, at = _distinct(cols, int(cols.max()) + 1)
-    weighted = sims * np.asarray(weights, dtype=np.float64)[which]
-    return KnnEvidence(rows, np.bincount(at, weighted, minlength=len(rows)), at, sims, which)
-
-
-def _distinct(values: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct `values` (non-negative, below `size`) ascending, and where each value is among
-    them: through a table of `size` while that is small next to the values, else np.unique (a
-    sort)."""
-    if size > DENSE_ROWS_PER_ENTRY * len(values):
-        return np.unique(values, return_inverse=True)
-    mark = np.zeros(size, dtype=bool)
-    mark[values] = True
-    distinct = np.flatnonzero(mark)
-    position = np.empty(size, dtype=np.int64)
-    position[distinct] = np.arange(len(distinct))
-    return distinct, position[values]
+    evidence); `weights`: aligned with `recent`. One compiled pass over their lists: no per-item
+    loop in Python, no sort of the entries."""
+    return _evidence(index, recent, weights, 0)[0]
 
 
 def sequence_evidence(
     index: NeighbourIndex, seq: np.ndarray, session: np.ndarray, decay: float
 ) -> tuple[KnnEvidence, KnnEvidence]:
     """The kNN evidence of a recent sequence and of its session (rows newest first, weights
-    decay^k): the session's is the newest len(session) of the sequence's when it is the
-    sequence's prefix, as `recent_sequence` and `session_sequence` make it, else its own."""
+    decay^k): the session's comes from the same pass as the sequence's when it is the sequence's
+    prefix, as `recent_sequence` and `session_sequence` make it, else from its own."""
     w = decay_weights(len(seq), decay)
-    evidence = knn_evidence(index, seq, w) if len(seq) else EMPTY
     m = len(session)
     if m <= len(seq) and np.array_equal(seq[:m], session):
-        return evidence, evidence.newest(m, w)
-    return evidence, knn_evidence(index, session, decay_weights(m, decay)) if m else EMPTY
+        return _evidence(index, seq, w, m)
+    return knn_evidence(index, seq, w), knn_evidence(index, session, decay_weights(m, decay))
 
 
 def recent_sequence(

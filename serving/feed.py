@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from itertools import repeat
 
 import numpy as np
 
@@ -22,6 +23,7 @@ from lambdastack.settings import ServingSettings
 from lambdastack.speedview import SpeedRead
 from serving.batch_view import BatchView
 from serving.online_features import apply_since
+from serving.pool import Pool
 from serving.recent import KnnConfig, Retrieval
 from serving.schemas import FeedItemOut, FeedOut
 from serving.served_version import ServedVersion
@@ -79,49 +81,6 @@ class FeedConfig:
             s.genre_cap,
             s.user_cache_max,
         )
-
-
-class _Pool:
-    """Candidates in the order they were found, each with the sources that proposed it. A source
-    proposes the first `n` items of its list the user has not seen (`history`, or `recent`: the
-    speed layer's recent and seen items); once the pool holds `limit` items, a proposed item not
-    in it yet is dropped (an item already in it still gets the source)."""
-
-    def __init__(self, history: frozenset[str], recent: frozenset[str], limit: int):
-        self.history, self.recent, self.limit = history, recent, limit
-        self.sources: dict[str, list[str]] = {}
-
-    def add(self, items: Iterable[str], source: str, n: int) -> None:
-        taken = 0
-        history, recent, sources = self.history, self.recent, self.sources
-        for item in items:
-            if taken >= n:
-                return
-            if item in history or item in recent:
-                continue
-            taken += 1
-            srcs = sources.get(item)
-            if srcs is None:
-                if len(sources) >= self.limit:
-                    continue
-                sources[item] = srcs = []
-            if source not in srcs:
-                srcs.append(source)
-
-    def merge(self, proposed: Mapping[str, tuple[str, ...]]) -> None:
-        """Add what several sources proposed, in order (BatchSide.proposed): the same pool as
-        their `add` calls one after the other, for lists nothing in it has been seen from. Once
-        the pool is full the rest can only add sources to items in it: those are looked up."""
-        sources, limit = self.sources, self.limit
-        for item, by in proposed.items():
-            if len(sources) >= limit:
-                break
-            srcs = sources.setdefault(item, [])
-            srcs.extend(s for s in by if s not in srcs)
-        else:
-            return
-        for item, srcs in sources.items():
-            srcs.extend(s for s in proposed.get(item, ()) if s not in srcs)
 
 
 # A batch list is kept to its first n + RECENT_MARGIN items the batch history has not seen: taking
@@ -208,9 +167,9 @@ def _batch_side(snapshot: ServedVersion, user_id: str, k: int, cfg: FeedConfig) 
         {},
         tuple(matrix.ids[r] for r in als.tolist()),
     )
-    pool = _Pool(history, frozenset(), cfg.candidates_max)
+    pool = Pool(history, frozenset(), cfg.candidates_max)
     _batch_sources(pool, snapshot, side, view.cluster_of(user_id, state), cfg)
-    unlimited = _Pool(history, frozenset(), 1 << 62)
+    unlimited = Pool(history, frozenset(), 1 << 62)
     _batch_sources(unlimited, snapshot, side, cluster, cfg)
     proposed = {item: tuple(by) for item, by in unlimited.sources.items()}
     return replace(side, known=tuple(pool.sources), proposed=proposed)
@@ -222,7 +181,7 @@ def known_candidates(snapshot: ServedVersion, user_id: str, k: int, cfg: FeedCon
 
 
 def _batch_sources(
-    pool: _Pool, snapshot: ServedVersion, side: BatchSide, cluster: int | None, cfg: FeedConfig
+    pool: Pool, snapshot: ServedVersion, side: BatchSide, cluster: int | None, cfg: FeedConfig
 ) -> None:
     """The batch lists in pool order; `cluster` is the user's (batch or nearest to the live state)."""
     pool.add(side.candidates, BATCH_CANDIDATES, cfg.candidates_max)
@@ -234,7 +193,7 @@ def _batch_sources(
 
 
 def _speed_sources(
-    pool: _Pool, snapshot: ServedVersion, speed: SpeedRead, side: BatchSide, found: Retrieval, cfg: FeedConfig
+    pool: Pool, snapshot: ServedVersion, speed: SpeedRead, side: BatchSide, found: Retrieval, cfg: FeedConfig
 ) -> None:
     """The sources that read the speed view, in pool order, and the ALS one (the batch's, ahead of
     the neighbours so that they do not crowd it out)."""
@@ -242,10 +201,10 @@ def _speed_sources(
         pool.add((i for i, _ in speed.fresh.items), SPEED_FRESH, cfg.candidates_max)
     pool.add(side.als, BATCH_ALS, cfg.als_candidates_n)
     if cfg.knn_candidates_n and len(found.evidence.rows):
-        # seen items never take a place: the best n of the rest (the pool skips seen ones anyway)
+        # seen items never take a place: the best n of the rest (found.seen holds the pool's
+        # history and recent items, as rows)
         best = found.evidence.best_first(cfg.knn_candidates_n, found.seen).tolist()
-        ids = snapshot.view.matrix.ids
-        pool.add((ids[r] for r in best), RECENT_NEIGHBOURS, cfg.knn_candidates_n)
+        pool.add_unseen(list(map(snapshot.view.matrix.ids.__getitem__, best)), RECENT_NEIGHBOURS)
     pool.add([i for i, _ in speed.trending], TRENDING, cfg.trending_n)
     pool.add([i for i, _ in speed.movers], SPEED_POPULAR, cfg.trending_n)
 
@@ -300,7 +259,7 @@ def candidate_pool(
     """The candidates (in the order found) and the sources that proposed each: the speed sources,
     then the batch ones; nothing the user has seen; at most cfg.candidates_max."""
     recent = speed.seen.union(i.item_id for i in speed.recent)
-    pool = _Pool(side.history, recent, cfg.candidates_max)
+    pool = Pool(side.history, recent, cfg.candidates_max)
     _speed_sources(pool, snapshot, speed, side, found, cfg)
     cluster = side.cluster if side.cluster is not None else snapshot.view.cluster_of(user_id, state)
     if cluster == side.cluster and recent.isdisjoint(side.proposed):
@@ -332,8 +291,7 @@ def rank_feed(
     matrix = view.matrix
     rows = matrix.rows(items)
     batch_counts = matrix.counts[rows]
-    get = speed.counts.get
-    speed_counts = np.array([get(i, 0) for i in items], dtype=np.int64)
+    speed_counts = np.fromiter(map(speed.counts.get, items, repeat(0)), np.int64, len(items))
     x = feature_matrix(
         matrix,
         state,
@@ -376,8 +334,8 @@ def _ranked(
     """The feed's k items: best score first (ties: the order the sources found them), diversified."""
     order = np.argsort(-scores, kind="stable").tolist()
     genre = view.matrix.genre
-    genres = [genre[r] for r in rows.tolist()]
-    chosen = diversify(order, [genres[n] for n in order], k, cfg.genre_cap)
+    genres = list(map(genre.__getitem__, rows.tolist()))
+    chosen = diversify(order, list(map(genres.__getitem__, order)), k, cfg.genre_cap)
     # numpy scalars are slow one by one: plain lists for the few chosen
     score_l, batch_l, speed_l = scores.tolist(), batch_counts.tolist(), speed_counts.tolist()
     title = view.titles.get

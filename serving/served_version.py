@@ -8,6 +8,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from lambdastack import candidate_features
 from lambdastack.model import Ranker
 from lambdastack.published import PublishedVersion
 from lambdastack.settings import ABSettings
@@ -60,6 +61,7 @@ def _challenger(published: PublishedVersion, ab: ABSettings) -> Ranker | None:
 def load(published: PublishedVersion, ab: ABSettings) -> ServedVersion:
     """A version's views and model (and the challenger's model)."""
     view = batch_view.load(published)
+    candidate_features.warm()
     ranker = published.ranker()
     challenger = _challenger(published, ab)
     return ServedVersion(view, ranker, challenger, ab.share if challenger else 0.0, ab.salt)

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from lambdastack import candidate_features
 from lambdastack.features import ItemSide, UserState, state_from_row
 from lambdastack.item_matrix import ItemMatrix
 from lambdastack.published import PROFILE_COLUMNS, PublishedVersion
@@ -78,6 +79,7 @@ def load(published: PublishedVersion) -> ScoringView:
     """Read one complete version (raises NoVersionError if it is not there)."""
     as_of_ms = published.as_of_ms  # the manifest first: a version without one is not there
     ranker = published.ranker()
+    candidate_features.warm()
     history = published.user_lists("user_history")
     users, items = (
         ([], []) if history is None else (history["user_id"].to_pylist(), history["items"].to_pylist())

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from lambdastack.retrieval import (
+    KnnEvidence,
     NeighbourIndex,
     decay_weights,
     knn_evidence,
@@ -97,6 +98,23 @@ def test_random_indexes_match_a_plain_loop() -> None:
         assert ev.best_first(n, excluded).tolist() == ranked[:n]
 
 
+def test_best_first_cuts_at_the_nth_score_with_ties_by_row_on_any_spread() -> None:
+    """Scores with many ties, a long tail and all equal (the n-th is found by bins: a bin may hold
+    the n-th's ties, or everything)."""
+    rng = np.random.default_rng(5)
+    for trial in range(300):
+        m = int(rng.integers(1, 1500))
+        spread = trial % 3
+        score = [np.round(rng.random(m), 1), rng.random(m) ** 12, np.ones(m)][spread]
+        rows = np.sort(rng.choice(4 * m, size=m, replace=False)).astype(np.int64)
+        ev = KnnEvidence(rows, np.vstack([score, score, score, score]))
+        excluded = rng.choice(rows, size=min(m, 20), replace=False)
+        n = int(rng.integers(1, m + 5))
+        kept = [k for k in range(m) if rows[k] not in set(excluded.tolist())]
+        ranked = [int(rows[k]) for k in sorted(kept, key=lambda k: (-score[k], rows[k]))]
+        assert ev.best_first(n, excluded).tolist() == ranked[:n]
+
+
 def test_decay_weights() -> None:
     assert decay_weights(3, 0.5).tolist() == [1.0, 0.5, 0.25]
 
@@ -118,7 +136,7 @@ def test_outside_is_not_isin():
     assert outside(np.array([-1, 3]), np.array([3])).tolist() == [True, False]
 
 
-def test_the_newest_m_of_an_evidence_are_knn_evidence_of_the_first_m_exactly():
+def test_the_sessions_evidence_from_the_sequences_pass_is_knn_evidence_of_its_first_m_exactly():
     rng = np.random.default_rng(9)
     ids = [f"i{k}" for k in range(60)]
     index = {i: n for n, i in enumerate(ids)}
@@ -129,9 +147,11 @@ def test_the_newest_m_of_an_evidence_are_knn_evidence_of_the_first_m_exactly():
         recent = rng.integers(-1, 60, int(rng.integers(0, 20)))
         w = decay_weights(len(recent), 0.9)
         full = knn_evidence(knn, recent, w)
-        for m in range(len(recent) + 2):
-            got, want = full.newest(m, w), knn_evidence(knn, recent[:m], w[:m])
-            for a in ("rows", "score", "at", "sims", "which", "best", "votes", "last"):
+        for m in range(len(recent) + 1):
+            whole, got = sequence_evidence(knn, recent, recent[:m], 0.9)
+            want = knn_evidence(knn, recent[:m], w[:m])
+            for a in ("rows", "stats"):
+                np.testing.assert_array_equal(getattr(whole, a), getattr(full, a))
                 np.testing.assert_array_equal(getattr(got, a), getattr(want, a))
 
 
@@ -149,21 +169,19 @@ def test_sequence_evidence_takes_the_sessions_from_the_sequences_prefix_or_compu
         np.testing.assert_array_equal(evidence.score, knn_evidence(knn, seq, decay_weights(4, 0.9)).score)
 
 
-def test_the_table_and_the_sorting_paths_give_the_same_evidence(monkeypatch: pytest.MonkeyPatch) -> None:
-    import lambdastack.retrieval as retrieval
-
+def test_the_table_and_the_sorting_paths_give_the_same_evidence() -> None:
+    # lists over a wide catalogue name few rows next to its size (the sorting path) or many (the
+    # table): the same lists read through a narrow numbering must give the same evidence
     rng = np.random.default_rng(11)
-    ids = [f"i{k}" for k in range(300)]
-    index = {i: n for n, i in enumerate(ids)}
-    lists = {i: list(rng.choice(ids, size=int(rng.integers(0, 9)), replace=False)) for i in ids}
-    knn = NeighbourIndex.build(index, lists, {i: list(rng.random(len(v))) for i, v in lists.items()})
+    narrow = [f"i{k}" for k in range(300)]
+    lists = {i: list(rng.choice(narrow, size=int(rng.integers(0, 9)), replace=False)) for i in narrow}
+    sims = {i: list(rng.random(len(v))) for i, v in lists.items()}
+    dense = NeighbourIndex.build({i: n for n, i in enumerate(narrow)}, lists, sims)
+    sparse = NeighbourIndex.build({i: n * 1000 for n, i in enumerate(narrow)}, lists, sims)
     for _ in range(40):
         recent = rng.integers(-1, 300, int(rng.integers(1, 20)))
         w = decay_weights(len(recent), 0.9)
-        got = {}
-        for per_entry in (0, 10**9):  # always sort, always the table
-            monkeypatch.setattr(retrieval, "DENSE_ROWS_PER_ENTRY", per_entry)
-            ev = knn_evidence(knn, recent, w)
-            names = ("rows", "score", "at", "best", "votes", "last")
-            got[per_entry] = [getattr(ev, a).tolist() for a in names]
-        assert got[0] == got[10**9]
+        a = knn_evidence(dense, recent, w)
+        b = knn_evidence(sparse, np.where(recent >= 0, recent * 1000, -1), w)
+        assert (b.rows // 1000).tolist() == a.rows.tolist() and np.all(b.rows % 1000 == 0)
+        np.testing.assert_array_equal(a.stats, b.stats)
