@@ -36,6 +36,7 @@ from lambdastack.item_matrix import ItemMatrix
 from lambdastack.retrieval import EMPTY, KnnEvidence
 
 DAY_MS = 86_400_000
+NO_FACTORS = np.zeros(0)
 
 
 def warm() -> None:
@@ -76,10 +77,11 @@ def feature_matrix(
     x = np.empty((len(rows), len(FEATURE_NAMES)))
     n_state = len(STATE_FEATURES)
     x[:, :n_state] = matrix.features(state, rows, counts, t)
-    x[:, n_state] = np.log1p(np.maximum(live, 0))
+    rows = np.asarray(rows, dtype=np.int64)
     x[:, n_state + 1 : n_state + 7] = evidence_columns(evidence, rows, seen)
     x[:, n_state + 7 : n_state + 9] = evidence_columns(session, rows, seen, width=2)
-    x[:, n_state + 9] = matrix.als_scores(state.als, rows)
-    first = matrix.first_ms[rows]
-    x[:, n_state + 10] = np.where(first >= 0, np.log1p(np.maximum(t - first, 0) / DAY_MS), 0.0)
+    user_als = NO_FACTORS if state.als is None else np.asarray(state.als, dtype=np.float64)
+    live = np.asarray(live, dtype=np.float64)
+    facts = (n_state, n_state + 9, n_state + 10)  # live_pop, als_score, item_age
+    feature_kernels.fact_columns(x, facts, rows, live, matrix.als, user_als, matrix.first_ms, t, DAY_MS)
     return x

@@ -1,5 +1,6 @@
-"""The compiled loop of the state features (lambdastack.item_matrix.ItemMatrix.features): the six
-STATE_FEATURES of a few dozen candidate rows in one pass, where the numpy form gathered their
+"""The compiled loops of the item-side features: the six STATE_FEATURES of a few dozen candidate
+rows (lambdastack.item_matrix.ItemMatrix.features) in one pass, and the candidates' live, ALS and
+age columns (lambdastack.candidate_features) in another, where the numpy form gathered their
 content vectors and genre shares into temporaries and ran a dozen calls of a few microseconds
 each (issue #12: the feed's cost). Compiled and cached as lambdastack.evidence_kernels says.
 """
@@ -56,7 +57,35 @@ def _dot(matrix: np.ndarray, r: int, v: np.ndarray) -> float:
     return total
 
 
+@njit(cache=True, nogil=True)
+def fact_columns(
+    x: np.ndarray,
+    cols: tuple[int, int, int],
+    rows: np.ndarray,
+    live: np.ndarray,
+    als: np.ndarray,
+    user_als: np.ndarray,
+    first_ms: np.ndarray,
+    t: int,
+    day_ms: float,
+) -> None:
+    """Write live_pop, als_score and item_age (lambdastack.candidate_features) of each candidate
+    row into x's columns `cols`: `als` the version's item factors per row, `user_als` the user's
+    (empty, or of another width: none), `first_ms` each row's first event (-1: none)."""
+    live_col, als_col, age_col = cols
+    with_als = len(user_als) == als.shape[1] and len(user_als) > 0
+    for i in range(len(rows)):
+        r = rows[i]
+        x[i, live_col] = math.log1p(max(live[i], 0.0))
+        x[i, als_col] = _dot(als, r, user_als) if with_als else 0.0
+        first = first_ms[r]
+        x[i, age_col] = math.log1p(max(t - first, 0) / day_ms) if first >= 0 else 0.0
+
+
 def warm() -> None:
-    """Compile (or load from the cache) the kernel now, on a tiny case."""
+    """Compile (or load from the cache) the kernels now, on a tiny case."""
     one = np.ones((2, 1))
+    fact_columns(
+        np.zeros((1, 3)), (0, 1, 2), np.array([0]), np.ones(1), one, np.ones(1), np.array([0, -1]), 1, 1.0
+    )
     state_columns(one, one, np.array([0]), np.ones(1), np.ones(1), np.ones(1), 0, 0.0, 0.0)

@@ -64,13 +64,6 @@ class ItemMatrix:
         first = np.asarray([side.first_ms.get(i, -1) for i in ids] + [-1], dtype=np.int64)
         return ItemMatrix(index, unit, share, genre_index, counts, primary, tuple(ids), als, first)
 
-    def als_scores(self, user: np.ndarray | None, rows: np.ndarray) -> np.ndarray:
-        """The ALS score (user factors . item factors) of each row; 0 where the user or the item
-        has no factors."""
-        if user is None or self.als.shape[1] != len(user):
-            return np.zeros(len(rows))
-        return self.als[rows] @ user
-
     def als_best(self, user: np.ndarray | None, n: int, exclude: np.ndarray) -> np.ndarray:
         """The rows of the n items with the highest positive ALS score, none of `exclude` (the
         `batch_als` source, in the feed and in the training pools); none without user factors."""

@@ -27,6 +27,8 @@ def test_the_feed_is_measured_beside_a_baseline_with_its_cpu_per_request(shared_
             assert 0 < run["cpu_ms_per_request"] < 1000
     ratio = got["current_over_baseline"]["2"]
     assert ratio["feed_rps"] > 0 and ratio["feed_cpu_ms"] > 0
+    assert ratio["pairs"]["feed_rps"] == [ratio["feed_rps"]]  # one repeat: one pair, its own median
+    assert any(line.startswith("c=2: feed rps current/baseline") for line in lines)
     assert got["setup"]["baseline"] == {"code": str(ROOT), "views_dir": str(views)}
     assert any(line.startswith("baseline c=2: feed") for line in lines)
     assert got["version_load"]["users"] > 0

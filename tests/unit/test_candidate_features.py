@@ -86,7 +86,7 @@ def test_feature_matrix_puts_state_live_and_evidence_in_feature_order():
     assert x.shape == (10, len(FEATURE_NAMES))
     n = len(STATE_FEATURES)
     np.testing.assert_array_equal(x[:, :n], matrix.features(state, rows, counts, 5_000))
-    np.testing.assert_array_equal(x[:, n], np.log1p(live))
+    np.testing.assert_allclose(x[:, n], np.log1p(live), rtol=1e-15)  # math.log1p: within an ulp
     np.testing.assert_array_equal(x[:, n + 1 : n + 7], evidence_columns(evidence, rows, seen))
     assert FEATURE_NAMES[n + 7 :] == ("session_score", "session_share", "als_score", "item_age")
     np.testing.assert_array_equal(x[:, n + 7 : n + 9], evidence_columns(session, rows, seen)[:, :2])

@@ -179,13 +179,7 @@ def test_speed_and_serving_read_the_same_version_the_same_way(tmp_path):
     assert served.user_state("u1").als.tolist() == [1.0, 1.0, 1.0] and served.user_state("u2").als is None
     np.testing.assert_array_equal(speed.matrix.als, served.matrix.als)
     np.testing.assert_array_equal(speed.matrix.first_ms, served.matrix.first_ms)
-    assert served.matrix.als_scores(served.user_state("u1").als, np.arange(5)).tolist() == [
-        3.5,
-        0.0,
-        1.0,
-        0.0,
-        0.0,
-    ]
+    assert (served.matrix.als[:5] @ served.user_state("u1").als).tolist() == [3.5, 0.0, 1.0, 0.0, 0.0]
     assert (
         served.history["u1"] == frozenset({"a", "b"})
         and served.cluster_of("u1", served.user_state("u1")) == 0

@@ -4,7 +4,8 @@ version, driven on loopback by wrk (tools.bench.api_stack); the feed and a trivi
 the same app with the same server settings, at several connection counts, each repeated, medians
 recorded, with the API process's CPU milliseconds per request beside each rate (load on a shared
 host barely moves them). With a baseline (an older checkout and a version it reads) both APIs
-run side by side and every run alternates between them: old against new in one run."""
+run side by side, each repeat runs their feeds back to back (in turn first: ABBA), and the
+current/baseline ratio is the median of those pairs' ratios: old against new in one run."""
 
 from __future__ import annotations
 
@@ -186,9 +187,11 @@ def _measure(
         a.name: {c: {"feed": [], "trivial": []} for c in connections} for a in apis
     }
     for c in connections:
-        for _ in range(repeats):
-            for api in apis:
+        for k in range(repeats):
+            order = apis if k % 2 == 0 else apis[::-1]  # ABBA: a drift in the host's speed hits both
+            for api in order:  # the feeds back to back: each pair is compared (_paired)
                 runs[api.name][c]["feed"].append(_timed(wrk, api, ["-s", str(api.script)], c, duration_s))
+            for api in order:
                 runs[api.name][c]["trivial"].append(_timed(wrk, api, [], c, duration_s, "/ping"))
     per_api = {a.name: _points(runs[a.name], a.name, echo) for a in apis}
     out: dict[str, Any] = {"connections": per_api[apis[0].name]}
@@ -196,17 +199,26 @@ def _measure(
         old = per_api[apis[1].name]
         out["baseline"] = {"code": apis[1].code, "connections": old}
         out["current_over_baseline"] = {
-            str(c): {
-                "feed_rps": _ratio(out["connections"][str(c)]["feed"]["rps"], old[str(c)]["feed"]["rps"]),
-                "feed_cpu_ms": _ratio(
-                    out["connections"][str(c)]["feed"]["cpu_ms_per_request"],
-                    old[str(c)]["feed"]["cpu_ms_per_request"],
-                ),
-            }
-            for c in connections
+            str(c): _paired(runs[apis[0].name][c]["feed"], runs[apis[1].name][c]["feed"]) for c in connections
         }
+        for c, over in out["current_over_baseline"].items():
+            pairs = over["pairs"]["feed_rps"]
+            echo(f"c={c}: feed rps current/baseline {over['feed_rps']} (median of pairs {pairs})")
     out["targets"] = _targets(out)
     return out
+
+
+def _paired(new: list[dict[str, float]], old: list[dict[str, float]]) -> dict[str, Any]:
+    """The current/baseline ratios of the feed: the median over the repeats of each pair of runs
+    back to back (this host's speed drifts by a third within minutes, and a pair sees about the
+    same host), each pair's ratio beside it."""
+    rps = [_ratio(a["rps"], b["rps"]) for a, b in zip(new, old, strict=True)]
+    cpu = [_ratio(a["cpu_ms_per_request"], b["cpu_ms_per_request"]) for a, b in zip(new, old, strict=True)]
+    return {
+        "feed_rps": round(statistics.median(rps), 3),
+        "feed_cpu_ms": round(statistics.median(cpu), 3),
+        "pairs": {"feed_rps": rps, "feed_cpu_ms": cpu},
+    }
 
 
 def _ratio(a: float, b: float) -> float:
