@@ -10,7 +10,8 @@ written.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from lambdastack.jit import njit
 
 # the distinct rows of a gather are found through a table as long as the largest row while it
 # has at most this many slots per gathered entry (cheaper than sorting them), by sorting beyond
