@@ -54,10 +54,8 @@ def evidence_columns(evidence: KnnEvidence, rows: np.ndarray, seen: np.ndarray, 
     (lambdastack.evidence_kernels.columns)."""
     if not len(evidence.rows) or not len(rows):
         return np.zeros((len(rows), width))
-    as_rows = np.asarray
-    return kernels.columns(
-        evidence.rows, evidence.stats, as_rows(rows, dtype=np.int64), as_rows(seen, dtype=np.int64), width
-    )
+    rows, seen = np.asarray(rows, dtype=np.int64), np.asarray(seen, dtype=np.int64)
+    return kernels.columns(evidence.rows, evidence.stats, rows, seen, width)
 
 
 def feature_matrix(
@@ -74,10 +72,10 @@ def feature_matrix(
     """(len(rows), len(FEATURE_NAMES)) at instant t: `counts` every event of each candidate the
     views hold (batch + live), `live` the live ones, `evidence` of the recent sequence and
     `session` of the session's; see the module docstring."""
+    rows = np.asarray(rows, dtype=np.int64)
     x = np.empty((len(rows), len(FEATURE_NAMES)))
     n_state = len(STATE_FEATURES)
     x[:, :n_state] = matrix.features(state, rows, counts, t)
-    rows = np.asarray(rows, dtype=np.int64)
     x[:, n_state + 1 : n_state + 7] = evidence_columns(evidence, rows, seen)
     x[:, n_state + 7 : n_state + 9] = evidence_columns(session, rows, seen, width=2)
     user_als = NO_FACTORS if state.als is None else np.asarray(state.als, dtype=np.float64)

@@ -13,8 +13,8 @@ import numpy as np
 
 from lambdastack.jit import njit
 
-# the distinct rows of a gather are found through a table as long as the largest row while it
-# has at most this many slots per gathered entry (cheaper than sorting them), by sorting beyond
+# the distinct rows of a gather are found through a table of one slot per row of the index while
+# it has at most this many slots per gathered entry (cheaper than sorting them), by sorting beyond
 DENSE_ROWS_PER_ENTRY = 16
 
 
@@ -36,8 +36,8 @@ def _distinct(indptr: np.ndarray, cols: np.ndarray, seq: np.ndarray) -> tuple[np
     NeighbourIndex.build makes them), or an empty table when that would be large next to the
     entries: the rows are then sorted, and searched."""
     n_rows = len(indptr) - 1
-    total, size = _gathered(indptr, seq), n_rows
-    if size > DENSE_ROWS_PER_ENTRY * total:
+    total = _gathered(indptr, seq)
+    if n_rows > DENSE_ROWS_PER_ENTRY * total:
         rows = np.empty(total, np.int64)
         n = 0
         for k in range(len(seq)):
@@ -47,7 +47,7 @@ def _distinct(indptr: np.ndarray, cols: np.ndarray, seq: np.ndarray) -> tuple[np
                     rows[n] = cols[e]
                     n += 1
         return np.unique(rows), np.empty(0, np.int64)
-    position = np.zeros(size, np.int64)
+    position = np.zeros(n_rows, np.int64)
     for k in range(len(seq)):
         r = seq[k]
         if 0 <= r < n_rows:
@@ -57,7 +57,7 @@ def _distinct(indptr: np.ndarray, cols: np.ndarray, seq: np.ndarray) -> tuple[np
     # an unmarked slot's position is never read
     rows = np.empty(total + 1, np.int64)
     n = 0
-    for c in range(size):
+    for c in range(n_rows):
         marked = position[c]
         rows[n] = c
         position[c] = n
@@ -105,8 +105,8 @@ def sequence_evidence(
 
 @njit(cache=True, nogil=True)
 def outside(rows: np.ndarray, exclude: np.ndarray) -> np.ndarray:
-    """For each row, whether it is none of `exclude` (~np.isin): a table up to the largest
-    non-negative row of either, one pass over each."""
+    """For each row, whether it is none of `exclude` (~np.isin for non-negative rows; a negative
+    row is always outside): a table up to the largest row of either, one pass over each."""
     top = -1
     for r in rows:
         top = max(top, r)
@@ -136,8 +136,9 @@ def _bin(v: float, lo: float, scale: float) -> int:
 def _nth_highest(values: np.ndarray, n: int) -> float:
     """The n-th highest of `values` (finite; 1 <= n <= len(values)): count them in NTH_BINS equal
     bins, find the bin that holds the n-th from the top, and sort only that bin's values. Two
-    passes without a data-dependent branch, where a selection (np.partition, or a heap of the n
-    best) compares and moves values on branches the processor cannot predict."""
+    passes whose branches the processor predicts (most values fall outside that bin), where a
+    selection (np.partition, or a heap of the n best) compares and moves values on branches it
+    cannot predict."""
     lo, hi = values.min(), values.max()
     if lo == hi:
         return hi

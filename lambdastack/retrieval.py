@@ -142,9 +142,11 @@ def _evidence(
     rows, whole, newer, newest = kernels.sequence_evidence(
         index.indptr, index.cols, index.scores, _rows(recent), np.asarray(weights, dtype=np.float64), m
     )
-    return KnnEvidence(rows, whole) if len(rows) else EMPTY, KnnEvidence(newer, newest) if len(
-        newer
-    ) else EMPTY
+    return _or_empty(rows, whole), _or_empty(newer, newest)
+
+
+def _or_empty(rows: np.ndarray, stats: np.ndarray) -> KnnEvidence:
+    return KnnEvidence(rows, stats) if len(rows) else EMPTY
 
 
 def knn_evidence(index: NeighbourIndex, recent: np.ndarray, weights: np.ndarray) -> KnnEvidence:
