@@ -37,6 +37,7 @@ class KafkaSettings(_Section):
     port: int = Field(9092, ge=1, le=65535)
     controller_port: int = Field(9093, ge=1, le=65535)
     heap: str = "512m"
+    jvm_opts: str = ""  # more JVM options of the local broker (`stack up`)
     partitions: int = Field(2, ge=1)
     # a record the broker has not acknowledged this long after its send is failed (`produce`
     # exits non-zero naming it); kafka-python's own default is 2 minutes

@@ -31,8 +31,16 @@ TEST_ENV = {
     "LAMBDASTACK_SERVING__PORT": str(18000 + PORT_SHIFT),
     "LAMBDASTACK_SPEED__METRICS_PORT": str(19249 + PORT_SHIFT),
     # C1 only in the Spark JVMs (the speed job's JVM has it by default): the suite's batch runs are
-    # short and cold, and on 2 cores C2 compiling took about half of their time
-    "LAMBDASTACK_BATCH__JVM_OPTS": "-XX:TieredStopAtLevel=1",
+    # short and cold, and on 2 cores C2 compiling took about half of their time; the serial
+    # collector: G1's concurrent threads cost more than they save on a small heap (2,000 events:
+    # 67 against 73 CPU s a run)
+    "LAMBDASTACK_BATCH__JVM_OPTS": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+    # one shuffle partition: the suite's worlds are a few thousand events, and each partition is a
+    # task per stage (2,000 events: 59 against 73 CPU s a run; with the serial collector 56)
+    "LAMBDASTACK_BATCH__SHUFFLE_PARTITIONS": "1",
+    # the test brokers C1 only: they start often and carry little (start 5.2 against 8.4 CPU s,
+    # idle 0.025 against 0.038 core)
+    "LAMBDASTACK_KAFKA__JVM_OPTS": "-XX:TieredStopAtLevel=1",
     # and no adaptive re-planning after each shuffle: a fifth of a small run's CPU (conf/)
     "LAMBDASTACK_BATCH__ADAPTIVE": "false",
     # many speed jobs start: Flink's Prometheus reporter only where a test gives it a free port

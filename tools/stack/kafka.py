@@ -174,6 +174,7 @@ def start(settings: Settings) -> int:
             f"-Xmx{settings.kafka.heap}",
             f"-Xms{settings.kafka.heap}",
             "-XX:+UseG1GC",
+            *settings.kafka.jvm_opts.split(),
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={log4j}",
             "-cp",
