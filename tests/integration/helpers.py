@@ -64,12 +64,14 @@ def eventually(check: Callable[[], T], timeout_s: float, what: str, interval_s: 
     raise AssertionError(f"{what} did not happen within {timeout_s} s (last: {str(last)[:2000]})")
 
 
-def consume_all(settings: Settings, topic: str, expect: int, timeout_s: float = 30) -> list[Any]:
-    """Read `expect` records of a topic from the start."""
-    from kafka import KafkaConsumer
+def consume_all(
+    settings: Settings, topic: str, expect: int, timeout_s: float = 30, since: dict[int, int] | None = None
+) -> list[Any]:
+    """Read `expect` records of a topic from the start, or from the offsets `since` (partition ->
+    offset, `end_offsets` before a test sent anything: a topic other tests wrote to first)."""
+    from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(
-        topic,
         bootstrap_servers=settings.kafka.bootstrap,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -78,11 +80,31 @@ def consume_all(settings: Settings, topic: str, expect: int, timeout_s: float = 
     out: list[Any] = []
     deadline = time.monotonic() + timeout_s
     try:
+        if since is None:
+            consumer.subscribe([topic])
+        else:
+            parts = [TopicPartition(topic, p) for p in sorted(since)]
+            consumer.assign(parts)
+            for tp in parts:
+                consumer.seek(tp, since[tp.partition])
         while len(out) < expect and time.monotonic() < deadline:
             out += list(consumer)
     finally:
         consumer.close()
     return out
+
+
+def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    """partition -> the offset the next record of the topic will get."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, enable_auto_commit=False)
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        assert parts, f"the topic {topic} has no partitions"
+        return {tp.partition: off for tp, off in consumer.end_offsets(parts).items()}
+    finally:
+        consumer.close()
 
 
 def invalid_at(records: list[Any]) -> list[tuple[int, int]]:

@@ -37,15 +37,16 @@ def speed_isolated(base_env: dict[str, str], tmp_path: Path, **extra: str) -> Is
     )
 
 
-def make_events(n: int, seed: int, items: int = 8) -> list[Event]:
-    """`n` valid events of the last 3 minutes (60 s buckets in the tests) over a few items."""
+def make_events(n: int, seed: int, items: int = 8, ids: str = "") -> list[Event]:
+    """`n` valid events of the last 3 minutes (60 s buckets in the tests) over a few items; user
+    and item ids start with `ids` (tests sharing one job keep to keys of their own)."""
     rng = random.Random(seed)
     now = int(time.time() * 1000)
     return [
         Event(
             f"e{uuid.uuid4().hex}",
-            f"u{rng.randrange(20)}",
-            f"i{rng.randrange(items)}",
+            f"{ids}u{rng.randrange(20)}",
+            f"{ids}i{rng.randrange(items)}",
             rng.choice(["view", "like", "share", "watch"]),
             1.0,
             now - rng.randrange(0, 180_000),

@@ -138,7 +138,7 @@ def _recent_expected(s: Settings, events: list[Event]) -> dict[str, list[Interac
     }
 
 
-# a few shapes of bad input (tests/integration/test_poison.py sends twenty)
+# a few shapes of bad input (tests/integration/test_speed.py sends twenty)
 POISON = (b"[" * 5000, b"{}", b"not json", b'{"event_id": 1}', b"\xff\xfe\x00")
 
 
