@@ -195,11 +195,13 @@ def _kill_group(proc: ManagedProcess, what: str) -> list[int]:
     if pid is None:
         raise ServiceError(f"{what} is not running")
     pgid = os.getpgid(pid)
-    group = [p.pid for p in psutil.process_iter() if _pgid(p.pid) == pgid]
+    group = [p for p in psutil.process_iter() if _pgid(p.pid) == pgid]
     os.killpg(pgid, signal.SIGKILL)
-    psutil.wait_procs([psutil.Process(p) for p in group if psutil.pid_exists(p)], timeout=10)
+    # the Process objects taken before the kill: one made after it can find its process gone
+    # (reaped between a pid_exists and the constructor), which wait_procs takes as done
+    psutil.wait_procs(group, timeout=10)
     proc.pid_file.unlink(missing_ok=True)
-    return group
+    return [p.pid for p in group]
 
 
 def _pgid(pid: int) -> int | None:
