@@ -11,14 +11,13 @@ the module sent."""
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
 import redis as redis_client
 
-from lambdastack.keys import KeyLayout, bucket_start
+from lambdastack.keys import KeyLayout
 from lambdastack.master import read
 from lambdastack.producer import EventProducer
 from tests.conftest import Isolated, make_isolated
@@ -65,17 +64,6 @@ def job(services, base_env: dict[str, str], tmp_path_factory: pytest.TempPathFac
     proc.stop(timeout_s=20)
 
 
-def _redis_state(
-    r: redis_client.Redis, layout: KeyLayout, items: set[str]
-) -> dict[tuple[str, int, str], int]:
-    out = {}
-    for item in items:
-        for f, v in r.hgetall(layout.item(item)).items():
-            bucket, etype = KeyLayout.parse_item_field(f.decode())
-            out[(item, bucket, etype)] = int(v)
-    return out
-
-
 def test_counts_in_redis_equal_the_input_and_bad_records_are_dead_lettered(job: Job):
     iso = job.iso
     since, dead_since = job.offsets()
@@ -91,26 +79,10 @@ def test_counts_in_redis_equal_the_input_and_bad_records_are_dead_lettered(job: 
             producer.send(e)
     n_bad = len(range(0, 400, 150))
 
-    expected = Counter((e.item_id, bucket_start(e.event_time_ms, 60), e.type) for e in events)
-    expected.update(Counter((e.item_id, bucket_start(e.event_time_ms, 60), "*") for e in events))
+    expected = expected_counts(events, 60)
+    wait_exact(iso.settings, expected, 90, job.proc)
     layout = KeyLayout(iso.settings.redis.key_prefix)
     r = redis_client.Redis(port=iso.settings.redis.port)
-    items = {e.item_id for e in events}
-
-    def diff():
-        got = _redis_state(r, layout, items)
-        return {
-            k: (got.get(k), expected.get(k))
-            for k in set(got) | set(expected)
-            if got.get(k) != expected.get(k)
-        }
-
-    try:
-        eventually(lambda: not diff(), 90, "Redis holding the exact counts")
-    except AssertionError as e:
-        raise AssertionError(
-            f"{e}\ndiff (got, expected): {diff()}\nspeed log:\n{job.proc.log_tail(60)}"
-        ) from None
     for (item, bucket, etype), n in expected.items():
         if etype == "*":
             assert r.zscore(layout.bucket(bucket), item) == n
