@@ -147,6 +147,9 @@ class SpeedSettings(_Section):
     store_retry_first_s: float = Field(0.2, gt=0)
     store_retry_max_s: float = Field(5.0, gt=0)
     epoch_check_s: float = Field(1.0, gt=0)
+    # the loader replaces a Kafka consumer that held no partition, or waited for a commit's
+    # answer, this long (speed/group_watch.py)
+    loader_stall_s: float = Field(30.0, gt=0)
     # a reader (the API's /ready and metrics, `stack status`) calls the speed layer unhealthy when
     # its heartbeat or the Flink job's last answer is older than this, or the loader lags more
     stale_after_s: float = Field(8.0, gt=0)

@@ -19,6 +19,7 @@ from lambdastack.speed_health import heartbeat
 from lambdastack.speedstore.base import SpeedStore
 from lambdastack.speedstore.redis import RedisSpeedStore
 from speed import drift
+from speed.group_watch import GroupWatch, Partition, PendingOffsets
 from speed.signal_router import SignalRouter
 from speed.store_epoch import (
     Backoff,
@@ -94,12 +95,19 @@ class SignalLoader:
         self.replays = 0  # replays from the earliest offset (the first start of a loader group too)
         self.skipped = 0  # records of the loader topics that were not records of theirs (on stderr)
         self.replaying = False
+        self.consumer_restarts = 0  # consumers replaced because their group stopped answering
+        self._watch = GroupWatch(settings.speed.loader_stall_s, clock())
+        self._offsets = PendingOffsets()
+        self._commit_failing = False
+        self._generation = 0
 
     def stop(self) -> None:
         self._stop.set()
 
     def _new_consumer(self) -> Any:
         s = self._settings
+        self._generation += 1
+        generation = self._generation  # a replaced consumer's late answers are not this one's
         consumer = self._make_consumer(
             {
                 "bootstrap.servers": s.kafka.bootstrap,
@@ -108,9 +116,14 @@ class SignalLoader:
                 "auto.offset.reset": "earliest",
                 "client.id": "lambdastack-redis-loader",
                 "fetch.wait.max.ms": 10,
+                "on_commit": lambda error, parts: self._on_commit(generation, error, parts),
             }
         )
-        consumer.subscribe([s.topics.signals, s.topics.users], on_assign=self._on_assign)
+        consumer.subscribe(
+            [s.topics.signals, s.topics.users], on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
+        self._watch = GroupWatch(s.speed.loader_stall_s, self._clock())
+        self._offsets = PendingOffsets()
         return consumer
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
@@ -123,12 +136,16 @@ class SignalLoader:
                 p.offset = OFFSET_BEGINNING
         consumer.assign(partitions)
 
+    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        self._offsets.revoked((p.topic, p.partition) for p in partitions)
+
     def run(self) -> None:
         try:
             while not self._stop.is_set():
                 self._step()
         finally:
             if self._consumer is not None:
+                self._last_commit()
                 self._consumer.close()
             self._writer.close()
 
@@ -143,7 +160,7 @@ class SignalLoader:
                     self._writer.open()
                     self._closed = False
                 if self._router is None and self._begin():
-                    taken = _Taken([], [], False)  # a replay starts: a batch taken comes again
+                    taken = _Taken([], [], {})  # a replay starts: a batch taken comes again
                 if taken is None:
                     taken = self._take()
                 self._load(taken)
@@ -205,6 +222,7 @@ class SignalLoader:
         job_ms = self.job_seen() if self.job_seen is not None else None
         beat = heartbeat(int(time.time() * 1000), job_ms, self._lag(), self.replaying)
         self._writer.apply(heartbeat_writes(self._layout, beat, self._beat_ttl_s))
+        self._watch_group(now)
         if self.replaying and self._replay_done():
             self._writer.apply([epoch_write(self._layout, Epoch.READY, self._token)])
             self.replaying = False
@@ -255,16 +273,18 @@ class SignalLoader:
         messages = self._consumer.consume(num_messages=BATCH_MAX, timeout=0.01)
         signals: list[SignalRecord] = []
         users: list[SignalRecord] = []
+        offsets: dict[Partition, int] = {}
         users_topic = self._settings.topics.users
         for m in messages:
             if m.error() is not None:
                 _say(str(m.error()))
                 continue
+            offsets[(m.topic(), m.partition())] = m.offset() + 1
             rec = SignalRecord(m.key(), m.value(), m.timestamp()[1])
             (users if m.topic() == users_topic else signals).append(rec)
         if keyless := sum(r.key is None for r in (*signals, *users)):
             _say(f"skipping {keyless} record(s) without a key")
-        return _Taken(newest_per_key(signals), newest_per_key(users), bool(messages))
+        return _Taken(newest_per_key(signals), newest_per_key(users), offsets)
 
     def _load(self, taken: _Taken) -> None:
         """The batch's writes applied, then its offsets committed; then the pruning that is due."""
@@ -284,8 +304,8 @@ class SignalLoader:
             if self._on_applied is not None:
                 self._on_applied(taken.signals)
         self.records += len(taken.signals) + len(taken.users)
-        if taken.consumed:
-            self._commit()
+        self._offsets.written(taken.offsets)
+        self._commit()
         if pruned := self._router.prune_writes():
             self._writer.apply(pruned)
 
@@ -294,18 +314,69 @@ class SignalLoader:
         report_skip(reason)
 
     def _commit(self) -> None:
-        from confluent_kafka import KafkaException
+        """The offsets owed, committed asynchronously, one commit outstanding at a time (a later
+        commit carries whatever the batches in between wrote)."""
+        from confluent_kafka import KafkaException, TopicPartition
 
+        if self._watch.commit_outstanding or (owed := self._offsets.take()) is None:
+            return
         try:
-            self._consumer.commit(asynchronous=False)
-        except KafkaException as e:  # the broker is away: the next commit covers these offsets
-            _say(f"could not commit the offsets ({e}); a later commit covers them")
+            self._consumer.commit(
+                offsets=[TopicPartition(t, p, o) for (t, p), o in owed.items()], asynchronous=True
+            )
+        except KafkaException as e:  # not sent: the next commit carries these offsets
+            self._offsets.failed()
+            self._commit_result(e)
+        else:
+            self._watch.commit_sent(self._clock())
+
+    def _on_commit(self, generation: int, error: Any, partitions: list[Any]) -> None:
+        """Kafka's answer to a commit (served from `consume`)."""
+        if generation != self._generation:
+            return
+        self._watch.commit_answered()
+        failed = error is not None or any(p.error is not None for p in partitions or [])
+        if failed:
+            self._offsets.failed()
+        self._commit_result(error or next((p.error for p in partitions or [] if p.error), None))
+
+    def _commit_result(self, error: Any) -> None:
+        """One line when commits start failing, one when they work again."""
+        if error is not None and not self._commit_failing:
+            _say(f"could not commit the offsets ({error}); the next commit carries them")
+        elif error is None and self._commit_failing:
+            _say("the offsets are committed again")
+        self._commit_failing = error is not None
+
+    def _watch_group(self, now: float) -> None:
+        """A consumer whose group stopped answering for `speed.loader_stall_s` is replaced."""
+        self._watch.assignment(len(self._consumer.assignment()), now)
+        if (why := self._watch.stalled(now)) is None:
+            return
+        _say(
+            f"the loader's Kafka consumer is stuck: {why}; joining the group again with a new "
+            "consumer, which resumes from the committed offsets"
+        )
+        old, self._consumer = self._consumer, self._new_consumer()
+        self.consumer_restarts += 1
+        threading.Thread(target=old.close, name="loader-consumer-close", daemon=True).start()
+
+    def _last_commit(self, timeout_s: float = 5.0) -> None:
+        """On stop: the offsets still owed, committed while the consumer is polled for the answer
+        (records it returns are not written, and their offsets not committed)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self._watch.commit_outstanding:
+                self._commit()
+                if not self._watch.commit_outstanding:
+                    return  # nothing owed, or not sent
+            self._consumer.poll(0.1)
 
 
 class _Taken(NamedTuple):
     signals: list[SignalRecord]
     users: list[SignalRecord]
-    consumed: bool  # whether Kafka gave any record (then there are offsets to commit)
+    offsets: dict[Partition, int]  # per partition, the offset after its last record taken
 
 
 def _kafka_consumer(config: dict[str, Any]) -> Any:

@@ -78,7 +78,8 @@ class DriftGauges:
 
 class LoaderCollector:
     """The loader's fault counters, read when Prometheus scrapes: store failures retried, replays
-    from the earliest offset, and whether one is running (speed.store_epoch)."""
+    from the earliest offset, and whether one is running (speed.store_epoch), consumers replaced
+    (speed.group_watch)."""
 
     def __init__(self, loader: Any):
         self._loader = loader
@@ -100,6 +101,11 @@ class LoaderCollector:
             "lambdastack_loader_skipped_records",
             "Records of the signals and users topics that were not such records, skipped with their reason",
             value=self._loader.skipped,
+        )
+        yield CounterMetricFamily(
+            "lambdastack_loader_consumer_restarts",
+            "Kafka consumers the loader replaced because their group stopped answering",
+            value=self._loader.consumer_restarts,
         )
         yield GaugeMetricFamily(
             "lambdastack_loader_replaying",

@@ -140,6 +140,7 @@ def test_redis_killed_under_load_and_restarted_empty_is_rebuilt_exactly_while_th
     assert _metric(metrics, "lambdastack_loader_store_errors_total") >= 1
     assert _metric(metrics, "lambdastack_loader_replays_total") == 2  # the first start, the rebuild
     assert _metric(metrics, "lambdastack_loader_replaying") == 0
+    assert _metric(metrics, "lambdastack_loader_consumer_restarts_total") == 0  # Kafka was fine
     print(f"counts exact {healed_s:.1f} s after Redis came back empty")
 
     # the whole view, not only the counts: a fresh loader replaying the same topics under
