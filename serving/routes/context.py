@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import orjson
+import pydantic
 from fastapi import Path, Request, Response
+from pydantic import Field, StringConstraints, TypeAdapter
 
 from lambdastack.errors import ValidationError
 from lambdastack.settings import Settings
@@ -33,6 +35,13 @@ from serving.state import ServingState
 
 UserId = Annotated[str, Path(pattern=ID_PATTERN, max_length=128)]
 ItemId = Annotated[str, Path(pattern=ID_PATTERN, max_length=128)]
+K_DESCRIPTION = "at most serving.feed_k_max"
+# what FastAPI would check for `UserId` and a `k: Query(ge=1)`, for the one handler that reads its
+# parameters itself (serving.routes.feeds): pydantic's own validators, so the same messages
+_ID_VALUE: TypeAdapter[str] = TypeAdapter(
+    Annotated[str, StringConstraints(max_length=128, pattern=ID_PATTERN)]
+)
+_K_VALUE: TypeAdapter[int] = TypeAdapter(Annotated[int, Field(ge=1)])
 ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": schemas.Error, "description": "a parameter or the body is invalid"},
 }
@@ -67,6 +76,49 @@ def json_response(body: Any, status: int = 200) -> Response:
     return Response(
         orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status, media_type="application/json"
     )
+
+
+def feed_parameters(request: Request, default_k: int, limit: int) -> tuple[str, int]:
+    """The feed's `user_id` (path) and `k` (query, `default_k` when absent, at most `limit`),
+    validated as FastAPI would validate `UserId` and `Query(ge=1)` (same locations and messages,
+    every bad field at once), without its per-request dependency machinery: ≈50 µs of CPU per
+    feed. ValidationError (422) names each bad field."""
+    errors: list[tuple[str, str]] = []
+    user_id = _valid(_ID_VALUE, request.path_params["user_id"], "path.user_id", errors)
+    raw_k = request.query_params.get("k")
+    k = default_k if raw_k is None else _valid(_K_VALUE, raw_k, "query.k", errors)
+    if errors:
+        raise ValidationError(errors)
+    return user_id, bounded_k(k, limit)
+
+
+def feed_parameters_openapi() -> list[dict[str, Any]]:
+    """The OpenAPI parameters of `feed_parameters`: what FastAPI writes for `UserId` and an
+    optional `k: Query(ge=1)` (serving.app states k's maximum from the configuration)."""
+    k_schema = {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "null"}], "title": "K"}
+    return [
+        {
+            "name": "user_id",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "maxLength": 128, "pattern": ID_PATTERN, "title": "User Id"},
+        },
+        {
+            "name": "k",
+            "in": "query",
+            "required": False,
+            "schema": {**k_schema, "description": K_DESCRIPTION},
+            "description": K_DESCRIPTION,
+        },
+    ]
+
+
+def _valid(adapter: TypeAdapter[Any], value: str, location: str, errors: list[tuple[str, str]]) -> Any:
+    try:
+        return adapter.validate_python(value)
+    except pydantic.ValidationError as e:
+        errors.append((location, e.errors()[0]["msg"]))
+        return None
 
 
 def bounded_k(k: int, limit: int) -> int:

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from lambdastack.speedview import SpeedRead
 from serving.feed import batch_side, rank_feed
 from serving.metrics import Metrics
-from serving.routes.context import ERRORS, UserId, bounded_k, context, json_response, now_ms
+from serving.routes.context import (
+    ERRORS,
+    context,
+    feed_parameters,
+    feed_parameters_openapi,
+    json_response,
+    now_ms,
+)
 from serving.schemas import FeedOut
 
 SCORE_DIGITS = 6  # the model's float32 scores hold about 7 significant digits
@@ -33,17 +39,17 @@ def _record(m: Metrics, feed: FeedOut, speed: SpeedRead) -> None:
         m.signal_age.observe(feed.signal_age_ms / 1000)
 
 
-@router.get("/users/{user_id}/feed", response_model=FeedOut)
-async def feed(
-    request: Request,
-    user_id: UserId,
-    k: Annotated[int | None, Query(ge=1, description="at most serving.feed_k_max")] = None,
-) -> Response:
+@router.get(
+    "/users/{user_id}/feed",
+    response_model=FeedOut,
+    openapi_extra={"parameters": feed_parameters_openapi()},  # read by the handler itself
+)
+async def feed(request: Request) -> Response:
     """The user's ranked feed from the batch and speed views (never 5xx: degraded instead)."""
     ctx = context(request)
     s = ctx.settings.serving
+    user_id, k = feed_parameters(request, s.feed_k_default, s.feed_k_max)
     snap = ctx.state.served  # one version for the whole request
-    k = s.feed_k_default if k is None else bounded_k(k, s.feed_k_max)
     t = now_ms()
     side = batch_side(snap, user_id, k, ctx.feed)  # cached per version: known candidates
     speed = await ctx.state.speed.read_feed(user_id, snap.view.as_of_ms, t, side.known)
