@@ -145,7 +145,10 @@ class SignalLoader:
                 self._step()
         finally:
             if self._consumer is not None:
-                self._last_commit()
+                try:
+                    self._last_commit()
+                except Exception as e:  # noqa: BLE001 - the stop goes on (a restart reads these again)
+                    _say(f"could not commit the last offsets on stop ({type(e).__name__}: {e})")
                 self._consumer.close()
             self._writer.close()
 
