@@ -26,7 +26,6 @@ from tools.stack.process import ManagedProcess, port_open, wait_until
 
 PACKAGE = "prometheus"
 CONFIG, RULES = "prometheus.yml", "rules.yml"
-LOOPBACK = {"api": "", "speed": ""}  # empty: each target's host from the settings
 COMPOSE_HOSTS = {"api": "api", "speed": "speed"}  # the compose services that serve the metrics
 
 
@@ -48,18 +47,20 @@ def binaries() -> tuple[str, str]:
     return server, promtool
 
 
-def targets(settings: Settings, hosts: Mapping[str, str] = LOOPBACK) -> dict[str, str]:
-    """Scrape job -> `host:port`; a port set to 0 in the settings is no target."""
+def targets(settings: Settings, hosts: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Scrape job -> `host:port`, on the hosts of the settings unless `hosts` names others (by
+    service: api, speed); a port set to 0 in the settings is no target."""
     s = settings.speed
+    api, speed = (hosts["api"], hosts["speed"]) if hosts else (settings.serving.host, s.metrics_host)
     found = {
-        "lambdastack-api": (hosts["api"] or settings.serving.host, settings.serving.port),
-        "lambdastack-speed": (hosts["speed"] or s.metrics_host, s.metrics_port),
-        "lambdastack-flink": (hosts["speed"] or s.metrics_host, s.flink_metrics_port),
+        "lambdastack-api": (api, settings.serving.port),
+        "lambdastack-speed": (speed, s.metrics_port),
+        "lambdastack-flink": (speed, s.flink_metrics_port),
     }
     return {job: f"{host}:{port}" for job, (host, port) in found.items() if port}
 
 
-def config_document(settings: Settings, hosts: Mapping[str, str] = LOOPBACK) -> dict[str, Any]:
+def config_document(settings: Settings, hosts: Mapping[str, str] | None = None) -> dict[str, Any]:
     """prometheus.yml: the scrape targets, and the rules file beside it."""
     interval = duration(settings.prometheus.scrape_interval_s)
     return {
@@ -72,7 +73,7 @@ def config_document(settings: Settings, hosts: Mapping[str, str] = LOOPBACK) -> 
     }
 
 
-def write_files(settings: Settings, folder: Path, hosts: Mapping[str, str] = LOOPBACK) -> Path:
+def write_files(settings: Settings, folder: Path, hosts: Mapping[str, str] | None = None) -> Path:
     """Write prometheus.yml and rules.yml into `folder`; returns the config's path."""
     folder.mkdir(parents=True, exist_ok=True)
     header = (
