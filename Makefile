@@ -29,7 +29,7 @@ venv: $(VENV)/.installed ## create the virtualenv and install the pinned depende
 jars: venv ## resolve Kafka and the Flink Kafka connector from Maven Central
 	$(LS) stack fetch
 
-up: jars ## start Kafka, Redis, load demo data, run the batch layer, start the speed job and the API
+up: jars ## start Kafka, Redis, load demo data, run the batch layer, start the speed job, the API and Prometheus
 	$(LS) up
 
 down: ## stop everything `make up` started

@@ -271,6 +271,27 @@ class ServingSettings(_Section):
         return self
 
 
+class PrometheusSettings(_Section):
+    """Debian's prometheus that `up` starts (tools/stack/prometheus.py), and its alert thresholds."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(9090, ge=1, le=65535)
+    scrape_interval_s: float = Field(15.0, gt=0)  # and the rules' evaluation interval
+    retention: str = Field("7d", pattern=r"^\d+[smhdwy]$")  # of its time series database
+    freshness_p99_s: float = Field(1.0, gt=0)  # alert: the speed view's freshness p99 above this
+    degraded_ratio_max: float = Field(0.01, gt=0, lt=1)  # alert: degraded feeds over feeds served
+    error_ratio_max: float = Field(0.001, gt=0, lt=1)  # alert: 5xx responses over all responses
+
+    @model_validator(mode="after")
+    def _loopback_only(self) -> PrometheusSettings:
+        if not loopback(self.host):
+            raise ValueError(
+                f"host {self.host} is reachable from other machines and Prometheus has no "
+                "authentication; bind it to loopback (127.0.0.1)"
+            )
+        return self
+
+
 class Settings(_Section):
     root: Path
     stack: StackSettings
@@ -281,6 +302,7 @@ class Settings(_Section):
     batch: BatchSettings
     speed: SpeedSettings
     serving: ServingSettings
+    prometheus: PrometheusSettings
 
     def path(self, p: Path) -> Path:
         """Resolve a configured path against the project root."""

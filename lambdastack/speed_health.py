@@ -7,9 +7,10 @@ it and for the readers (the API's `/ready` and metrics, `lambdastack stack statu
 - `lag`: records of the signals and users topics not loaded into Redis yet (-1: not known yet);
 - `replaying`: 1 while the loader rebuilds the speed view from the earliest offset.
 
-The speed layer is healthy when both times are at most `speed.stale_after_s` old, the lag is at
-most `speed.max_lag_records`, and no replay runs. Otherwise the judgement names the first problem
-in a sentence.
+The speed job runs when both times are at most `speed.stale_after_s` old (a live loader says the
+Flink job answered RUNNING). The speed layer is healthy when it runs, the lag is at most
+`speed.max_lag_records`, and no replay runs. Otherwise the judgement names the first problem in a
+sentence.
 """
 
 from __future__ import annotations
@@ -33,11 +34,12 @@ class SpeedHealth:
     job_age_ms: int | None
     lag: int | None
     replaying: bool
+    job_running: bool  # the loader's heartbeat and the Flink job's last RUNNING answer are fresh
 
 
 # what a reader says when the heartbeat cannot be read at all
 REDIS_AWAY = SpeedHealth(
-    False, "Redis does not answer, so the speed layer cannot be seen", None, None, None, False
+    False, "Redis does not answer, so the speed layer cannot be seen", None, None, None, False, False
 )
 
 
@@ -65,6 +67,7 @@ def judge(
     beat_age = None if beat is None else max(0, now_ms - beat)
     job_age = None if not job else max(0, now_ms - job)
     stale_ms = stale_after_s * 1000
+    running = beat_age is not None and beat_age <= stale_ms and job_age is not None and job_age <= stale_ms
     if beat_age is None:
         problem = "no speed loader has written its heartbeat (speed run is not running, or never started)"
     elif beat_age > stale_ms:
@@ -78,4 +81,4 @@ def judge(
         problem = f"the speed loader is {lag:,} records behind (more than speed.max_lag_records, {max_lag:,})"
     else:
         problem = ""
-    return SpeedHealth(not problem, problem, beat_age, job_age, lag, replaying)
+    return SpeedHealth(not problem, problem, beat_age, job_age, lag, replaying, running)

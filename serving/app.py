@@ -125,6 +125,7 @@ def _context(settings: Settings, metrics: Metrics) -> Context:
             snap.version,
             snap.ranker.version if snap.ranker else None,
             snap.challenger.version if snap.challenger else None,
+            snap.view.as_of_ms if snap.version is not None else None,
         )
 
     layout = VersionLayout(settings.path(settings.data.views_dir))

@@ -58,6 +58,12 @@ class Metrics:
             registry=r,
         )
         self.swaps = Counter("lambdastack_version_swaps_total", "Snapshots swapped in", registry=r)
+        self.as_of = Gauge(
+            "lambdastack_batch_as_of_timestamp_seconds",
+            "As-of of the batch version served (epoch s; 0 while none is): the newest instant its "
+            "views cover",
+            registry=r,
+        )
         self._version_loads(r)
         self._speed_health(r)
         self.signal_age = Histogram(
@@ -94,6 +100,12 @@ class Metrics:
             "Age of the speed loader's heartbeat (-1: none)",
             registry=r,
         )
+        self.speed_job_running = Gauge(
+            "lambdastack_speed_job_running",
+            "1 while the speed loader's heartbeat is fresh and says the Flink job answered RUNNING "
+            "within speed.stale_after_s (lambdastack.speed_health); read at each scrape",
+            registry=r,
+        )
         self.speed_lag = Gauge(
             "lambdastack_speed_loader_lag_records",
             "Records of the signals and users topics the loader has not loaded yet (-1: unknown)",
@@ -102,6 +114,7 @@ class Metrics:
 
     def speed_state(self, health: SpeedHealth) -> None:
         self.speed_ok.set(int(health.ok))
+        self.speed_job_running.set(int(health.job_running))
         age = health.beat_age_ms
         self.speed_heartbeat_age.set(-1 if age is None else age / 1000)
         self.speed_lag.set(-1 if health.lag is None else health.lag)
@@ -114,8 +127,12 @@ class Metrics:
             found = self._children[key] = metric.labels(*labels)
         return found
 
-    def loaded(self, view: str | None, model: str | None, challenger: str | None) -> None:
+    def loaded(
+        self, view: str | None, model: str | None, challenger: str | None, as_of_ms: int | None
+    ) -> None:
+        """The versions a swap put in service, and the as-of of the view's (None: no view)."""
         self.versions.clear()
+        self.as_of.set(0 if as_of_ms is None else as_of_ms / 1000)
         for role, version in (("view", view), ("model", model), ("challenger", challenger)):
             if version is not None:
                 self.versions.labels(role, version).set(1)

@@ -30,6 +30,7 @@ TEST_ENV = {
     "LAMBDASTACK_REDIS__PORT": str(16379 + PORT_SHIFT),
     "LAMBDASTACK_SERVING__PORT": str(18000 + PORT_SHIFT),
     "LAMBDASTACK_SPEED__METRICS_PORT": str(19249 + PORT_SHIFT),
+    "LAMBDASTACK_PROMETHEUS__PORT": str(19090 + PORT_SHIFT),
     # C1 only in the Spark JVMs (the speed job's JVM has it by default): the suite's batch runs are
     # short and cold, and on 2 cores C2 compiling took about half of their time; the serial
     # collector: G1's concurrent threads cost more than they save on a small heap (2,000 events:

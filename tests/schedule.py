@@ -51,6 +51,7 @@ MEASURED_S = {
     "test_stack": 40.0,
     "test_archive": 40.0,
     "test_neighbours": 20.0,
+    "test_prometheus": 30.0,  # 2026-12-04: the API and Prometheus, no Flink job
     # the shared-version unit: its members' seconds add up
     "test_batch": 240.0,
     "test_spark_cluster": 120.0,

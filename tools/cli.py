@@ -49,12 +49,20 @@ def _stack_commands(sub: Subcommands) -> None:
     up.set_defaults(func=stack.up)
     sub.add_parser("down", help="stop everything `up` started").set_defaults(func=stack.down)
 
-    group = sub.add_parser("stack", help="the native local stack (Kafka, Redis)")
+    group = sub.add_parser("stack", help="the native local stack (Kafka, Redis, Prometheus)")
     ss = group.add_subparsers(dest="action", required=True, metavar="ACTION")
     ss.add_parser("fetch", help="resolve the JVM artifacts with Maven").set_defaults(func=stack.stack_fetch)
     ss.add_parser("up", help="start Kafka and Redis (idempotent)").set_defaults(func=stack.stack_up)
     ss.add_parser("down", help="stop every process of the stack").set_defaults(func=stack.down)
     ss.add_parser("status", help="what runs where").set_defaults(func=stack.stack_status)
+    files = ss.add_parser(
+        "prometheus-files", help="write prometheus.yml and the alert rules (rules.yml) from the settings"
+    )
+    files.add_argument("dir", help="the folder to write them into")
+    files.add_argument(
+        "--compose", action="store_true", help="scrape the compose services (infra/prometheus/ is this)"
+    )
+    files.set_defaults(func=stack.stack_prometheus_files)
     ss.add_parser(
         "supervise", help="restart what `up` started when it dies, with backoff (what `up` leaves running)"
     ).set_defaults(func=stack.stack_supervise)

@@ -26,6 +26,7 @@ PORTS = {
         "KAFKA__CONTROLLER_PORT": 19293,
         "REDIS__PORT": 16392,
         "SERVING__PORT": 18092,
+        "PROMETHEUS__PORT": 19290,
     }.items()
 }
 EVENTS = 3000  # a small world: the demo works the same on it, the batch run is shorter
@@ -47,6 +48,14 @@ def test_up_prints_a_working_feed_url_and_down_leaves_nothing(base_env, tmp_path
         assert url, up.stdout
         feed = httpx.get(url.group(1)).json()
         assert len(feed["items"]) == 10 and feed["view_version"] == "v000001"
+        alerts = f"http://127.0.0.1:{PORTS['PROMETHEUS__PORT']}/alerts"
+        assert f"Prometheus (targets, alerts): {alerts}" in up.stdout, up.stdout
+        targets = f"http://127.0.0.1:{PORTS['PROMETHEUS__PORT']}/api/v1/targets"
+
+        def jobs() -> set[str]:  # its target discovery fills in just after it is ready
+            return {t["labels"]["job"] for t in httpx.get(targets).json()["data"]["activeTargets"]}
+
+        eventually(lambda: {"lambdastack-api", "lambdastack-speed"} <= jobs(), 30, "Prometheus's targets")
         item = re.search(r"produce --simulate --item (\S+) --count", up.stdout)
         assert item, up.stdout
         before = next(i["count"] for i in feed["items"] if i["item_id"] == item.group(1))
@@ -90,6 +99,9 @@ def test_up_prints_a_working_feed_url_and_down_leaves_nothing(base_env, tmp_path
             r"^api .*restarts 1 ", shown, re.M
         ), shown
         assert re.search(r"^supervisor +running", shown, re.M), shown
+        assert re.search(rf"^prometheus +running .*127\.0\.0\.1:{PORTS['PROMETHEUS__PORT']}", shown, re.M), (
+            shown
+        )
     finally:
         down = run_cli(["down"], env, timeout_s=120)
     assert down.returncode == 0, down.stderr

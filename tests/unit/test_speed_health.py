@@ -43,3 +43,19 @@ def test_no_heartbeat_and_an_unknown_lag():
     h = judge(_beat(lag=-1), NOW, 8, 100)
     assert h.ok and h.lag is None
     assert judge({b"beat_ms": b"junk"}, NOW, 8, 100).beat_age_ms is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "running"),
+    [
+        ({}, True),
+        ({"lag": 101}, True),  # lagging or replaying, the job still runs
+        ({"replaying": 1}, True),
+        ({"beat_ms": NOW - 9000}, False),  # the loader (speed run) is gone: nobody vouches for the job
+        ({"job_ms": NOW - 9000}, False),
+        ({"job_ms": 0}, False),
+    ],
+)
+def test_the_job_runs_while_the_heartbeat_and_the_jobs_answer_are_fresh(changes, running):
+    assert judge(_beat(**changes), NOW, 8, 100).job_running is running
+    assert judge(None, NOW, 8, 100).job_running is False

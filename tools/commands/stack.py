@@ -33,6 +33,16 @@ def stack_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def stack_prometheus_files(args: argparse.Namespace) -> int:
+    from tools.stack import prometheus
+
+    folder = Path(args.dir)
+    write = prometheus.compose_files if args.compose else prometheus.write_files
+    config = write(settings_of(args), folder)
+    print(f"wrote {config} and {folder / prometheus.RULES}")
+    return 0
+
+
 def stack_supervise(args: argparse.Namespace) -> int:
     import signal
     import threading
@@ -75,6 +85,7 @@ def stack_status(args: argparse.Namespace) -> int:
 
 def up(args: argparse.Namespace) -> int:
     from lambdastack.versions import VersionLayout
+    from tools.stack import prometheus
     from tools.stack.manager import start_app, start_supervisor, up_infra
 
     s = settings_of(args)
@@ -102,6 +113,11 @@ def up(args: argparse.Namespace) -> int:
     start_app(s, "speed", ["speed", "run"])
     print("starting the API ...")
     start_app(s, "api", ["serve"])
+    print(
+        f"starting Prometheus on {s.prometheus.host}:{s.prometheus.port} "
+        "(alert rules: tools/stack/alerts.py) ..."
+    )
+    prometheus.start(s)
     start_supervisor(s)
     user = _demo_user(s)
     url = f"http://{s.serving.host}:{s.serving.port}/v1/users/{user}/feed?k=10"
@@ -113,6 +129,7 @@ def up(args: argparse.Namespace) -> int:
         last = items[-1]
         print(f"Make item {last['item_id']} (count {last['count']}) rise in that feed, then fetch it again:")
         print(f"  .venv/bin/lambdastack produce --simulate --item {last['item_id']} --count 300")
+    print(f"Prometheus (targets, alerts): {prometheus.url(s)}/alerts")
     print("A supervisor restarts what dies (`lambdastack stack status` shows the restarts).")
     print("Stop everything:  make down")
     return 0

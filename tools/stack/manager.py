@@ -17,7 +17,7 @@ from lambdastack.errors import ServiceError
 from lambdastack.keys import KeyLayout
 from lambdastack.settings import Settings
 from lambdastack.speed_health import REDIS_AWAY, SpeedHealth, judge
-from tools.stack import kafka, redis
+from tools.stack import kafka, prometheus, redis
 from tools.stack.process import ManagedProcess, port_open, wait_until
 from tools.stack.supervisor import Supervisor, restarts
 
@@ -27,6 +27,7 @@ APPS = ("api", "speed")
 SUPERVISOR = "supervisor"  # what `up` leaves running beside the stack (tools.stack.supervisor)
 SPEED_READY = "running; loading signals into Redis"  # what `lambdastack speed run` prints when ready
 INFRA = ("kafka", "redis")
+MONITORING = "prometheus"  # what `up` starts after the API, scraping it and the speed job
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ def _addresses(settings: Settings) -> dict[str, tuple[str, int]]:
         "redis": (settings.redis.host, settings.redis.port),
         "api": (settings.serving.host, settings.serving.port),
         "speed": ("", 0),
+        MONITORING: (settings.prometheus.host, settings.prometheus.port),
     }
 
 
@@ -113,12 +115,13 @@ def start_supervisor(settings: Settings) -> int:
 
 def supervise(settings: Settings, stop: threading.Event) -> None:
     """Watch and restart the stack's members until `stop` (tools.stack.supervisor)."""
-    members = ("kafka", "redis", "speed", "api")
+    members = ("kafka", "redis", "speed", "api", MONITORING)
     starters: dict[str, Callable[[], object]] = {
         "kafka": lambda: kafka.start(settings),
         "redis": lambda: redis.start(settings),
         "speed": lambda: start_app(settings, "speed", ["speed", "run"]),
         "api": lambda: start_app(settings, "api", ["serve"]),
+        MONITORING: lambda: prometheus.start(settings),
     }
     alive = {name: ManagedProcess(name, settings.state_dir).running for name in members}
     os.environ[MEMBER_ENV] = str(settings.state_dir)
@@ -128,7 +131,7 @@ def supervise(settings: Settings, stop: threading.Event) -> None:
 def down(settings: Settings, echo: Callable[[str], None] = print) -> None:
     """Stop everything the stack started, including orphans of a crashed run; free the ports. The
     supervisor first, so nothing stopped here is started again."""
-    for name in (SUPERVISOR, *APPS, *INFRA):
+    for name in (SUPERVISOR, MONITORING, *APPS, *INFRA):
         if ManagedProcess(name, settings.state_dir).stop():
             echo(f"stopped {name}")
     leftovers = _orphans(settings)

@@ -1,5 +1,5 @@
 """What `lambdastack up` leaves running beside the stack: a supervisor that restarts a member that
-died (Kafka, Redis, the speed job, the API), with backoff, and counts the restarts.
+died (Kafka, Redis, the speed job, the API, Prometheus), with backoff, and counts the restarts.
 
 Every `CHECK_S` it looks at each member's pid file (lambdastack's ManagedProcess). A member found
 dead is started again after a wait: `FIRST_WAIT_S` the first time, twice the previous wait each
