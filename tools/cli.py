@@ -9,7 +9,7 @@ from typing import TypeAlias
 
 from lambdastack import __version__
 from lambdastack.errors import LambdastackError
-from tools.commands import batch, bench, data, evaluation, registry, serving, speed, stack
+from tools.commands import batch, bench, data, doctor, evaluation, registry, serving, speed, stack
 
 Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"  # add_subparsers()
 
@@ -55,6 +55,9 @@ def _stack_commands(sub: Subcommands) -> None:
     ss.add_parser("up", help="start Kafka and Redis (idempotent)").set_defaults(func=stack.stack_up)
     ss.add_parser("down", help="stop every process of the stack").set_defaults(func=stack.down)
     ss.add_parser("status", help="what runs where").set_defaults(func=stack.stack_status)
+    sub.add_parser(
+        "doctor", help="one line per check of the whole stack; exit 0 when all is healthy"
+    ).set_defaults(func=doctor.doctor)
     ss.add_parser(
         "supervise", help="restart what `up` started when it dies, with backoff (what `up` leaves running)"
     ).set_defaults(func=stack.stack_supervise)
