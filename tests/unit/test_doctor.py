@@ -64,6 +64,14 @@ def test_a_consumer_group_lagging_beyond_max_lag_records_fails():
     assert checks.lag("loader", "g", None, 100).detail == "g: no offsets committed yet"
 
 
+def test_lag_counts_each_partition_from_its_committed_offset_or_else_its_earliest():
+    ends = {("ev", 0): (0, 10), ("ev", 1): (5, 8), ("sig", 0): (0, 4)}  # (earliest, latest)
+    assert probes.behind(ends, {("ev", 0): 7}, ("ev",)) == 3 + 3  # p1 committed nothing: all it holds
+    assert probes.behind(ends, {("ev", 0): 10, ("ev", 1): 8, ("sig", 0): 0}, ("ev",)) == 0
+    assert probes.behind(ends, {("ev", 1): 2}, ("ev",)) == 10 + 3  # an offset before the earliest
+    assert probes.behind(ends, {}, ("ev",)) is None
+
+
 @pytest.mark.parametrize(
     ("signal_ms", "event_ms", "status"),
     [

@@ -189,17 +189,14 @@ def drift(report: Mapping[str, str] | None, alert_at: float, now_ms: int) -> Che
         return Check(name, "ok", "no drift window closed yet")
     feature, worst = max(psi.items(), key=lambda kv: kv[1])
     end = int(report.get("window_end_ms") or now_ms)
-    events = report.get("events", "?")
-    detail = (
-        f"max PSI {worst:.3f} ({feature}), alert above {alert_at:g}, {events} events, {ago(now_ms - end)} ago"
-    )
+    detail = f"max PSI {worst:.2f} ({feature}), {report.get('events', '?')} events, {ago(now_ms - end)} ago"
     if report.get("alert") == "1":
         todo = (
             f"The model's input {feature} has drifted (PSI {worst:.2f}, above "
             f"speed.drift_psi_alert {alert_at:g}): retrain with `lambdastack batch run`."
         )
-        return Check(name, "warn", "ALERT: " + detail, todo)
-    return Check(name, "ok", detail)
+        return Check(name, "warn", "ALERT, " + detail, todo)
+    return Check(name, "ok", "no alert, " + detail)
 
 
 def disk(used: int, complete: bool, free: int, min_free_mb: int, state_dir: str) -> Check:

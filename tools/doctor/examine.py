@@ -128,7 +128,7 @@ def _archiver(s: Settings, kafka: Outcome) -> Check:
         return Check("lag archiver", "skip", f"{where}: not known (Kafka does not answer)")
     done = next_offsets(s.path(s.data.master_dir), s.topics.events)
     offsets = {(s.topics.events, p): o for p, o in done.items()}
-    n = probes.behind(kafka.value["end"], offsets or {("", 0): 0}, (s.topics.events,))
+    n = probes.behind(kafka.value["end"], offsets or {("", 0): 0}, (s.topics.events,))  # none: all behind
     return checks.lag("archiver", where, n, s.speed.max_lag_records)
 
 

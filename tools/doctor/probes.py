@@ -79,20 +79,24 @@ def kafka(s: Settings) -> dict[str, Any]:
     version = jars[-1].stem.split("-", 1)[1] if jars else f"{s.kafka.version} (configured)"
     topics = {s.topics.events, s.topics.signals, s.topics.users}
     parts = [TopicPartition(n, p) for n in topics if n in meta.topics for p in meta.topics[n].partitions]
-    ends = {
-        tp: f.result(timeout=t)
-        for tp, f in admin.list_offsets(dict.fromkeys(parts, OffsetSpec.latest())).items()
-    }
-    newest = {
-        tp: f.result(timeout=t)
-        for tp, f in admin.list_offsets(dict.fromkeys(parts, OffsetSpec.max_timestamp())).items()
-    }
-    end = {(tp.topic, tp.partition): r.offset for tp, r in ends.items()}
+
+    def offsets(spec: Any) -> dict[Any, Any]:
+        return {tp: f.result(timeout=t) for tp, f in admin.list_offsets(dict.fromkeys(parts, spec)).items()}
+
+    end = {(tp.topic, tp.partition): (low.offset, high.offset) for tp, low, high in _pairs(offsets)}
     stamps: dict[str, int | None] = dict.fromkeys(topics)
-    for tp, r in newest.items():
+    for tp, r in offsets(OffsetSpec.max_timestamp()).items():
         if r.offset >= 0 and r.timestamp >= 0:
             stamps[tp.topic] = max(stamps[tp.topic] or 0, r.timestamp)
     return {"brokers": len(meta.brokers), "version": version, "end": end, "newest_ms": stamps}
+
+
+def _pairs(offsets: Callable[[Any], dict[Any, Any]]) -> list[tuple[Any, Any, Any]]:
+    """(partition, earliest, latest) of each partition `offsets` asks about."""
+    from confluent_kafka.admin import OffsetSpec
+
+    low, high = offsets(OffsetSpec.earliest()), offsets(OffsetSpec.latest())
+    return [(tp, low[tp], high[tp]) for tp in high]
 
 
 def committed(s: Settings, groups: Mapping[str, tuple[str, ...]]) -> dict[str, dict[tuple[str, int], int]]:
@@ -115,12 +119,17 @@ def committed(s: Settings, groups: Mapping[str, tuple[str, ...]]) -> dict[str, d
 
 
 def behind(
-    end: Mapping[tuple[str, int], int], offsets: Mapping[tuple[str, int], int], topics: tuple[str, ...]
+    ends: Mapping[tuple[str, int], tuple[int, int]],
+    offsets: Mapping[tuple[str, int], int],
+    topics: tuple[str, ...],
 ) -> int | None:
-    """Records of `topics` past the committed offsets (None when the group committed none)."""
+    """Records of `topics` past the committed offsets, over (earliest, latest) per partition: a
+    partition without a committed offset lags by all it holds. None when the group committed none."""
     if not offsets:
         return None
-    return sum(max(0, high - offsets.get(tp, 0)) for tp, high in end.items() if tp[0] in topics)
+    return sum(
+        max(0, high - max(low, offsets.get(tp, low))) for tp, (low, high) in ends.items() if tp[0] in topics
+    )
 
 
 def redis(s: Settings) -> dict[str, Any]:
