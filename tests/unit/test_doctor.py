@@ -3,19 +3,23 @@ probes' runner (a hanging probe, a raising one), the screen and the exit code.""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from lambdastack.errors import ConfigError
 from lambdastack.speed_health import heartbeat, judge
+from tools.cli import main
 from tools.doctor import checks, cron, probes
 from tools.doctor.checks import Check
 from tools.doctor.screen import WIDTH, exit_code, render
 
 pytestmark = pytest.mark.unit
+ROOT = Path(__file__).resolve().parents[2]
 NOW = 1_800_000_000_000
 HOUR, DAY = 3_600_000, 86_400_000
 
@@ -188,3 +192,26 @@ def test_the_exit_code_is_0_when_healthy_1_for_a_warning_2_for_a_failure():
     assert exit_code(ok) == 0 and render(ok).endswith("healthy: every check is ok")
     assert exit_code([*ok, SCREEN[3]]) == 1
     assert exit_code(SCREEN) == 2
+
+
+def test_doctor_reads_the_config_file_it_is_given_and_says_what_is_down_in_sentences(tmp_path, capsys):
+    """`lambdastack --config F doctor` with nothing listening on F's ports (port 1 is refused)."""
+    conf = tmp_path / "conf" / "lambdastack.yaml"
+    conf.parent.mkdir()
+    text = (ROOT / "conf" / "lambdastack.yaml").read_text()
+    text = text.replace("state_dir: .state ", f"state_dir: {tmp_path / 'state'} ").replace(
+        "port: 9092", "port: 1"
+    )
+    text = text.replace("port: 6379", "port: 2").replace("port: 8000", "port: 3")
+    text = text.replace("probe_timeout_s: 2.0", "probe_timeout_s: 0.5")
+    conf.write_text(text)
+    (tmp_path / "state").mkdir()
+    started = time.monotonic()
+    assert main(["--config", str(conf), "doctor"]) == 2
+    assert time.monotonic() - started < 5
+    out = capsys.readouterr().out
+    for name, port in (("Kafka", 1), ("Redis", 2), ("API", 3)):
+        assert re.search(rf"^FAIL {name} +down at 127.0.0.1:{port}: ", out, re.M), out
+        assert f"- {name} at 127.0.0.1:{port} does not answer: start it with" in out
+    assert "Traceback" not in out and "- The speed job is not running" in out
+    assert "- No batch version is published: run `lambdastack batch run`." in out
