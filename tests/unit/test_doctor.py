@@ -73,7 +73,8 @@ def test_lag_counts_each_partition_from_its_committed_offset_or_else_its_earlies
     assert probes.behind(ends, {("ev", 0): 7}, ("ev",)) == 3 + 3  # p1 committed nothing: all it holds
     assert probes.behind(ends, {("ev", 0): 10, ("ev", 1): 8, ("sig", 0): 0}, ("ev",)) == 0
     assert probes.behind(ends, {("ev", 1): 2}, ("ev",)) == 10 + 3  # an offset before the earliest
-    assert probes.behind(ends, {}, ("ev",)) is None
+    assert probes.behind(ends, {}, ("ev",)) == 10 + 3  # the archiver before its first roll
+    assert probes.behind(ends, None, ("ev",)) is None  # a group that never committed
 
 
 @pytest.mark.parametrize(

@@ -44,7 +44,6 @@ def examine(s: Settings) -> list[Check]:
         s.doctor.probe_timeout_s + 0.5,
     )
     now_ms = int(time.time() * 1000)
-    redis = found["redis"]
     parts: list[tuple[str, Callable[[], Check | list[Check]]]] = [
         ("services", lambda: _services(s, found)),
         ("speed job", lambda: _speed_job(s, run, found, now_ms)),
@@ -52,12 +51,7 @@ def examine(s: Settings) -> list[Check]:
         ("signal", lambda: _signal(s, found["kafka"], now_ms)),
         ("batch", lambda: _batch(s, now_ms)),
         ("model", lambda: _model(s, found["api"])),
-        (
-            "drift",
-            lambda: checks.drift(
-                None if redis.error else redis.value["drift"], s.speed.drift_psi_alert, now_ms
-            ),
-        ),
+        ("drift", lambda: checks.drift(_drift(found["redis"]), s.speed.drift_psi_alert, now_ms)),
         ("disk", lambda: _disk(s, found["disk"])),
     ]
     out: list[Check] = []
@@ -112,7 +106,7 @@ def _lags(s: Settings, kafka: Outcome, groups: Outcome) -> list[Check]:
             why = "Kafka does not answer" if kafka.error else groups.error
             out.append(Check(f"lag {label}", "skip", f"{group}: not known ({why})"))
             continue
-        n = probes.behind(kafka.value["end"], groups.value.get(group, {}), topics)
+        n = probes.behind(kafka.value["end"], groups.value.get(group) or None, topics)
         out.append(checks.lag(label, group, n, s.speed.max_lag_records))
     if s.speed.archive_enabled:
         out.append(_archiver(s, kafka))
@@ -128,7 +122,7 @@ def _archiver(s: Settings, kafka: Outcome) -> Check:
         return Check("lag archiver", "skip", f"{where}: not known (Kafka does not answer)")
     done = next_offsets(s.path(s.data.master_dir), s.topics.events)
     offsets = {(s.topics.events, p): o for p, o in done.items()}
-    n = probes.behind(kafka.value["end"], offsets or {("", 0): 0}, (s.topics.events,))  # none: all behind
+    n = probes.behind(kafka.value["end"], offsets, (s.topics.events,))  # nothing archived: all behind
     return checks.lag("archiver", where, n, s.speed.max_lag_records)
 
 
@@ -152,6 +146,10 @@ def _model(s: Settings, api: Outcome) -> Check:
     v: dict[str, Any] = api.value or {}
     current = VersionLayout(s.path(s.data.views_dir)).current()
     return checks.model(v.get("view_version"), v.get("model_version"), current, api.error is None)
+
+
+def _drift(redis: Outcome) -> dict[str, str] | None:
+    return None if redis.error else dict(redis.value["drift"])
 
 
 def _disk(s: Settings, disk: Outcome) -> Check:

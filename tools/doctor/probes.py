@@ -120,12 +120,13 @@ def committed(s: Settings, groups: Mapping[str, tuple[str, ...]]) -> dict[str, d
 
 def behind(
     ends: Mapping[tuple[str, int], tuple[int, int]],
-    offsets: Mapping[tuple[str, int], int],
+    offsets: Mapping[tuple[str, int], int] | None,
     topics: tuple[str, ...],
 ) -> int | None:
-    """Records of `topics` past the committed offsets, over (earliest, latest) per partition: a
-    partition without a committed offset lags by all it holds. None when the group committed none."""
-    if not offsets:
+    """Records of `topics` past `offsets`, over (earliest, latest) per partition: a partition
+    without an offset lags by all it holds. None when there are no offsets at all (a group that
+    never committed)."""
+    if offsets is None:
         return None
     return sum(
         max(0, high - max(low, offsets.get(tp, low))) for tp, (low, high) in ends.items() if tp[0] in topics
