@@ -292,6 +292,13 @@ class PrometheusSettings(_Section):
         return self
 
 
+class DoctorSettings(_Section):
+    """`lambdastack doctor` (tools/doctor): how long a probe may take, and what it calls too little disk."""
+
+    probe_timeout_s: float = Field(default=2.0, gt=0)  # every service's answer; a later one is a failed check
+    min_free_disk_mb: int = Field(default=1024, ge=0)  # less free on the state directory's disk: a problem
+
+
 class Settings(_Section):
     root: Path
     stack: StackSettings
@@ -303,6 +310,7 @@ class Settings(_Section):
     speed: SpeedSettings
     serving: ServingSettings
     prometheus: PrometheusSettings
+    doctor: DoctorSettings = Field(default_factory=DoctorSettings)
 
     def path(self, p: Path) -> Path:
         """Resolve a configured path against the project root."""

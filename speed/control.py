@@ -92,18 +92,23 @@ def latest_checkpoint(settings: Settings) -> Path:
     return max(done, key=lambda d: int(d.name.removeprefix("chk-")))
 
 
-def _running_pid(settings: Settings) -> int:
-    path = run_file(settings)
+def current_run(settings: Settings) -> tuple[int, str] | None:
+    """(pid, Flink job id) of the `speed run` of these settings that is alive, else None."""
     try:
-        info = json.loads(path.read_text())
+        info = json.loads(run_file(settings).read_text())
         proc = psutil.Process(int(info["pid"]))
-        if abs(proc.create_time() - float(info["created"])) > 1.0:
-            raise psutil.NoSuchProcess(proc.pid)
+        if abs(proc.create_time() - float(info["created"])) > 1.0 or proc.status() == psutil.STATUS_ZOMBIE:
+            return None
     except (FileNotFoundError, ValueError, KeyError, psutil.NoSuchProcess):
-        raise ServiceError(
-            f"no `speed run` of consumer group {settings.speed.consumer_group} is running"
-        ) from None
-    return proc.pid
+        return None
+    return proc.pid, str(info.get("job_id", ""))
+
+
+def _running_pid(settings: Settings) -> int:
+    run = current_run(settings)
+    if run is None:
+        raise ServiceError(f"no `speed run` of consumer group {settings.speed.consumer_group} is running")
+    return run[0]
 
 
 def _alive(pid: int) -> bool:

@@ -9,7 +9,7 @@ from typing import TypeAlias
 
 from lambdastack import __version__
 from lambdastack.errors import LambdastackError
-from tools.commands import batch, bench, data, evaluation, registry, serving, speed, stack
+from tools.commands import batch, bench, data, doctor, evaluation, registry, serving, speed, stack
 
 Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"  # add_subparsers()
 
@@ -63,6 +63,9 @@ def _stack_commands(sub: Subcommands) -> None:
         "--compose", action="store_true", help="scrape the compose services (infra/prometheus/ is this)"
     )
     files.set_defaults(func=stack.stack_prometheus_files)
+    sub.add_parser(
+        "doctor", help="one line per check of the whole stack; exit 0 when all is healthy"
+    ).set_defaults(func=doctor.doctor)
     ss.add_parser(
         "supervise", help="restart what `up` started when it dies, with backoff (what `up` leaves running)"
     ).set_defaults(func=stack.stack_supervise)

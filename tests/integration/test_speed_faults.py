@@ -5,7 +5,9 @@
   epoch key tells the loader to replay its compacted topics), and the API serves degraded
   meanwhile, never a 5xx.
 - Nothing runs half-dead: `speed run` SIGKILLed (with its mini-cluster JVM) shows as dead within
-  10 s in `/ready`, the API's metrics and `lambdastack stack status`."""
+  10 s in `/ready`, the API's metrics and `lambdastack stack status`.
+- `lambdastack doctor` on the same stack: exit 0 while it is healthy, and non-zero with a sentence
+  naming Redis while Redis is away, the speed job once it is killed, and a stale batch version."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import httpx
 import pytest
 
 from lambdastack.settings import load_settings
+from lambdastack.versions import VersionLayout
 from speed.loader import SignalLoader
 from tests.conftest import SLOT, Isolated, make_isolated
 from tests.integration.conftest import SharedVersion, start_api, start_speed_job
@@ -82,7 +85,7 @@ def stack(
     tmp = tmp_path_factory.mktemp("speed-faults")
     own = OwnRedis(tmp / "redis", PORT)
     own.start()
-    (metrics_port,) = free_ports(1)
+    metrics_port, flink_port = free_ports(2)
     iso = make_isolated(
         base_env,
         tmp,
@@ -91,6 +94,7 @@ def stack(
         LAMBDASTACK_SPEED__ARCHIVE_ENABLED="false",
         LAMBDASTACK_SPEED__SAVEPOINT_ON_STOP="false",
         LAMBDASTACK_SPEED__METRICS_PORT=str(metrics_port),
+        LAMBDASTACK_SPEED__FLINK_METRICS_PORT=str(flink_port),  # the doctor reads the job's restarts
         **shared_version.data_env(),
     )
     procs: list[ManagedProcess] = []
@@ -117,7 +121,8 @@ def test_redis_killed_under_load_and_restarted_empty_is_rebuilt_exactly_while_th
     time.sleep(3)
     own.kill()
     killed = time.monotonic()
-    time.sleep(4)
+    doctor = run_cli(["doctor"], stack.iso.env, timeout_s=30)
+    time.sleep(max(0.0, 4 - (time.monotonic() - killed)))
     own.start()  # empty: no persistence
     restarted = time.monotonic()
     sender.join()
@@ -141,7 +146,13 @@ def test_redis_killed_under_load_and_restarted_empty_is_rebuilt_exactly_while_th
     assert _metric(metrics, "lambdastack_loader_replays_total") == 2  # the first start, the rebuild
     assert _metric(metrics, "lambdastack_loader_replaying") == 0
     assert _metric(metrics, "lambdastack_loader_consumer_restarts_total") == 0  # Kafka was fine
-    print(f"counts exact {healed_s:.1f} s after Redis came back empty")
+    assert doctor.returncode == 2, doctor.stdout + doctor.stderr
+    assert re.search(rf"^FAIL Redis +down at 127.0.0.1:{PORT}: ", doctor.stdout, re.M), doctor.stdout
+    said = " ".join(doctor.stdout.split())
+    assert f"- Redis at 127.0.0.1:{PORT} does not answer: start it with `lambdastack stack up`" in said
+    assert re.search(r"^ok +Kafka +up at ", doctor.stdout, re.M), doctor.stdout  # the rest is still seen
+    print(f"counts exact {healed_s:.1f} s after Redis came back empty; doctor while Redis was away:")
+    print(doctor.stdout)
 
     # the whole view, not only the counts: a fresh loader replaying the same topics under
     # another prefix writes the same keys and values
@@ -173,11 +184,31 @@ def test_redis_killed_under_load_and_restarted_empty_is_rebuilt_exactly_while_th
     assert any(":user:" in k for k in want) and any(":since:" in k for k in want)
 
 
-def test_a_killed_speed_run_shows_as_dead_within_10_s_in_ready_metrics_and_stack_status(stack: Stack):
+def _healthy_doctor(env: dict[str, str], timeout_s: float) -> str:
+    """The screen of the first `lambdastack doctor` that exits 0 (a check may settle meanwhile:
+    the loader's offsets are committed asynchronously, Flink's at a checkpoint)."""
+    deadline, screen = time.monotonic() + timeout_s, ""
+    while time.monotonic() < deadline:
+        done = run_cli(["doctor"], env, 30)
+        screen = done.stdout + done.stderr
+        if done.returncode == 0:
+            return screen
+        time.sleep(1)
+    raise AssertionError(f"doctor never exited 0 within {timeout_s:.0f} s:\n{screen}")
+
+
+def test_a_killed_speed_run_shows_as_dead_within_10_s_in_ready_metrics_and_stack_status(
+    stack: Stack, shared_version: SharedVersion
+):
     env = stack.iso.env
     healthy = eventually(lambda: httpx.get(f"{stack.base}/ready").json()["speed"]["ok"], 20, "speed healthy")
     assert healthy and "speed layer: healthy" in run_cli(["stack", "status"], env).stdout
     assert _metric(f"{stack.base}/metrics", "lambdastack_speed_ok") == 1
+    screen = _healthy_doctor(env, 30)
+    assert re.search(r"^ok +speed job +RUNNING, pid \d+, job \w+, restarts 0, flink ", screen, re.M), screen
+    current = shared_version.versions[1]
+    assert re.search(rf"^ok +model +{current} loaded by the API \(CURRENT {current}\)", screen, re.M), screen
+    print(f"a healthy stack:\n{screen}")
     pid = stack.job.pid()
     assert pid is not None
     os.killpg(pid, signal.SIGKILL)  # `speed run`, its mini-cluster JVM and Python workers at once
@@ -193,4 +224,28 @@ def test_a_killed_speed_run_shows_as_dead_within_10_s_in_ready_metrics_and_stack
     assert _metric(f"{stack.base}/metrics", "lambdastack_speed_ok") == 0
     out = run_cli(["stack", "status"], env).stdout
     assert "speed layer: down: " in out or "speed layer: UNHEALTHY: " in out, out
+    doctor = run_cli(["doctor"], env, 30)
+    assert doctor.returncode == 2, doctor.stdout + doctor.stderr
+    assert re.search(r"^FAIL speed job +not running", doctor.stdout, re.M), doctor.stdout
+    assert "- The speed job is not running: start it with `lambdastack up`" in doctor.stdout
+    print(f"doctor after the kill:\n{doctor.stdout}")
     print(f"a killed speed run shown dead after {seen_s:.1f} s: {speed['problem']}")
+
+
+def test_doctor_names_a_current_version_older_than_twice_the_batch_schedule(
+    stack: Stack, tmp_path, shared_version: SharedVersion
+):
+    views = shared_version.copy_views(tmp_path / "views")
+    old, new = shared_version.versions
+    env = {**stack.iso.env, "LAMBDASTACK_DATA__VIEWS_DIR": str(views)}
+    fresh = run_cli(["doctor"], env, 30).stdout
+    assert re.search(
+        rf"^ok +batch +{new}, as of \d\.\d h ago \(schedule 0 2 \* \* \*: every 1\.0 d\)", fresh, re.M
+    )
+    VersionLayout(views).set_current(old)  # as of three days ago: the nightly schedule missed two runs
+    doctor = run_cli(["doctor"], env, 30)
+    assert doctor.returncode == 2, doctor.stdout
+    assert re.search(rf"^FAIL batch +{old}, as of 3\.\d d ago", doctor.stdout, re.M), doctor.stdout
+    said = " ".join(doctor.stdout.split())
+    twice = rf"- Batch version {old} is 3\.\d d old, more than twice the schedule's 1\.0 d: run `lambdastack"
+    assert re.search(twice, said), doctor.stdout

@@ -27,6 +27,7 @@ COMMANDS = [
     ["registry"],
     ["registry", "list"],
     ["registry", "show"],
+    ["doctor"],
 ]
 
 
