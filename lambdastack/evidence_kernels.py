@@ -16,6 +16,8 @@ from lambdastack.jit import njit
 # the distinct rows of a gather are found through a table of one slot per row of the index while
 # it has at most this many slots per gathered entry (cheaper than sorting them), by sorting beyond
 DENSE_ROWS_PER_ENTRY = 16
+# the rows of an evidence's stats: score, best, votes, last, origin (lambdastack.retrieval)
+STATS = 5
 
 
 @njit(cache=True, nogil=True)
@@ -66,12 +68,13 @@ def _distinct(indptr: np.ndarray, cols: np.ndarray, seq: np.ndarray) -> tuple[np
 
 
 @njit(cache=True, nogil=True)
-def _add(stats: np.ndarray, p: int, s: float, w: float, newest: bool) -> None:
+def _add(stats: np.ndarray, p: int, s: float, w: float, k: int) -> None:
     stats[0, p] += s * w
     if s > stats[1, p]:
         stats[1, p] = s
+        stats[4, p] = k
     stats[2, p] += 1.0
-    if newest:
+    if k == 0:
         stats[3, p] += s
 
 
@@ -81,12 +84,13 @@ def sequence_evidence(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The evidence of `seq` (rows newest first, -1 or out of range: no list; `weights` aligned)
     and of its newest m alone: for each, the distinct rows their lists name (ascending) and a
-    (4, rows) array of score, best, votes and last. Sums run in the order of the entries: newest
-    interaction first, each list best first."""
+    (STATS, rows) array of score, best, votes, last and origin. Sums run in the order of the
+    entries: newest interaction first, each list best first (so `origin`, the position in `seq`
+    of the best link, is the newest of equal links)."""
     n_rows = len(indptr) - 1
     rows, position = _distinct(indptr, cols, seq)
-    whole = np.zeros((4, len(rows)))
-    newest = np.zeros((4, len(rows)))
+    whole = np.zeros((STATS, len(rows)))
+    newest = np.zeros((STATS, len(rows)))
     whole[1, :] = -np.inf
     newest[1, :] = -np.inf
     for k in range(len(seq)):
@@ -96,9 +100,9 @@ def sequence_evidence(
         w = weights[k]
         for e in range(indptr[r], indptr[r + 1]):
             p = position[cols[e]] if len(position) else np.searchsorted(rows, cols[e])
-            _add(whole, p, sims[e], w, k == 0)
+            _add(whole, p, sims[e], w, k)
             if k < m:
-                _add(newest, p, sims[e], w, k == 0)
+                _add(newest, p, sims[e], w, k)
     listed = np.flatnonzero(newest[2] > 0.0)
     return rows, whole, rows[listed], newest[:, listed]
 
@@ -197,7 +201,7 @@ def columns(
 ) -> np.ndarray:
     """(len(candidates), width): the first `width` of knn_score, knn_share, knn_best, knn_votes,
     knn_last, knn_rank (lambdastack.candidate_features) of each candidate row, from an evidence's
-    `rows` and its (4, rows) `stats`; `seen` rows are left out of the rank, a candidate no
+    `rows` and its (STATS, rows) `stats`; `seen` rows are left out of the rank, a candidate no
     interaction lists ranks after every listed one."""
     out = np.zeros((len(candidates), width))
     if not len(rows) or not len(candidates):

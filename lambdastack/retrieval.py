@@ -8,10 +8,12 @@ e.g. `decay ** k`), a candidate i gets
 - `score`: sum_k w_k sim(j_k, i), the decayed sum of similarities (item-kNN);
 - `best`:  max_k sim(j_k, i), its strongest single link;
 - `votes`: how many of the recent interactions list i among their neighbours;
-- `last`:  sim(j_0, i), its similarity to the newest interaction.
+- `last`:  sim(j_0, i), its similarity to the newest interaction;
+- `origin`: the k of its strongest link (the newest of equal ones): the recent interaction that
+  led to it, which the feed shows as the item's `because`.
 Only listed neighbours count (sim is 0 outside an item's list). The feed's `recent_neighbours`
-source calls `knn_evidence` (and so the evaluation, which runs the feed); it ranks by `score`; the
-other three are the model's features (lambdastack.candidate_features).
+source calls `knn_evidence` (and so the evaluation, which runs the feed); it ranks by `score`;
+`best`, `votes` and `last` are the model's features (lambdastack.candidate_features).
 """
 
 from __future__ import annotations
@@ -80,10 +82,10 @@ class NeighbourIndex:
 @dataclass(frozen=True)
 class KnnEvidence:
     """Every item (row) some recent interaction lists, rows ascending, with its score, best,
-    votes and last (the rows of `stats`, see the module docstring)."""
+    votes, last and origin (the rows of `stats`, see the module docstring)."""
 
     rows: np.ndarray  # int64
-    stats: np.ndarray  # (4, len(rows)) float64: score, best, votes, last
+    stats: np.ndarray  # (kernels.STATS, len(rows)) float64: score, best, votes, last, origin
 
     @property
     def score(self) -> np.ndarray:
@@ -100,6 +102,15 @@ class KnnEvidence:
     @property
     def last(self) -> np.ndarray:
         return self.stats[3]
+
+    def origins(self, rows: np.ndarray) -> list[int]:
+        """For each of `rows`, the position in the recent sequence of the interaction that led to
+        it (its strongest link), or -1 for a row no interaction lists."""
+        if not len(rows) or not len(self.rows):
+            return [-1] * len(rows)
+        at = np.minimum(np.searchsorted(self.rows, rows), len(self.rows) - 1)
+        listed = self.rows[at] == rows
+        return np.where(listed, self.stats[4, at], -1).astype(np.int64).tolist()
 
     def best_first(self, n: int, exclude: np.ndarray | None = None) -> np.ndarray:
         """The n rows with the highest score (ties: the lower row first), none of `exclude`."""
@@ -125,7 +136,7 @@ def outside(rows: np.ndarray, exclude: np.ndarray) -> np.ndarray:
     return kernels.outside(rows, exclude)
 
 
-EMPTY = KnnEvidence(np.zeros(0, dtype=np.int64), np.zeros((4, 0)))
+EMPTY = KnnEvidence(np.zeros(0, dtype=np.int64), np.zeros((kernels.STATS, 0)))
 
 
 def decay_weights(n: int, decay: float) -> np.ndarray:

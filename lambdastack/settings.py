@@ -243,6 +243,10 @@ class ServingSettings(_Section):
     max_body_bytes: int = Field(65536, ge=1024)
     cors_origins: tuple[str, ...] = ()
     api_keys: tuple[ApiKeySettings, ...] = ()
+    # the API key (by name, one of api_keys with events:write) the explorer page at /ui posts its
+    # view / like / skip events with; it is handed to every browser that opens /ui, so give the
+    # page a key of its own; None: the page shows feeds but cannot post events
+    ui_key: str | None = None
     access_log: bool = True
     reload_interval_s: float = Field(1.0, gt=0)
     ab: ABSettings = Field(default_factory=ABSettings)
@@ -268,6 +272,12 @@ class ServingSettings(_Section):
             )
         if self.feed_k_default > self.feed_k_max:
             raise ValueError("feed_k_default must not exceed feed_k_max")
+        if self.ui_key is not None:
+            named = [k for k in self.api_keys if k.name == self.ui_key]
+            if not named or "events:write" not in named[0].scopes:
+                raise ValueError(
+                    f"ui_key {self.ui_key!r} must name one of api_keys that has the scope events:write"
+                )
         return self
 
 

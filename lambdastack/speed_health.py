@@ -11,10 +11,14 @@ The speed job runs when both times are at most `speed.stale_after_s` old (a live
 Flink job answered RUNNING). The speed layer is healthy when it runs, the lag is at most
 `speed.max_lag_records`, and no replay runs. Otherwise the judgement names the first problem in a
 sentence.
+
+The drift hash `{p}:drift` is read the same way by every reader (the API's `/v1/status`,
+`lambdastack doctor`): `drift_report`.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -82,3 +86,42 @@ def judge(
     else:
         problem = ""
     return SpeedHealth(not problem, problem, beat_age, job_age, lag, replaying, running)
+
+
+DRIFT_META = ("alert", "window_end_ms", "events", "view_version")
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """The newest drift window the loader wrote (`{p}:drift`, lambdastack.keys): PSI per model
+    input against the batch baseline, and whether any passed `speed.drift_psi_alert`."""
+
+    psi: dict[str, float]
+    alert: bool
+    window_end_ms: int | None
+    events: int | None
+    view_version: str | None
+
+    def worst(self) -> tuple[str, float] | None:
+        """The feature with the highest PSI (None before a window closed)."""
+        return max(self.psi.items(), key=lambda kv: kv[1]) if self.psi else None
+
+
+def drift_report(raw: Mapping[str, str | bytes]) -> DriftReport:
+    """The drift hash as read from Redis (str or bytes values); fields that are not numbers are
+    left out of `psi`."""
+    fields = {k.decode() if isinstance(k, bytes) else k: v for k, v in raw.items()}
+    psi: dict[str, float] = {}
+    for name, value in fields.items():
+        if name in DRIFT_META:
+            continue
+        with contextlib.suppress(ValueError):
+            psi[name] = float(value)
+    version = fields.get("view_version")
+    return DriftReport(
+        psi,
+        _int(fields, "alert") == 1,
+        _int(fields, "window_end_ms"),
+        _int(fields, "events"),
+        version.decode() if isinstance(version, bytes) else version,
+    )

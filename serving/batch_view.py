@@ -3,6 +3,7 @@ read once per version through lambdastack.published."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,12 @@ class BatchView:
     @staticmethod
     def empty() -> BatchView:
         return BatchView(None, 0, np.array([], dtype=object), np.array([], dtype=np.int64), {}, {}, {})
+
+    @functools.cached_property
+    def user_ids(self) -> tuple[str, ...]:
+        """The users the version knows (its profiles), in a fixed order, listed once when first
+        asked for (GET /v1/users/sample draws from it)."""
+        return tuple(self.profiles)
 
     def count(self, item_id: str) -> int:
         i = self.index.get(item_id)

@@ -11,7 +11,7 @@ can state its effect in one sentence.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import repeat
 
@@ -305,6 +305,7 @@ def rank_feed(
     )
     variant, model_version, scores = _scores(snapshot, user_id, x)
     ranked = _ranked(view, items, rows, sources, scores, batch_counts, speed_counts, k, cfg)
+    _explain(ranked, found, matrix.rows)
     newest = speed.newest_signal_ms()
     return FeedOut(
         user_id=user_id,
@@ -318,6 +319,16 @@ def rank_feed(
         signal_age_ms=None if newest is None else max(0, now_ms - newest),
         candidates=len(items),
     )
+
+
+def _explain(
+    ranked: Sequence[FeedItemOut], found: Retrieval, rows_of: Callable[[list[str]], np.ndarray]
+) -> None:
+    """Each item the user's recent neighbours proposed gets the recent item that led to it."""
+    by_knn = [item for item in ranked if RECENT_NEIGHBOURS in item.sources]
+    if by_knn:
+        for item, because in zip(by_knn, found.because(rows_of([i.item_id for i in by_knn])), strict=True):
+            item.because = because
 
 
 def _ranked(

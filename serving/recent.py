@@ -33,6 +33,13 @@ class Retrieval:
     evidence: KnnEvidence
     seen: np.ndarray
     session: KnnEvidence = EMPTY
+    sequence: tuple[str, ...] = ()  # the recent items `evidence` comes from, newest first
+
+    def because(self, rows: np.ndarray) -> list[str | None]:
+        """For each item row, the recent item that led to it (its strongest neighbour link), or
+        None for an item no recent interaction lists."""
+        seq = self.sequence
+        return [seq[k] if k >= 0 else None for k in self.evidence.origins(rows)]
 
     @staticmethod
     def of(
@@ -53,4 +60,4 @@ class Retrieval:
         seen = np.concatenate([history_rows, view.matrix.rows(since)])
         rows = view.matrix.rows
         evidence, session = sequence_evidence(view.knn, rows(seq), rows(now), cfg.decay)
-        return Retrieval(evidence, seen, session)
+        return Retrieval(evidence, seen, session, tuple(seq))

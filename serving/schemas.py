@@ -53,6 +53,10 @@ class FeedItemOut(Out):
     batch_count: int
     speed_count: int
     sources: tuple[str, ...]
+    because: Annotated[
+        str | None,
+        Field(description="recent_neighbours: the user's recent item whose neighbour list holds this one"),
+    ] = None
 
 
 @dataclass(slots=True)
@@ -215,6 +219,51 @@ class SpeedHealthOut(Out):
     job_age_ms: int | None
     lag_records: int | None
     replaying: bool
+
+
+@dataclass(slots=True)
+class UsersOut(Out):
+    """A random sample of the users the served batch version knows."""
+
+    users: list[str]
+    known: int  # users in the version
+    view_version: str | None
+
+
+@dataclass(slots=True)
+class DriftOut(Out):
+    """The speed layer's newest drift window (lambdastack.speed_health.DriftReport)."""
+
+    psi: Annotated[dict[str, float], Field(description="population stability index per model input")]
+    alert: Annotated[bool, Field(description="some PSI passed speed.drift_psi_alert")]
+    window_end_ms: int | None
+    events: int | None
+    view_version: str | None
+
+
+@dataclass(slots=True)
+class ABOut(Out):
+    enabled: bool
+    challenger_version: str | None
+    challenger_share: Annotated[
+        float, Field(description="users (by a hash of their id) ranked by the challenger")
+    ]
+
+
+@dataclass(slots=True)
+class StatusOut(Out):
+    """What the explorer's status panel shows: the versions served, the A/B split, the speed
+    layer's health, its newest drift window, and whether answers are degraded now."""
+
+    code_version: str
+    view_version: str | None
+    model_version: str | None
+    as_of_ms: int
+    ab: ABOut
+    speed: SpeedHealthOut
+    drift: DriftOut | None  # None: Redis does not answer (no window yet: empty psi)
+    degraded: Annotated[bool, Field(description="no batch version loaded, or Redis does not answer")]
+    ui_events: Annotated[bool, Field(description="the explorer page may post events (serving.ui_key)")]
 
 
 @dataclass(slots=True)

@@ -19,6 +19,7 @@ import orjson
 
 from lambdastack.keys import KeyLayout
 from lambdastack.settings import Settings
+from lambdastack.speed_health import DriftReport, drift_report
 from lambdastack.speedstore.feedscript import FEED_LUA, FEED_SHA, SIGNALS_LUA, SIGNALS_SHA, FeedPlan
 from lambdastack.speedview import (
     FRESH_FIELD,
@@ -95,6 +96,11 @@ class SpeedView:
             self._client.pipeline(transaction=False).hgetall(self._layout.speed_loader())
         )
         return None if replies is None else dict(replies[0])
+
+    async def drift(self) -> DriftReport | None:
+        """The newest drift window the loader wrote; None when Redis failed."""
+        replies = await self._run(self._client.pipeline(transaction=False).hgetall(self._layout.drift()))
+        return None if replies is None else drift_report(replies[0])
 
     async def ping(self) -> bool:
         try:

@@ -1,16 +1,16 @@
-"""The API's routes, one module per resource: feeds, users, items, trending, predict, events and
-operations. Each holds a module-level APIRouter whose handlers reach the app's state through
-`context.context(request)`."""
+"""The API's routes, one module per resource: feeds, users, items, trending, predict, events,
+operations and status, and the explorer page (/ui). Each holds a module-level APIRouter whose
+handlers reach the app's state through `context.context(request)`."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
-from serving.routes import events, feeds, items, operations, predict, trending, users
+from serving.routes import events, explorer, feeds, items, operations, predict, status, trending, users
 
-# in the order routes are matched: operations, then the feed first of /v1
+# in the order routes are matched: operations, then the feed first of /v1, the page last
 ROUTERS: tuple[APIRouter, ...] = tuple(
-    m.router for m in (operations, feeds, users, items, trending, predict, events)
+    m.router for m in (operations, feeds, users, items, trending, predict, events, status, explorer)
 )
 
 

@@ -37,12 +37,12 @@ async def ready(request: Request) -> Response:
         "redis": await ctx.state.speed.ping(),
     }
     ok = all(checks.values())
-    h = await _speed_health(request)
+    h = await speed_health(request)
     speed = SpeedHealthOut(h.ok, h.problem, h.beat_age_ms, h.job_age_ms, h.lag, h.replaying)
     return json_response(ReadyOut(ok, checks, speed), 200 if ok else 503)
 
 
-async def _speed_health(request: Request) -> SpeedHealth:
+async def speed_health(request: Request) -> SpeedHealth:
     """The speed layer's health from its heartbeat in Redis, also set in the metrics."""
     ctx = context(request)
     s = ctx.state.settings.speed
@@ -77,7 +77,7 @@ async def version(request: Request) -> Response:
 )
 async def metrics(request: Request) -> Response:
     """Prometheus metrics."""
-    await _speed_health(request)  # the speed layer's gauges as of this scrape
+    await speed_health(request)  # the speed layer's gauges as of this scrape
     body = context(request).metrics.render()
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from lambdastack.speedview import FreshCandidates, Interaction
 from serving.batch_view import BatchView
 from serving.online_features import apply_since
 from serving.routes.context import ERRORS, UserId, context, json_response
-from serving.schemas import FreshOut, InteractionOut, MergedOut, ProfileOut
+from serving.schemas import FreshOut, InteractionOut, MergedOut, ProfileOut, UsersOut
 
 router = APIRouter(prefix="/v1", responses=ERRORS, tags=["users"])
+SAMPLE_MAX = 100  # users per GET /v1/users/sample
 BATCH_FIELDS = (
     "n",
     "cluster",
@@ -78,3 +80,15 @@ async def profile(request: Request, user_id: UserId) -> Response:
             degraded=live is None,
         )
     )
+
+
+@router.get("/users/sample", response_model=UsersOut)
+async def sample(
+    request: Request, n: Annotated[int, Query(ge=1, le=SAMPLE_MAX, description="how many users")] = 1
+) -> Response:
+    """Users drawn at random (without repeats) from those the served batch version knows: how
+    the explorer page picks a random user."""
+    view = context(request).state.served.view
+    ids = view.user_ids
+    picked = random.sample(ids, min(n, len(ids)))  # noqa: S311 - a pick for a person, not a secret
+    return json_response(UsersOut(picked, len(ids), view.version))

@@ -40,6 +40,7 @@ def broker(services, base_env, tmp_path_factory: pytest.TempPathFactory) -> Iter
         LAMBDASTACK_SERVING__PORT=str(api_port),
         LAMBDASTACK_SERVING__INGEST_TIMEOUT_MS=str(TIMEOUT_MS),
         LAMBDASTACK_SERVING__API_KEYS=f"[{{name: test, key: {KEY}, scopes: ['events:write']}}]",
+        LAMBDASTACK_SERVING__UI_KEY="test",
         LAMBDASTACK_DATA__VIEWS_DIR=str(tmp / "views"),
         LAMBDASTACK_DATA__MASTER_DIR=str(tmp / "master"),
         LAMBDASTACK_DATA__CATALOGUE_DIR=str(tmp / "catalogue"),

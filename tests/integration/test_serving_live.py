@@ -59,6 +59,7 @@ def live(services, base_env, tmp_path_factory, shared_version: SharedVersion) ->
         tmp,
         LAMBDASTACK_REDIS__PORT=str(REDIS_PORT),
         LAMBDASTACK_SERVING__API_KEYS=f"[{{name: test, key: {KEY}, scopes: ['events:write']}}]",
+        LAMBDASTACK_SERVING__UI_KEY="test",
         LAMBDASTACK_SERVING__MAX_BODY_BYTES="4096",
         LAMBDASTACK_SERVING__RELOAD_INTERVAL_S="0.2",
         LAMBDASTACK_DATA__VIEWS_DIR=str(views),

@@ -48,6 +48,10 @@ def test_up_prints_a_working_feed_url_and_down_leaves_nothing(base_env, tmp_path
         assert url, up.stdout
         feed = httpx.get(url.group(1)).json()
         assert len(feed["items"]) == 10 and feed["view_version"] == "v000001"
+        explorer = re.search(rf"(http://127\.0\.0\.1:{PORTS['SERVING__PORT']}/ui/\?user=\S+)", up.stdout)
+        assert explorer, up.stdout
+        page = httpx.get(explorer.group(1))
+        assert page.status_code == 200 and '<script type="module"' in page.text, page.text[:300]
         alerts = f"http://127.0.0.1:{PORTS['PROMETHEUS__PORT']}/alerts"
         assert f"Prometheus (targets, alerts): {alerts}" in up.stdout, up.stdout
         targets = f"http://127.0.0.1:{PORTS['PROMETHEUS__PORT']}/api/v1/targets"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lambdastack.speed_health import heartbeat, judge
+from lambdastack.speed_health import drift_report, heartbeat, judge
 from tools.cli import main
 from tools.doctor import checks, probes
 from tools.doctor.checks import Check
@@ -118,10 +118,11 @@ def test_drift_warns_on_the_loaders_alert_flag_naming_the_worst_feature():
         "window_end_ms": str(NOW - 60_000),
         "events": "400",
     }
-    c = checks.drift(report, 0.2, NOW)
+    c = checks.drift(drift_report(report), 0.2, NOW)
     assert c.status == "warn" and "knn_score" in c.todo and "0.31" in c.todo
-    assert checks.drift({**report, "alert": "0"}, 0.2, NOW).status == "ok"
-    assert checks.drift({}, 0.2, NOW).detail == "no drift window closed yet"
+    assert "400 events, 1 min ago" in c.detail
+    assert checks.drift(drift_report({**report, "alert": "0"}), 0.2, NOW).status == "ok"
+    assert checks.drift(drift_report({}), 0.2, NOW).detail == "no drift window closed yet"
     assert checks.drift(None, 0.2, NOW).status == "skip"
 
 

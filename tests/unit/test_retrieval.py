@@ -50,6 +50,9 @@ def test_evidence_of_a_hand_checked_case() -> None:
     assert ev.best_first(3).tolist() == [0, 2, 1]  # by score
     assert ev.best_first(2, exclude=np.array([0])).tolist() == [2, 1]
     assert ev.best_first(0).tolist() == []
+    # what led to each: a from b (position 0), b from a (2), c from a (0.5 against b's 0.2)
+    assert ev.origins(np.array([0, 1, 2, 3, -1])) == [0, 2, 2, -1, -1]
+    assert knn_evidence(tiny(), np.array([2]), np.array([1.0])).origins(np.array([0])) == [-1]
 
 
 def test_newest_unknown_item_gives_no_last_similarity() -> None:
@@ -76,15 +79,17 @@ def test_random_indexes_match_a_plain_loop() -> None:
             if r < 0:
                 continue
             for b, s in zip(lists[ids[r]], sims[ids[r]], strict=True):
-                e = expect.setdefault(index[b], [0.0, 0.0, 0.0, 0.0])
+                e = expect.setdefault(index[b], [0.0, -1.0, 0.0, 0.0, -1])
                 e[0] += w[k] * s
-                e[1] = max(e[1], s)
+                if s > e[1]:  # the newest of equal links
+                    e[1], e[4] = s, k
                 e[2] += 1
                 if k == 0:
                     e[3] = s
+        origins = ev.origins(ev.rows)
         got = {
-            int(r): [s, b, v, la]
-            for r, s, b, v, la in zip(ev.rows, ev.score, ev.best, ev.votes, ev.last, strict=True)
+            int(r): [s, b, v, la, o]
+            for r, s, b, v, la, o in zip(ev.rows, ev.score, ev.best, ev.votes, ev.last, origins, strict=True)
         }
         assert got.keys() == expect.keys()
         for r, e in expect.items():

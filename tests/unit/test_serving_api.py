@@ -17,6 +17,7 @@ from lambdastack.events import json_schema as event_json_schema
 from lambdastack.features import FEATURE_NAMES
 from lambdastack.keys import ALL_TYPES
 from lambdastack.settings import load_settings
+from lambdastack.speed_health import drift_report
 from lambdastack.speedview import FreshCandidates, Interaction, SpeedRead
 from serving.app import create_app
 from serving.routes import ROUTERS
@@ -38,6 +39,8 @@ def settings(tmp_path: Path, **extra: str):
         "LAMBDASTACK_DATA__VIEWS_DIR": str(tmp_path / "views"),
         "LAMBDASTACK_REDIS__PORT": "1",  # nothing listens there: the speed view is down
         "LAMBDASTACK_SERVING__API_KEYS": KEYS,
+        # the explorer page's key is the writer's, unless a test brings keys of its own
+        "LAMBDASTACK_SERVING__UI_KEY": "null" if "LAMBDASTACK_SERVING__API_KEYS" in extra else "writer",
         "LAMBDASTACK_SERVING__MAX_BODY_BYTES": "2048",
         "LAMBDASTACK_SERVING__ACCESS_LOG": "false",
         **extra,
@@ -256,6 +259,16 @@ class FakeSpeedView:
     async def signals_for(self, users, items, as_of_ms: int, now_ms: int):
         return {u: self.recent for u in users}, {i: 2 for i in items}
 
+    async def drift(self):
+        raw = {
+            "item_pop": "0.31",
+            "knn_score": "0.02",
+            "alert": "1",
+            "window_end_ms": str(AS_OF),
+            "events": "400",
+        }
+        return drift_report(raw)
+
 
 class FakeSink:
     topic = "events"
@@ -339,6 +352,9 @@ CALLS = [  # (method, route, url, request options, status)
         {"json": {"events": [EVENT]}, "headers": {"X-API-Key": READER}},
         403,
     ),
+    ("GET", "/v1/users/sample", "/v1/users/sample", {"params": {"n": 5}}, 200),
+    ("GET", "/v1/users/sample", "/v1/users/sample", {"params": {"n": 0}}, 422),
+    ("GET", "/v1/status", "/v1/status", {}, 200),
     ("GET", "/health", "/health", {}, 200),
     ("GET", "/ready", "/ready", {}, 200),
     ("GET", "/version", "/version", {}, 200),

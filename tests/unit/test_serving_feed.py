@@ -192,6 +192,22 @@ def test_every_source_is_named_on_the_items_it_proposed(model):
     by_id = {i.item_id: i for i in feed.items}
     assert SPEED_FRESH in by_id["i13"].sources
     assert RECENT_NEIGHBOURS in by_id["i23"].sources and RECENT_NEIGHBOURS in by_id["i24"].sources
+    # why: the recent item whose list holds it with the highest similarity (i22 lists i23 and i24)
+    assert by_id["i23"].because == by_id["i24"].because == "i22"
+    ring = _neighbours(list(snap.view.item_ids))
+    for item in feed.items:
+        if RECENT_NEIGHBOURS not in item.sources:
+            assert item.because is None
+            continue
+        strongest = max(
+            (
+                (sim, -k, j)
+                for k, j in enumerate(("i22", "i8", "i4", "i0"))
+                for near, sim in zip(ring[j], (0.9, 0.5), strict=True)
+                if near == item.item_id
+            ),
+        )
+        assert item.because == strongest[2], item
     assert TRENDING in by_id["i31"].sources
     assert SPEED_POPULAR in by_id["i33"].sources and by_id["i33"].speed_count == 40
     assert by_id["i33"].batch_count == 1000 - 330

@@ -8,6 +8,7 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from lambdastack.errors import LambdastackError
 from lambdastack.settings import Settings
@@ -125,6 +126,7 @@ def up(args: argparse.Namespace) -> int:
     items = feed.get("items")
     items = items if isinstance(items, list) else []
     print(f"\nlambdastack is up. Feed of demo user {user} ({len(items)} items):\n  {url}")
+    print(f"Explorer (the same feed, live, with like/skip buttons):\n  {explorer_url(s, user)}")
     if items:
         last = items[-1]
         print(f"Make item {last['item_id']} (count {last['count']}) rise in that feed, then fetch it again:")
@@ -133,6 +135,11 @@ def up(args: argparse.Namespace) -> int:
     print("A supervisor restarts what dies (`lambdastack stack status` shows the restarts).")
     print("Stop everything:  make down")
     return 0
+
+
+def explorer_url(s: Settings, user: str) -> str:
+    """The explorer page opened on `user`'s feed (serving/routes/explorer.py)."""
+    return f"http://{s.serving.host}:{s.serving.port}/ui/?user={quote(user)}"
 
 
 def _wait_for_feed(url: str, timeout_s: float) -> dict[str, Any]:

@@ -7,11 +7,10 @@ sentence saying what to do. Nothing here talks to a service (tools.doctor.probes
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from lambdastack.speed_health import SpeedHealth
+from lambdastack.speed_health import DriftReport, SpeedHealth
 
 Status = Literal["ok", "warn", "fail", "skip"]
 
@@ -178,21 +177,21 @@ def model(view: str | None, loaded: str | None, current: str | None, api_up: boo
     return Check(name, "ok", f"{loaded} loaded by the API (CURRENT {current or 'none'})")
 
 
-def drift(report: Mapping[str, str] | None, alert_at: float, now_ms: int) -> Check:
+def drift(report: DriftReport | None, alert_at: float, now_ms: int) -> Check:
     """The newest drift report the loader wrote (`{p}:drift`): PSI per feature and the alert flag."""
     name = "drift"
     if report is None:
         return Check(name, "skip", "not known (Redis does not answer)")
-    meta = ("alert", "window_end_ms", "events", "view_version")
-    psi = {k: float(v) for k, v in report.items() if k not in meta}
-    if not psi:
+    worst = report.worst()
+    if worst is None:
         return Check(name, "ok", "no drift window closed yet")
-    feature, worst = max(psi.items(), key=lambda kv: kv[1])
-    end = int(report.get("window_end_ms") or now_ms)
-    detail = f"max PSI {worst:.2f} ({feature}), {report.get('events', '?')} events, {ago(now_ms - end)} ago"
-    if report.get("alert") == "1":
+    feature, psi = worst
+    end = report.window_end_ms or now_ms
+    events = "?" if report.events is None else report.events
+    detail = f"max PSI {psi:.2f} ({feature}), {events} events, {ago(now_ms - end)} ago"
+    if report.alert:
         todo = (
-            f"The model's input {feature} has drifted (PSI {worst:.2f}, above "
+            f"The model's input {feature} has drifted (PSI {psi:.2f}, above "
             f"speed.drift_psi_alert {alert_at:g}): retrain with `lambdastack batch run`."
         )
         return Check(name, "warn", "ALERT, " + detail, todo)

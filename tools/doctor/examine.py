@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lambdastack.settings import Settings
-from lambdastack.speed_health import judge
+from lambdastack.speed_health import DriftReport, drift_report, judge
 from lambdastack.versions import VersionLayout
 from tools.doctor import checks, probes
 from tools.doctor.checks import Check
@@ -147,8 +147,8 @@ def _model(s: Settings, api: Outcome) -> Check:
     return checks.model(v.get("view_version"), v.get("model_version"), current, api.error is None)
 
 
-def _drift(redis: Outcome) -> dict[str, str] | None:
-    return None if redis.error else dict(redis.value["drift"])
+def _drift(redis: Outcome) -> DriftReport | None:
+    return None if redis.error else drift_report(redis.value["drift"])
 
 
 def _disk(s: Settings, disk: Outcome) -> Check:
