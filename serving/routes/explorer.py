@@ -23,16 +23,15 @@ POLICY = (
 
 
 @cache
-def _asset(name: str) -> bytes | None:
-    """A file of serving/ui by name (no path: a name with a separator is never a file there)."""
-    if "/" in name or "\\" in name or name.startswith(".") or not name.endswith(tuple(MEDIA)):
-        return None
-    path = resources.files("serving") / "ui" / name
-    return path.read_bytes() if path.is_file() else None
+def _assets() -> dict[str, bytes]:
+    """The files of serving/ui by name, read once (a request names one of these or gets a 404;
+    nothing it names is ever looked up on disk)."""
+    folder = resources.files("serving") / "ui"
+    return {f.name: f.read_bytes() for f in folder.iterdir() if f.is_file() and f.name.endswith(tuple(MEDIA))}
 
 
 def _serve(name: str) -> Response:
-    body = _asset(name)
+    body = _assets().get(name)
     if body is None:
         raise HTTPException(404, f"the explorer has no file {name!r}")
     media = MEDIA[name[name.rindex(".") :]]
